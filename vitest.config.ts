@@ -1,0 +1,36 @@
+import { defineConfig } from "vitest/config";
+
+// Workspace packages export their TypeScript sources under the "source" condition, so tests run
+// against src/ without a build step.
+const conditions = ["source", "node", "import", "module", "default"];
+
+export default defineConfig({
+  resolve: { conditions },
+  ssr: { resolve: { conditions, externalConditions: ["source"] } },
+  test: {
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: "unit",
+          include: ["packages/*/tests/**/*.test.ts", "tests/**/*.test.ts"],
+          exclude: ["**/*.engine.test.ts", "**/node_modules/**"],
+          testTimeout: 20_000,
+        },
+      },
+      {
+        // Tests against the real Docker engine share one daemon: their files run one after another.
+        extends: true,
+        test: {
+          name: "engine",
+          include: ["packages/*/tests/**/*.engine.test.ts", "tests/**/*.engine.test.ts"],
+          exclude: ["**/node_modules/**"],
+          globalSetup: ["tests/engine/global-setup.ts"],
+          fileParallelism: false,
+          testTimeout: 180_000,
+          hookTimeout: 600_000,
+        },
+      },
+    ],
+  },
+});
