@@ -79,12 +79,18 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
   local opts=(-oDir::Etc::SourceList=/dev/null "-oDir::Etc::SourceParts=$src" "-oDir::State::Lists=$lists")
-  apt-get "${opts[@]}" -qq update
-  (cd "$debs" && apt-get "${opts[@]}" -qq download docker.io docker-buildx containerd)
-  apt-get -qq update
-  # The packages try to start their services; there is no init system here, which is expected.
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    "$debs"/containerd_*.deb "$debs"/docker.io_*.deb "$debs"/docker-buildx_*.deb || true
+  local log="$CACHE_DIR/install.log"
+  say "downloading docker.io, docker-buildx and containerd (log: $log)"
+  {
+    apt-get "${opts[@]}" -q update
+    (cd "$debs" && apt-get "${opts[@]}" -q download docker.io docker-buildx containerd)
+    apt-get -q update
+  } >"$log" 2>&1 || die "fetching the packages failed; see $log"
+  say "installing them with their bookworm dependencies (runc, iptables, tini)"
+  # The packages try to start their services; there is no init system here, so that part fails
+  # and is expected to: dockerd is started below.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    "$debs"/containerd_*.deb "$debs"/docker.io_*.deb "$debs"/docker-buildx_*.deb >>"$log" 2>&1 || true
   command -v dockerd >/dev/null || die "dockerd is still missing after the install; see the apt output above"
   [ -x /usr/libexec/docker/cli-plugins/docker-buildx ] || die "the buildx plugin is missing after the install"
   mkdir -p "$STATE_DIR"
@@ -100,8 +106,11 @@ ensure_engine() {
     die "a Docker engine answers but cannot export OCI tarballs; it needs buildx and the containerd image store (daemon.json: {\"features\":{\"containerd-snapshotter\":true}})"
   fi
   if [ -f "$STATE_DIR/installed" ] && command -v dockerd >/dev/null; then
+    say "engine installed earlier by this script but not running"
     write_daemon_json
     start_dockerd
+  elif command -v dockerd >/dev/null; then
+    die "a Docker engine is installed here but does not answer; start it (with buildx and the containerd image store), or remove it and rerun this script as root"
   else
     install_engine
     write_daemon_json
