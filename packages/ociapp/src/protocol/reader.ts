@@ -1,0 +1,151 @@
+import { DEFAULT_FRAME_TIMEOUT_MS } from "./constants.js";
+import { decodeJson, FrameDecoder } from "./frame.js";
+import { ProtocolViolationError } from "./violation.js";
+
+export interface Timers {
+  setTimeout: typeof setTimeout;
+  clearTimeout: typeof clearTimeout;
+}
+
+export interface MessageReaderOptions {
+  maxFrameBytes?: number;
+  frameTimeoutMs?: number;
+  /**
+   * Called once per frame with its parsed JSON. It may throw a ProtocolViolationError (for instance
+   * from parseClientMessage): the reader then reports it through onViolation like its own violations.
+   */
+  onMessage: (value: unknown) => void;
+  /** Called at most once; the reader has stopped reading. The owner destroys the stream. */
+  onViolation: (error: ProtocolViolationError) => void;
+  timers?: Timers;
+}
+
+type Timer = ReturnType<typeof setTimeout>;
+
+/**
+ * Reads length-prefixed JSON messages from a stream and enforces the frame timeout: once a frame's
+ * first byte arrives, the whole frame must follow within frameTimeoutMs. Time spent while the owner
+ * has paused reading (pause()) does not count against the peer.
+ */
+export class MessageReader {
+  readonly #stream: NodeJS.ReadableStream;
+  readonly #decoder: FrameDecoder;
+  readonly #frameTimeoutMs: number;
+  readonly #onMessage: (value: unknown) => void;
+  readonly #onViolation: (error: ProtocolViolationError) => void;
+  readonly #timers: Timers;
+  #timer: Timer | undefined;
+  #stopped = false;
+  #paused = false;
+
+  constructor(stream: NodeJS.ReadableStream, options: MessageReaderOptions) {
+    const frameTimeoutMs = options.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS;
+    if (!Number.isSafeInteger(frameTimeoutMs) || frameTimeoutMs < 1) {
+      throw new RangeError(`frameTimeoutMs must be a positive integer, got ${String(frameTimeoutMs)}`);
+    }
+    this.#stream = stream;
+    this.#decoder = new FrameDecoder(
+      options.maxFrameBytes === undefined ? {} : { maxFrameBytes: options.maxFrameBytes },
+    );
+    this.#frameTimeoutMs = frameTimeoutMs;
+    this.#onMessage = options.onMessage;
+    this.#onViolation = options.onViolation;
+    this.#timers = options.timers ?? { setTimeout, clearTimeout };
+    stream.on("data", this.#onData);
+    stream.on("close", this.#onClose);
+    stream.on("end", this.#onClose);
+  }
+
+  /** Bytes of an incomplete frame currently held. */
+  get bufferedBytes(): number {
+    return this.#decoder.bufferedBytes;
+  }
+
+  /** Stops reading from the stream (backpressure) and suspends the frame timeout. */
+  pause(): void {
+    if (this.#stopped || this.#paused) return;
+    this.#paused = true;
+    this.#stream.pause();
+    this.#clearTimer();
+  }
+
+  /** Resumes reading; an incomplete frame gets a fresh frame timeout. */
+  resume(): void {
+    if (this.#stopped || !this.#paused) return;
+    this.#paused = false;
+    this.#stream.resume();
+    if (this.#decoder.midFrame) this.#armTimer();
+  }
+
+  /** Removes the reader's listeners and timer. Idempotent. */
+  dispose(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#clearTimer();
+    this.#stream.removeListener("data", this.#onData);
+    this.#stream.removeListener("close", this.#onClose);
+    this.#stream.removeListener("end", this.#onClose);
+  }
+
+  readonly #onData = (chunk: Buffer | string): void => {
+    if (this.#stopped) return;
+    let bodies: Buffer[];
+    try {
+      bodies = this.#decoder.push(typeof chunk === "string" ? Buffer.from(chunk, "utf8") : chunk);
+    } catch (error) {
+      this.#violate(error);
+      return;
+    }
+    for (let i = 0; i < bodies.length; i++) {
+      try {
+        this.#onMessage(decodeJson(bodies[i]!));
+      } catch (error) {
+        this.#violate(error);
+        return;
+      }
+      // onMessage may have disposed the reader (its owner closed the connection).
+      if (this.#stopped) return;
+    }
+    if (this.#paused) return;
+    if (!this.#decoder.midFrame) {
+      this.#clearTimer();
+    } else if (bodies.length > 0 || this.#timer === undefined) {
+      // A new frame began in this chunk: its deadline starts now.
+      this.#armTimer();
+    }
+  };
+
+  readonly #onClose = (): void => {
+    this.#clearTimer();
+  };
+
+  #violate(error: unknown): void {
+    if (!(error instanceof ProtocolViolationError)) throw error;
+    this.dispose();
+    this.#onViolation(error);
+  }
+
+  #armTimer(): void {
+    this.#clearTimer();
+    const timer = this.#timers.setTimeout(this.#onTimeout, this.#frameTimeoutMs);
+    timer.unref?.();
+    this.#timer = timer;
+  }
+
+  #clearTimer(): void {
+    if (this.#timer === undefined) return;
+    this.#timers.clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  readonly #onTimeout = (): void => {
+    this.#timer = undefined;
+    if (this.#stopped) return;
+    this.#violate(
+      new ProtocolViolationError(
+        "frame-timeout",
+        `frame incomplete after ${this.#frameTimeoutMs} ms (${this.#decoder.bufferedBytes} bytes received)`,
+      ),
+    );
+  };
+}
