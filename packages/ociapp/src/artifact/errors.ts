@@ -1,0 +1,13 @@
+/**
+ * A .ociapp file that is not a well-formed OCI image layout tarball. Artifacts may come from an
+ * untrusted party, so every structural problem (a truncated header, an oversize JSON document, a
+ * digest that does not match its blob) surfaces as this one error type with a single-line message.
+ */
+export class ArtifactFormatError extends Error {
+  readonly code = "OCIAPP_ARTIFACT_INVALID" as const;
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "ArtifactFormatError";
+  }
+}
