@@ -13,8 +13,9 @@ export interface MessageReaderOptions {
   /**
    * Called once per frame with its parsed JSON. It may throw a ProtocolViolationError (for instance
    * from parseClientMessage): the reader then reports it through onViolation like its own violations.
+   * frameBytes is the size of the frame's body, for callers that account for memory.
    */
-  onMessage: (value: unknown) => void;
+  onMessage: (value: unknown, frameBytes: number) => void;
   /** Called at most once; the reader has stopped reading. The owner destroys the stream. */
   onViolation: (error: ProtocolViolationError) => void;
   timers?: Timers;
@@ -31,7 +32,7 @@ export class MessageReader {
   readonly #stream: NodeJS.ReadableStream;
   readonly #decoder: FrameDecoder;
   readonly #frameTimeoutMs: number;
-  readonly #onMessage: (value: unknown) => void;
+  readonly #onMessage: (value: unknown, frameBytes: number) => void;
   readonly #onViolation: (error: ProtocolViolationError) => void;
   readonly #timers: Timers;
   #timer: Timer | undefined;
@@ -98,7 +99,8 @@ export class MessageReader {
     }
     for (let i = 0; i < bodies.length; i++) {
       try {
-        this.#onMessage(decodeJson(bodies[i]!));
+        const body = bodies[i]!;
+        this.#onMessage(decodeJson(body), body.length);
       } catch (error) {
         this.#violate(error);
         return;

@@ -1,0 +1,58 @@
+import type { z } from "zod";
+
+/**
+ * The brand that marks an Application. It is registered with Symbol.for so that two copies of the
+ * SDK (a source and a dist build, or two installs in one image) recognise each other's apps, where
+ * instanceof would not.
+ */
+export const APPLICATION_BRAND: unique symbol = Symbol.for("dev.ociapp.application") as never;
+
+/** What execute receives besides the request. */
+export interface ExecutionContext {
+  /** The id the host gave this request; unique among the requests in flight on its connection. */
+  readonly requestId: string;
+  /** Aborted when the host cancels the request, its connection closes, or the server shuts down. */
+  readonly signal: AbortSignal;
+}
+
+/**
+ * An application served by `ociapp serve`. Subclasses declare a zod schema for the request and the
+ * response: the request is parsed before execute (a failure answers "ValidationError") and the value
+ * execute returns is parsed after it (a failure answers "ResponseValidationError").
+ *
+ * zod is a peer dependency used for types only: the schemas are the app's own objects, so the app's
+ * copy of zod does the parsing.
+ */
+export abstract class Application<Req extends z.ZodType = z.ZodType, Res extends z.ZodType = z.ZodType> {
+  declare readonly [APPLICATION_BRAND]: true;
+
+  abstract readonly request: Req;
+  abstract readonly response: Res;
+  /** Optional name and version, announced to clients in the hello frame. */
+  readonly name?: string;
+  readonly version?: string;
+
+  abstract execute(request: z.output<Req>, context: ExecutionContext): Promise<z.input<Res>> | z.input<Res>;
+}
+
+Object.defineProperty(Application.prototype, APPLICATION_BRAND, { value: true, enumerable: false });
+
+// `x instanceof Application` holds for apps of any copy of the SDK; subclasses keep the usual check.
+Object.defineProperty(Application, Symbol.hasInstance, {
+  value: function hasInstance(this: unknown, value: unknown): boolean {
+    if (this === Application) return isApplication(value);
+    return Function.prototype[Symbol.hasInstance].call(this, value);
+  },
+});
+
+/** Any Application, whatever its schemas. */
+export type AnyApplication = Application<z.ZodType, z.ZodType>;
+
+/** true when value is an Application built with any copy of this SDK. */
+export function isApplication(value: unknown): value is AnyApplication {
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    (value as { [APPLICATION_BRAND]?: unknown })[APPLICATION_BRAND] === true
+  );
+}

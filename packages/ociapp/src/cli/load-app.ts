@@ -1,0 +1,181 @@
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, extname, join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { type AnyApplication, isApplication } from "../application.js";
+import { OciappUsageError } from "../errors.js";
+
+export interface LoadedApp {
+  app: AnyApplication;
+  /** The file loaded and the export read from it. */
+  file: string;
+  exportName: string;
+  /** name and version of the nearest package.json above the module, if any. */
+  packageInfo: { name?: string; version?: string };
+}
+
+const TYPESCRIPT = new Set([".ts", ".mts", ".cts"]);
+
+function fail(code: string, message: string, cause?: unknown): never {
+  throw new OciappUsageError(code, message, cause === undefined ? undefined : { cause });
+}
+
+/** Splits "<module>#<export>"; the export defaults to "app". */
+export function parseAppSpec(spec: string): { modulePath: string; exportName: string } {
+  const hash = spec.lastIndexOf("#");
+  const modulePath = hash >= 0 ? spec.slice(0, hash) : spec;
+  const exportName = hash >= 0 && hash < spec.length - 1 ? spec.slice(hash + 1) : "app";
+  if (modulePath.trim() === "") {
+    fail("OCIAPP_APP_SPEC", `--app must be <module>#<export>, got ${JSON.stringify(spec)}`);
+  }
+  return { modulePath, exportName };
+}
+
+/** Loads and checks an app before anything is bound: every failure is one OciappUsageError line. */
+export async function loadApp(spec: string, cwd: string = process.cwd()): Promise<LoadedApp> {
+  const { modulePath, exportName } = parseAppSpec(spec);
+  const file = resolve(cwd, modulePath);
+  if (!existsSync(file) || !statSync(file).isFile()) {
+    fail("OCIAPP_APP_MODULE_NOT_FOUND", `app module ${modulePath} not found (looked for ${file})`);
+  }
+  const namespace = await importModule(file, modulePath);
+  const value = exportOf(namespace, exportName);
+  if (value === undefined) {
+    const names = Object.keys(namespace).filter(
+      (key) => key !== "default" || namespace.default !== undefined,
+    );
+    fail(
+      "OCIAPP_APP_EXPORT_NOT_FOUND",
+      `app module ${modulePath} has no export ${JSON.stringify(exportName)} (it exports: ${names.join(", ") || "nothing"})`,
+    );
+  }
+  if (!isApplication(value)) {
+    if (typeof value === "function" && isApplication((value as { prototype?: unknown }).prototype)) {
+      fail(
+        "OCIAPP_NOT_AN_APPLICATION",
+        `export ${JSON.stringify(exportName)} of ${modulePath} is an Application class, not an instance: export \`new ${(value as { name?: string }).name || "YourApplication"}()\``,
+      );
+    }
+    fail(
+      "OCIAPP_NOT_AN_APPLICATION",
+      `export ${JSON.stringify(exportName)} of ${modulePath} is not an ociapp Application (got ${describe(value)})`,
+    );
+  }
+  for (const schema of ["request", "response"] as const) {
+    const candidate = (value as unknown as Record<string, unknown>)[schema];
+    if (!hasSafeParseAsync(candidate)) {
+      fail(
+        "OCIAPP_APP_SCHEMA_MISSING",
+        `${appName(value)} has no ${schema} schema: declare \`readonly ${schema} = z.object({ ... })\` (a zod 4 schema)`,
+      );
+    }
+  }
+  if (typeof value.execute !== "function") {
+    fail("OCIAPP_NOT_AN_APPLICATION", `${appName(value)} has no execute method`);
+  }
+  return { app: value, file, exportName, packageInfo: readPackageInfo(dirname(file)) };
+}
+
+async function importModule(file: string, modulePath: string): Promise<Record<string, unknown>> {
+  const url = pathToFileURL(file).href;
+  try {
+    return (await import(url)) as Record<string, unknown>;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ERR_UNKNOWN_FILE_EXTENSION" && TYPESCRIPT.has(extname(file))) {
+      registerTsx(file, modulePath);
+      try {
+        return (await import(`${url}?tsx`)) as Record<string, unknown>;
+      } catch (retryError) {
+        fail(
+          "OCIAPP_APP_MODULE_LOAD",
+          `cannot load app module ${modulePath}: ${message(retryError)}`,
+          retryError,
+        );
+      }
+    }
+    fail("OCIAPP_APP_MODULE_LOAD", `cannot load app module ${modulePath}: ${message(error)}`, error);
+  }
+}
+
+/** Registers tsx's ESM hooks, found from the app's folder, the working directory, or the SDK. */
+function registerTsx(file: string, modulePath: string): void {
+  const bases = [join(dirname(file), "noop.js"), join(process.cwd(), "noop.js"), import.meta.url];
+  for (const base of bases) {
+    const require = createRequire(base);
+    let api: { register?: () => unknown };
+    try {
+      api = require("tsx/esm/api") as { register?: () => unknown };
+    } catch {
+      continue;
+    }
+    if (typeof api.register === "function") {
+      api.register();
+      return;
+    }
+  }
+  fail(
+    "OCIAPP_APP_MODULE_LOAD",
+    `app module ${modulePath} is TypeScript and tsx is not installed: add tsx, or point --app at the built JavaScript`,
+  );
+}
+
+function exportOf(namespace: Record<string, unknown>, name: string): unknown {
+  if (namespace[name] !== undefined) return namespace[name];
+  // A CommonJS module's exports arrive as the default export.
+  const fallback = namespace.default;
+  if (name !== "default" && typeof fallback === "object" && fallback !== null) {
+    return (fallback as Record<string, unknown>)[name];
+  }
+  return undefined;
+}
+
+function hasSafeParseAsync(value: unknown): boolean {
+  return (
+    (typeof value === "object" || typeof value === "function") &&
+    value !== null &&
+    typeof (value as { safeParseAsync?: unknown }).safeParseAsync === "function"
+  );
+}
+
+function appName(app: object): string {
+  const name = app.constructor?.name;
+  return name && name !== "Object" ? `Application ${name}` : "the Application";
+}
+
+function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (typeof value === "function") return `function ${value.name || "(anonymous)"}`;
+  if (typeof value === "object") {
+    const name = (value as object).constructor?.name;
+    return name && name !== "Object" ? `an instance of ${name}` : "a plain object";
+  }
+  return typeof value;
+}
+
+function message(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return text.split("\n")[0] ?? text;
+}
+
+function readPackageInfo(start: string): { name?: string; version?: string } {
+  let dir = start;
+  for (let depth = 0; depth < 32; depth++) {
+    const candidate = join(dir, "package.json");
+    if (existsSync(candidate)) {
+      try {
+        const json = JSON.parse(readFileSync(candidate, "utf8")) as { name?: unknown; version?: unknown };
+        const info: { name?: string; version?: string } = {};
+        if (typeof json.name === "string") info.name = json.name;
+        if (typeof json.version === "string") info.version = json.version;
+        if (info.name !== undefined || info.version !== undefined) return info;
+      } catch {
+        // An unreadable package.json only costs the hello its app info.
+      }
+    }
+    const parent = dirname(dir);
+    if (parent === dir) break;
+    dir = parent;
+  }
+  return {};
+}

@@ -1,0 +1,103 @@
+import type { AnyApplication } from "../application.js";
+import type { RemoteError } from "../protocol/messages.js";
+
+export type Outcome = { ok: true; payload: unknown } | { ok: false; error: RemoteError };
+
+/** Longest error message sent back; a runaway message must not turn into an oversize frame. */
+const MAX_MESSAGE_CHARS = 8 * 1024;
+const MAX_ISSUES = 100;
+
+interface ParseResult {
+  success: boolean;
+  data?: unknown;
+  error?: { issues?: unknown };
+}
+
+/** Parses with the app's own zod schema (zod 4's safeParseAsync). */
+type Schema = { safeParseAsync(value: unknown): Promise<ParseResult> };
+
+export function cancelled(message: string): Outcome {
+  return { ok: false, error: { type: "Cancelled", message } };
+}
+
+/**
+ * Runs one request through the app: request schema, execute, response schema. Never throws: every
+ * failure becomes the error outcome the wire protocol names.
+ */
+export async function invoke(
+  app: AnyApplication,
+  payload: unknown,
+  requestId: string,
+  signal: AbortSignal,
+): Promise<Outcome> {
+  let stage = "request validation";
+  try {
+    const request = await (app.request as unknown as Schema).safeParseAsync(payload);
+    if (!request.success) {
+      return { ok: false, error: validationError("ValidationError", "request", request.error?.issues) };
+    }
+    if (signal.aborted) return cancelled(abortMessage(signal));
+    stage = "execute";
+    const result = await app.execute(request.data, { requestId, signal });
+    if (signal.aborted) return cancelled(abortMessage(signal));
+    stage = "response validation";
+    const response = await (app.response as unknown as Schema).safeParseAsync(result);
+    if (!response.success) {
+      return {
+        ok: false,
+        error: validationError("ResponseValidationError", "response", response.error?.issues),
+      };
+    }
+    return { ok: true, payload: response.data };
+  } catch (error) {
+    if (signal.aborted) return cancelled(abortMessage(signal));
+    return { ok: false, error: thrownError(error, stage) };
+  }
+}
+
+export function abortMessage(signal: AbortSignal): string {
+  const reason: unknown = signal.reason;
+  return reason instanceof Error ? reason.message : "request cancelled";
+}
+
+function validationError(type: string, what: string, issues: unknown): RemoteError {
+  const list = Array.isArray(issues) ? issues.slice(0, MAX_ISSUES) : [];
+  const summary = list
+    .slice(0, 3)
+    .map((issue: { path?: unknown[]; message?: unknown }) => {
+      const path = Array.isArray(issue.path) && issue.path.length > 0 ? issue.path.join(".") : "(root)";
+      return `${path}: ${String(issue.message)}`;
+    })
+    .join("; ");
+  return {
+    type,
+    message: truncate(`${what} does not match its schema${summary ? `: ${summary}` : ""}`),
+    details: list,
+  };
+}
+
+function thrownError(error: unknown, stage: string): RemoteError {
+  if (error instanceof Error) {
+    const remote: RemoteError = {
+      type: typeof error.name === "string" && error.name ? error.name : "Error",
+      message: truncate(String(error.message)),
+    };
+    // An app may attach JSON details to its error; they travel as they are (dropped if unserialisable).
+    const details = (error as { details?: unknown }).details;
+    if (details !== undefined) remote.details = details;
+    return remote;
+  }
+  return { type: "Error", message: truncate(`${stage} threw a non-Error value: ${describe(error)}`) };
+}
+
+function describe(value: unknown): string {
+  try {
+    return typeof value === "string" ? value : (JSON.stringify(value) ?? String(value));
+  } catch {
+    return String(value);
+  }
+}
+
+function truncate(message: string): string {
+  return message.length > MAX_MESSAGE_CHARS ? `${message.slice(0, MAX_MESSAGE_CHARS)}…` : message;
+}

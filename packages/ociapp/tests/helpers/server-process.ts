@@ -1,0 +1,77 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const PACKAGE_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+export const CLI_ENTRY = join(PACKAGE_DIR, "tests/helpers/cli-entry.ts");
+export const BEHAVIOUR_APP = "tests/fixtures/behaviour-app.ts";
+
+export interface ServerProcess {
+  readonly child: ChildProcess;
+  readonly socketPath: string;
+  readonly dir: string;
+  /** Everything the process wrote to stderr so far. */
+  stderr(): string;
+  /** Resolves with the exit code (or signal) once the process has exited. */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  kill(): Promise<void>;
+}
+
+/** Starts `ociapp serve` from the TypeScript sources as a child process, in cwd = the package folder. */
+export function startCli(
+  args: string[],
+  options: { env?: Record<string, string>; waitForListening?: boolean; cwd?: string } = {},
+): Promise<ServerProcess> {
+  const dir = mkdtempSync(join(tmpdir(), "ociapp-serve-"));
+  const socketPath = join(dir, "app.sock");
+  const child = spawn(
+    process.execPath,
+    ["--conditions=source", "--import", "tsx", CLI_ENTRY, "serve", "--socket", socketPath, ...args],
+    {
+      cwd: options.cwd ?? PACKAGE_DIR,
+      env: { ...process.env, ...options.env },
+      stdio: ["ignore", "ignore", "pipe"],
+    },
+  );
+  let stderr = "";
+  child.stderr!.setEncoding("utf8");
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolveExit) => {
+    child.once("exit", (code, signal) => {
+      rmSync(dir, { recursive: true, force: true });
+      resolveExit({ code, signal });
+    });
+  });
+  const handle: ServerProcess = {
+    child,
+    socketPath,
+    dir,
+    stderr: () => stderr,
+    exited,
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await exited;
+    },
+  };
+  return new Promise((resolveStart, rejectStart) => {
+    let settled = false;
+    child.stderr!.on("data", (chunk: string) => {
+      stderr += chunk;
+      if (!settled && stderr.includes("ociapp: serving ")) {
+        settled = true;
+        resolveStart(handle);
+      }
+    });
+    if (options.waitForListening === false) {
+      settled = true;
+      resolveStart(handle);
+    }
+    void exited.then(({ code, signal }) => {
+      if (!settled) {
+        settled = true;
+        rejectStart(new Error(`server exited (${code ?? signal}) before listening: ${stderr}`));
+      }
+    });
+  });
+}

@@ -1,0 +1,151 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { encodeFrame } from "../src/protocol/index.js";
+import { TestClient } from "./helpers/client.js";
+import { BEHAVIOUR_APP, type ServerProcess, startCli } from "./helpers/server-process.js";
+
+function header(length: number): Buffer {
+  const buffer = Buffer.alloc(4);
+  buffer.writeUInt32BE(length, 0);
+  return buffer;
+}
+
+function rawFrame(body: string | Buffer): Buffer {
+  const bytes = typeof body === "string" ? Buffer.from(body, "utf8") : body;
+  return Buffer.concat([header(bytes.length), bytes]);
+}
+
+let server: ServerProcess;
+
+beforeAll(async () => {
+  server = await startCli(["--app", BEHAVIOUR_APP, "--max-frame-bytes", "4096", "--frame-timeout", "300"]);
+});
+
+afterAll(async () => {
+  await server?.kill();
+});
+
+describe("ociapp serve (child process)", () => {
+  it("greets every connection with hello", async () => {
+    const client = await TestClient.connect(server.socketPath);
+    expect(await client.hello).toEqual({
+      type: "hello",
+      protocol: 1,
+      maxConcurrency: 64,
+      maxFrameBytes: 4096,
+      app: { name: "behaviour", version: "1.2.3" },
+    });
+    client.close();
+  });
+
+  it("answers 10,000 pipelined requests on one connection, each matched to its id", async () => {
+    const client = await TestClient.connect(server.socketPath);
+    const count = 10_000;
+    const frames: Buffer[] = [];
+    const answers: Promise<unknown>[] = [];
+    for (let i = 0; i < count; i++) {
+      const id = `req-${i}`;
+      answers.push(client.answer(id));
+      frames.push(encodeFrame({ type: "request", id, payload: { op: "echo", value: `value-${i}` } }));
+    }
+    // Written in one go: the server must apply backpressure rather than buffer without bound.
+    client.write(Buffer.concat(frames));
+    const results = await Promise.all(answers);
+    results.forEach((message, i) => {
+      expect(message).toEqual({ type: "response", id: `req-${i}`, payload: { value: `value-${i}` } });
+    });
+    expect(client.received).toHaveLength(count);
+    client.close();
+  });
+
+  it("maps each failure to its error type", async () => {
+    const client = await TestClient.connect(server.socketPath);
+    const [invalid, thrown, rejected, badResponse, tooLarge] = await Promise.all([
+      client.request("v", { op: "nope" }),
+      client.request("t", { op: "throw", value: "short" }),
+      client.request("r", { op: "reject-string" }),
+      client.request("b", { op: "bad-response" }),
+      client.request("l", { op: "big", ms: 10_000 }),
+    ]);
+    expect(invalid).toMatchObject({ type: "error", id: "v", error: { type: "ValidationError" } });
+    expect(invalid.type === "error" && Array.isArray(invalid.error.details)).toBe(true);
+    expect(thrown).toEqual({
+      type: "error",
+      id: "t",
+      error: { type: "TeapotError", message: "I'm a teapot: short", details: { short: true, stout: true } },
+    });
+    expect(rejected).toMatchObject({ type: "error", error: { type: "Error", message: /plain string/ } });
+    expect(badResponse).toMatchObject({ type: "error", error: { type: "ResponseValidationError" } });
+    expect(tooLarge).toMatchObject({ type: "error", error: { type: "ResponseTooLarge" } });
+    // The connection survives all of them.
+    expect(await client.request("ok", { op: "echo", value: "still here" })).toMatchObject({
+      payload: { value: "still here" },
+    });
+    client.close();
+  });
+
+  it("cancel aborts the context signal and the request ends with Cancelled", async () => {
+    const client = await TestClient.connect(server.socketPath);
+    const answer = client.request("c1", { op: "wait-abort" });
+    // Ordering on one connection guarantees the request is in flight when the cancel arrives.
+    client.cancel("c1");
+    expect(await answer).toMatchObject({ type: "error", id: "c1", error: { type: "Cancelled" } });
+    // A cancel for an id not in flight is ignored.
+    client.cancel("never-sent");
+    client.cancel("c1");
+    expect(await client.request("after", { op: "echo", value: "x" })).toMatchObject({ type: "response" });
+    expect(client.received.filter((message) => message.type !== "hello" && message.id === "c1")).toHaveLength(
+      1,
+    );
+    client.close();
+  });
+
+  const violations: [string, (client: TestClient) => void, string][] = [
+    ["a zero length", (c) => c.write(header(0)), "empty-frame"],
+    ["a length above the maximum", (c) => c.write(header(4097)), "frame-too-large"],
+    [
+      "a declared 4 GiB length",
+      (c) => c.write(Buffer.from([0xff, 0xff, 0xff, 0xff, 0x7b])),
+      "frame-too-large",
+    ],
+    ["invalid UTF-8", (c) => c.write(rawFrame(Buffer.from([0x7b, 0xc3, 0x28, 0x7d]))), "invalid-utf8"],
+    ["invalid JSON", (c) => c.write(rawFrame("{not json")), "invalid-json"],
+    ["a JSON value that is not an object", (c) => c.write(rawFrame("[1,2]")), "invalid-message"],
+    ["an unknown message type", (c) => c.write(rawFrame('{"type":"launch","id":"1"}')), "invalid-message"],
+    [
+      "a request without an id",
+      (c) => c.write(rawFrame('{"type":"request","payload":1}')),
+      "invalid-message",
+    ],
+    [
+      "a hello from the client",
+      (c) => c.write(rawFrame('{"type":"hello","protocol":1}')),
+      "unexpected-hello",
+    ],
+    [
+      "a request whose id is already in flight",
+      (c) => {
+        c.write(encodeFrame({ type: "request", id: "dup", payload: { op: "wait-abort" } }));
+        c.write(encodeFrame({ type: "request", id: "dup", payload: { op: "echo" } }));
+      },
+      "duplicate-id",
+    ],
+    ["a frame that stalls past the frame timeout", (c) => c.write(header(100)), "frame-timeout"],
+  ];
+
+  it.each(violations)(
+    "closes the connection on %s; another connection keeps working",
+    async (_label, send, reason) => {
+      const healthy = await TestClient.connect(server.socketPath);
+      const hostile = await TestClient.connect(server.socketPath);
+      send(hostile);
+      await hostile.closed;
+      expect(server.stderr()).toContain(`protocol violation (${reason})`);
+      expect(await healthy.request("h", { op: "echo", value: "alive" })).toEqual({
+        type: "response",
+        id: "h",
+        payload: { value: "alive" },
+      });
+      healthy.close();
+    },
+  );
+});
