@@ -1,0 +1,137 @@
+import { stat as fsStat } from "node:fs/promises";
+import { ArtifactError } from "./errors.js";
+
+/** Reads an artifact's identity (the manifest digest index.json points at) from its tarball. */
+export type ReadArtifactIndex = (
+  path: string,
+  options?: { signal?: AbortSignal },
+) => Promise<{ digest: string }>;
+
+export interface FileIdentity {
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+}
+
+export interface ArtifactCacheOptions {
+  readIndex: ReadArtifactIndex;
+  /** Milliseconds during which a path's last answer is trusted without a stat. Default 1 000. */
+  recheckMs?: number;
+  /** Paths and file identities remembered (least recently checked forgotten first). Default 1 024. */
+  maxEntries?: number;
+  now?: () => number;
+  stat?: (path: string) => Promise<FileIdentity>;
+}
+
+interface PathEntry {
+  digest: string;
+  identity: string;
+  checkedAt: number;
+  /** In-flight re-check shared by concurrent callers. */
+  pending: Promise<string> | undefined;
+}
+
+/**
+ * Maps artifact paths to digests without reading tarballs on the warm path. A path's answer is
+ * trusted for `recheckMs`; after that one stat (shared by concurrent callers) confirms the file's
+ * identity (device, inode, size, mtime). Only a new identity reads the tarball's index again, and
+ * identities already read (a hard link, the same file under another name) are answered from memory.
+ */
+export class ArtifactCache {
+  private readonly paths = new Map<string, PathEntry>();
+  private readonly identities = new Map<string, Promise<string>>();
+  private readonly readIndex: ReadArtifactIndex;
+  private readonly recheckMs: number;
+  private readonly maxEntries: number;
+  private readonly now: () => number;
+  private readonly stat: (path: string) => Promise<FileIdentity>;
+
+  constructor(options: ArtifactCacheOptions) {
+    this.readIndex = options.readIndex;
+    this.recheckMs = options.recheckMs ?? 1_000;
+    this.maxEntries = options.maxEntries ?? 1_024;
+    this.now = options.now ?? (() => performance.now());
+    this.stat = options.stat ?? fsStat;
+  }
+
+  /** The digest when the path was confirmed within recheckMs; else undefined (call {@link resolve}). */
+  lookup(path: string): string | undefined {
+    const entry = this.paths.get(path);
+    if (entry !== undefined && this.now() - entry.checkedAt < this.recheckMs) return entry.digest;
+    return undefined;
+  }
+
+  /** The artifact's digest, re-checking the file when its last check is older than recheckMs. */
+  resolve(path: string): Promise<string> {
+    const entry = this.paths.get(path);
+    if (entry !== undefined) {
+      if (this.now() - entry.checkedAt < this.recheckMs) return Promise.resolve(entry.digest);
+      if (entry.pending) return entry.pending;
+    }
+    const pending = this.check(path);
+    if (entry) entry.pending = pending;
+    else this.paths.set(path, { digest: "", identity: "", checkedAt: Number.NEGATIVE_INFINITY, pending });
+    // A failed check leaves no entry behind: the next call tries afresh.
+    pending.catch(() => {
+      if (this.paths.get(path)?.pending === pending) this.paths.delete(path);
+    });
+    return pending;
+  }
+
+  private async check(path: string): Promise<string> {
+    let file: FileIdentity;
+    try {
+      file = await this.stat(path);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      const why = code === "ENOENT" ? "no such file" : ((error as Error).message ?? String(error));
+      throw new ArtifactError(path, `cannot read artifact ${path}: ${why}`, { cause: error });
+    }
+    const identity = `${file.dev}:${file.ino}:${file.size}:${file.mtimeMs}`;
+    const checkedAt = this.now();
+    const previous = this.paths.get(path);
+    let digest: string;
+    if (previous && previous.identity === identity) {
+      digest = previous.digest;
+    } else {
+      let reading = this.identities.get(identity);
+      if (!reading) {
+        reading = this.read(path);
+        this.remember(this.identities, identity, reading);
+        reading.catch(() => this.identities.delete(identity));
+      }
+      digest = await reading;
+    }
+    this.paths.delete(path);
+    this.remember(this.paths, path, { digest, identity, checkedAt, pending: undefined });
+    return digest;
+  }
+
+  private async read(path: string): Promise<string> {
+    try {
+      const index = await this.readIndex(path);
+      if (typeof index?.digest !== "string" || !/^sha256:[0-9a-f]{64}$/.test(index.digest)) {
+        throw new Error(`its index names no sha256 manifest digest (got ${JSON.stringify(index?.digest)})`);
+      }
+      return index.digest;
+    } catch (error) {
+      if (error instanceof ArtifactError) throw error;
+      throw new ArtifactError(
+        path,
+        `invalid artifact ${path}: ${(error as Error).message ?? String(error)}`,
+        {
+          cause: error,
+        },
+      );
+    }
+  }
+
+  private remember<V>(map: Map<string, V>, key: string, value: V): void {
+    map.set(key, value);
+    if (map.size > this.maxEntries) {
+      const oldest = map.keys().next();
+      if (!oldest.done) map.delete(oldest.value);
+    }
+  }
+}

@@ -1,0 +1,376 @@
+import { connect, type Socket } from "node:net";
+import { join } from "node:path";
+import type { HelloMessage, ProtocolViolationError } from "ociapp/protocol";
+import { type Call, type CallHolder, RUNNING } from "./call.js";
+import { Connection } from "./connection.js";
+import type { ContainerExit, ContainerHandle, Engine } from "./engine.js";
+import {
+  InstanceStartupError,
+  OciappRuntimeError,
+  ProtocolError,
+  RuntimeClosedError,
+  WorkerExitedError,
+} from "./errors.js";
+import type { ResolvedOptions } from "./options.js";
+import { makeSocketFolder, removeSocketFolder, SOCKET_NAME } from "./socket-folder.js";
+
+/**
+ * starting → ready → draining → stopping → gone. Only a ready instance takes calls; draining finishes
+ * what it has; stopping has been signalled (or has died) and is being removed; gone holds nothing.
+ */
+export type InstanceState = "starting" | "ready" | "draining" | "stopping" | "gone";
+
+export interface InstanceEvents {
+  onReady(instance: Instance): void;
+  onFinal(instance: Instance, call: Call): void;
+  /** The instance left the ready/starting states for stopping (it takes no more calls). */
+  onRetired(instance: Instance): void;
+  onGone(instance: Instance): void;
+}
+
+export interface InstanceConfig {
+  engine: Engine;
+  options: ResolvedOptions;
+  /** "sha256:..." of the artifact: the image the container runs. */
+  digest: string;
+  name: string;
+  folderPrefix: string;
+  labels: Record<string, string>;
+  now: () => number;
+}
+
+/** How long a broken connection waits for the engine to report the container's exit code. */
+const EXIT_REPORT_GRACE_MS = 1_000;
+/** Upper bound on waiting for an exit after SIGKILL (the engine itself may be gone). */
+const KILL_WAIT_MS = 10_000;
+
+class StartupAbort extends Error {}
+
+/** A bounded wait. Ref'd on purpose: a close() in progress keeps the process alive until it is done. */
+function delay(ms: number): Promise<"timeout"> {
+  return new Promise((resolve) => setTimeout(resolve, ms, "timeout"));
+}
+
+function exitText(exit: ContainerExit): string {
+  if (exit.oomKilled) return `was OOM-killed (exit code ${exit.exitCode ?? "unknown"})`;
+  return exit.exitCode === null ? "ended (exit code unknown)" : `exited with code ${exit.exitCode}`;
+}
+
+/** One container and its connection. */
+export class Instance implements CallHolder {
+  state: InstanceState = "starting";
+  /** Requests it may hold at once: min(maxConcurrency, the hello's maxConcurrency). */
+  capacity = 0;
+  /** When it last had nothing in flight (the reaper's clock). */
+  idleSince: number;
+  hello: HelloMessage | undefined;
+  containerId: string | undefined;
+  private connection: Connection | undefined;
+  private handle: ContainerHandle | undefined;
+  private folder: string | undefined;
+  private readonly startAbort = new AbortController();
+  private finished: Promise<void> | undefined;
+  private markGone!: () => void;
+  /** Resolves once the container and its folder are removed. */
+  readonly gone = new Promise<void>((resolve) => {
+    this.markGone = resolve;
+  });
+
+  constructor(
+    private readonly config: InstanceConfig,
+    private readonly events: InstanceEvents,
+  ) {
+    this.idleSince = config.now();
+  }
+
+  get inFlight(): number {
+    return this.connection?.pending.size ?? 0;
+  }
+
+  send(call: Call): void {
+    call.stage = RUNNING;
+    call.holder = this;
+    (this.connection as Connection).send(call);
+  }
+
+  abandon(call: Call): void {
+    this.connection?.cancel(call.id);
+  }
+
+  /** Creates, starts and connects the container. Rejects with InstanceStartupError (or the engine's error). */
+  async start(image: Promise<void>): Promise<void> {
+    const { engine, options, digest } = this.config;
+    const signal = this.startAbort.signal;
+    let deadline: ReturnType<typeof setTimeout> | undefined;
+    const stopped = aborted(signal);
+    stopped.catch(() => undefined);
+    try {
+      // The image load is not part of startupTimeout; a close() still interrupts it.
+      await Promise.race([image, stopped]);
+      deadline = setTimeout(() => this.startAbort.abort("timeout"), options.startupTimeout);
+      this.folder = await makeSocketFolder(
+        options.socketDir,
+        this.config.folderPrefix,
+        options.container.uid,
+        options.container.gid,
+      );
+      signal.throwIfAborted();
+      const env: Record<string, string> = {
+        ...options.env,
+        OCIAPP_MAX_CONCURRENCY: String(options.maxConcurrency),
+        OCIAPP_MAX_FRAME_BYTES: String(options.maxFrameBytes),
+        // The app cancels what is left a little before SIGKILL, so its Cancelled answers get out.
+        OCIAPP_SHUTDOWN_GRACE_MS: String(
+          Math.max(0, options.shutdownTimeout - Math.min(1_000, options.shutdownTimeout / 5)),
+        ),
+        OCIAPP_ORPHAN_TIMEOUT_MS: String(options.orphanTimeout),
+      };
+      this.handle = await engine.createContainer(
+        {
+          name: this.config.name,
+          image: digest,
+          env,
+          labels: this.config.labels,
+          socketFolder: this.folder,
+          container: options.container,
+        },
+        signal,
+      );
+      this.containerId = this.handle.id;
+      const exited = this.handle.exit.then((exit) => {
+        throw new StartupAbort(`exit:${exitText(exit)}`);
+      });
+      exited.catch(() => undefined);
+      const guard = <T>(step: Promise<T>): Promise<T> => Promise.race([step, exited, stopped]);
+      await guard(engine.startContainer(this.handle.id, signal));
+      const socket = await guard(connectWhenListening(join(this.folder, SOCKET_NAME), signal));
+      const hello = await guard(this.handshake(socket));
+      this.handle.exit.then((exit) => this.onExit(exit));
+      this.hello = hello;
+      this.capacity = Math.min(options.maxConcurrency, hello.maxConcurrency);
+      this.handle.detachOutput();
+      this.idleSince = this.config.now();
+      this.state = "ready";
+    } catch (error) {
+      const failure = await this.startupFailure(error);
+      this.state = "stopping";
+      await this.cleanUp(true);
+      throw failure;
+    } finally {
+      clearTimeout(deadline);
+    }
+    if (signal.aborted) {
+      // close() arrived in the same tick as the hello.
+      await this.stop();
+      throw new RuntimeClosedError();
+    }
+    this.events.onReady(this);
+  }
+
+  /** Connects the protocol client and resolves with the hello frame (or rejects when the stream ends). */
+  private handshake(socket: Socket): Promise<HelloMessage> {
+    return new Promise((resolve, reject) => {
+      this.connection = new Connection(
+        socket,
+        {
+          maxFrameBytes: this.config.options.maxFrameBytes,
+          frameTimeoutMs: this.config.options.frameTimeout,
+        },
+        {
+          onHello: (hello) => resolve(hello),
+          onFinal: (call) => this.events.onFinal(this, call),
+          onEnd: (violation, cause) => {
+            if (this.state === "starting") {
+              reject(new StartupAbort(violation ? `protocol:${violation.message}` : "closed", { cause }));
+            } else {
+              void this.onConnectionEnd(violation);
+            }
+          },
+        },
+      );
+    });
+  }
+
+  private async startupFailure(error: unknown): Promise<OciappRuntimeError> {
+    const { digest, options } = this.config;
+    const signal = this.startAbort.signal;
+    if (signal.aborted && signal.reason === "closed") return new RuntimeClosedError();
+    // The image could not be loaded, or the engine is unreachable: the caller gets that error as is.
+    if (error instanceof OciappRuntimeError && !this.handle) return error;
+    // Output written just before an exit can trail the exit report.
+    if (error instanceof StartupAbort && error.message.startsWith("exit:")) await delay(50);
+    const logs = this.handle?.recentOutput() ?? "";
+    const name = this.containerId ? `container ${this.containerId.slice(0, 12)}` : "the container";
+    let message: string;
+    if (signal.aborted && signal.reason === "timeout") {
+      message = `${name} for ${digest} did not send its hello frame within ${options.startupTimeout} ms`;
+    } else if (error instanceof StartupAbort && error.message.startsWith("exit:")) {
+      message = `${name} for ${digest} ${error.message.slice(5)} before it was ready`;
+    } else if (error instanceof StartupAbort && error.message.startsWith("protocol:")) {
+      message = `${name} for ${digest} broke the protocol while starting: ${error.message.slice(9)}`;
+    } else if (error instanceof StartupAbort) {
+      message = `${name} for ${digest} closed its connection before sending hello`;
+    } else {
+      message = `${name} for ${digest} could not be started: ${(error as Error)?.message ?? String(error)}`;
+    }
+    return new InstanceStartupError(digest, message, logs, { cause: error });
+  }
+
+  /** Stops a start in progress (close()). */
+  abortStart(): void {
+    this.startAbort.abort("closed");
+  }
+
+  /** Takes no more calls; stops once the calls it holds have their final frames. */
+  drain(): void {
+    if (this.state !== "ready") return;
+    this.state = "draining";
+    this.events.onRetired(this);
+    if (this.inFlight === 0) void this.stop();
+  }
+
+  /** SIGTERM (the app finishes what it holds within its grace), SIGKILL after shutdownTimeout, remove. */
+  stop(): Promise<void> {
+    if (this.finished) return this.finished;
+    if (this.state === "starting") {
+      this.abortStart();
+      return this.gone;
+    }
+    const wasLive = this.state === "ready";
+    this.state = "stopping";
+    if (wasLive) this.events.onRetired(this);
+    this.finished = (async () => {
+      const { engine, options } = this.config;
+      const id = this.containerId as string;
+      const exit = (this.handle as ContainerHandle).exit;
+      await engine.killContainer(id, "SIGTERM").catch(() => undefined);
+      let outcome = await Promise.race([exit, delay(options.shutdownTimeout)]);
+      if (outcome === "timeout") {
+        await engine.killContainer(id, "SIGKILL").catch(() => undefined);
+        outcome = await Promise.race([exit, delay(KILL_WAIT_MS)]);
+      }
+      const report = outcome === "timeout" ? { exitCode: null, oomKilled: false } : outcome;
+      this.failPending(
+        new WorkerExitedError(
+          `the container ${exitText(report)} while stopping, before answering the request`,
+          report,
+        ),
+      );
+      await this.cleanUp(false);
+    })();
+    return this.finished;
+  }
+
+  /** Notified by pool after a final frame: a draining instance stops once empty. */
+  afterFinal(): void {
+    if (this.inFlight === 0) {
+      this.idleSince = this.config.now();
+      if (this.state === "draining") void this.stop();
+    }
+  }
+
+  private onExit(exit: ContainerExit): void {
+    if (this.state === "ready" || this.state === "draining") void this.crash(exit);
+  }
+
+  private async onConnectionEnd(violation: ProtocolViolationError | undefined): Promise<void> {
+    if (this.state === "gone" || this.finished) return;
+    if (violation) {
+      this.retire();
+      this.failPending(
+        new ProtocolError(
+          violation.reason,
+          `the container broke the protocol (${violation.reason}): ${violation.message}`,
+          {
+            cause: violation,
+          },
+        ),
+      );
+      this.finished = this.cleanUp(true);
+      return;
+    }
+    this.retire();
+    const exit = (this.handle as ContainerHandle).exit;
+    const outcome = await Promise.race([exit, delay(EXIT_REPORT_GRACE_MS)]);
+    await this.crash(outcome === "timeout" ? { exitCode: null, oomKilled: false } : outcome);
+  }
+
+  private crash(exit: ContainerExit): Promise<void> {
+    if (this.finished) return this.finished;
+    this.retire();
+    this.failPending(
+      new WorkerExitedError(`the container ${exitText(exit)} while the request was in flight`, exit),
+    );
+    this.finished = this.cleanUp(true);
+    return this.finished;
+  }
+
+  private retire(): void {
+    if (this.state === "ready" || this.state === "draining") {
+      const wasReady = this.state === "ready";
+      this.state = "stopping";
+      if (wasReady) this.events.onRetired(this);
+    }
+    this.state = "stopping";
+  }
+
+  private failPending(error: Error): void {
+    const connection = this.connection;
+    if (!connection) return;
+    const calls = [...connection.pending.values()];
+    connection.pending.clear();
+    for (const call of calls) call.fail(error);
+  }
+
+  /** Kills (when asked) and removes the container, removes its folder; the instance is gone after. */
+  private async cleanUp(kill: boolean): Promise<void> {
+    const { engine } = this.config;
+    this.connection?.destroy();
+    const id = this.containerId;
+    if (id) {
+      if (kill) await engine.killContainer(id, "SIGKILL").catch(() => undefined);
+      await engine.removeContainer(id).catch(() => undefined);
+    }
+    if (this.folder) await removeSocketFolder(this.folder).catch(() => undefined);
+    this.handle?.detachOutput();
+    this.state = "gone";
+    this.markGone();
+    this.events.onGone(this);
+  }
+}
+
+function aborted(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    if (signal.aborted) reject(new StartupAbort(String(signal.reason)));
+    else
+      signal.addEventListener("abort", () => reject(new StartupAbort(String(signal.reason))), { once: true });
+  });
+}
+
+/**
+ * Connects once the app listens: the socket file appears only when the app is loaded, so
+ * ENOENT/ECONNREFUSED mean "not yet" and are retried with a short, capped backoff.
+ */
+async function connectWhenListening(path: string, signal: AbortSignal): Promise<Socket> {
+  let wait = 5;
+  for (;;) {
+    signal.throwIfAborted();
+    const socket = await new Promise<Socket | undefined>((resolve, reject) => {
+      const attempt = connect(path);
+      attempt.once("connect", () => {
+        attempt.removeAllListeners("error");
+        resolve(attempt);
+      });
+      attempt.once("error", (error: NodeJS.ErrnoException) => {
+        attempt.destroy();
+        if (error.code === "ENOENT" || error.code === "ECONNREFUSED") resolve(undefined);
+        else reject(error);
+      });
+    });
+    if (socket && signal.aborted) socket.destroy();
+    signal.throwIfAborted();
+    if (socket) return socket;
+    await delay(wait);
+    wait = Math.min(wait * 2, 40);
+  }
+}

@@ -1,0 +1,306 @@
+import { tmpdir } from "node:os";
+import { isAbsolute, resolve } from "node:path";
+import type { Engine } from "./engine.js";
+import { OptionsError } from "./errors.js";
+
+/** How each container is confined. Every field has a secure default; override per Runtime. */
+export interface ContainerOptions {
+  /** Numeric "uid:gid" the app runs as. Default "10001:10001". */
+  user?: string;
+  /** Engine network mode. Default "none": the app cannot reach any network. */
+  networkMode?: string;
+  /** Mount the image's root filesystem read-only. Default true. */
+  readonlyRootfs?: boolean;
+  /** tmpfs mounts (path → mount options). Default {"/tmp": "rw,nosuid,nodev,size=64m"}. */
+  tmpfs?: Record<string, string>;
+  /** Linux capabilities dropped. Default ["ALL"]. */
+  capDrop?: string[];
+  /** Set no-new-privileges. Default true. */
+  noNewPrivileges?: boolean;
+  /** Run the engine's init as PID 1 (reaps zombies, forwards signals). Default true. */
+  init?: boolean;
+}
+
+export interface RuntimeOptions {
+  /** The container engine. Default `new DockerEngine()` (the local Docker socket). */
+  engine?: Engine;
+  /** Milliseconds a new container has to send its hello frame. Default 10 000. */
+  startupTimeout?: number;
+  /** Milliseconds a call may take from execute() to its answer, queue time included. Default 30 000. */
+  requestTimeout?: number;
+  /** Milliseconds close() and the reaper give a container after SIGTERM before SIGKILL. Default 10 000. */
+  shutdownTimeout?: number;
+  /** Milliseconds a ready container may sit with nothing in flight before the reaper stops it. Default 900 000. */
+  idleTimeout?: number;
+  /** Milliseconds between reaper passes. Default 1 000. */
+  reaperInterval?: number;
+  /** Containers per artifact. Default 1. */
+  maxInstances?: number;
+  /** Requests in flight per container (capped by what the container's hello allows). Default 64. */
+  maxConcurrency?: number;
+  /** Containers per artifact started by warm() or the first execute() and never reaped. Default 0. */
+  minInstances?: number;
+  /** Requests waiting per artifact; past it execute() rejects with QueueFullError. Default 1 000. */
+  maxQueue?: number;
+  /** Largest frame either side may send. Default 16 MiB. */
+  maxFrameBytes?: number;
+  /** Environment for the app in every container. */
+  env?: Record<string, string>;
+  /** Where the per-container socket folders are made. Default os.tmpdir(). */
+  socketDir?: string;
+  /**
+   * Milliseconds after which a container with no client connected exits by itself (0: never).
+   * Guards against containers outliving a host that died without close(). Default 60 000.
+   */
+  orphanTimeout?: number;
+  /** Milliseconds a frame from a container may take once its first byte arrived. Default 30 000. */
+  frameTimeout?: number;
+  /** Confinement of each container. */
+  container?: ContainerOptions;
+}
+
+export interface CallOptions {
+  /** Rejects the call with the signal's reason when it aborts; a running request gets a cancel frame. */
+  signal?: AbortSignal;
+  /** Milliseconds for this call (queue time included), instead of requestTimeout. */
+  timeout?: number;
+}
+
+export interface ResolvedContainerOptions {
+  user: string;
+  uid: number;
+  gid: number;
+  networkMode: string;
+  readonlyRootfs: boolean;
+  tmpfs: Record<string, string>;
+  capDrop: string[];
+  noNewPrivileges: boolean;
+  init: boolean;
+}
+
+export interface ResolvedOptions {
+  startupTimeout: number;
+  requestTimeout: number;
+  shutdownTimeout: number;
+  idleTimeout: number;
+  reaperInterval: number;
+  maxInstances: number;
+  maxConcurrency: number;
+  minInstances: number;
+  maxQueue: number;
+  maxFrameBytes: number;
+  env: Record<string, string>;
+  socketDir: string;
+  orphanTimeout: number;
+  frameTimeout: number;
+  container: ResolvedContainerOptions;
+}
+
+/** Variables the runtime sets itself; `env` may not override them. */
+export const RESERVED_ENV = [
+  "OCIAPP_MAX_CONCURRENCY",
+  "OCIAPP_MAX_FRAME_BYTES",
+  "OCIAPP_SHUTDOWN_GRACE_MS",
+  "OCIAPP_ORPHAN_TIMEOUT_MS",
+  "OCIAPP_SOCKET",
+];
+
+// A Unix socket path is at most 107 bytes; the runtime appends "/ociapp-xxxxxxxx-XXXXXX/app.sock".
+const MAX_SOCKET_DIR_BYTES = 70;
+const MAX_FRAME_BYTES_LIMIT = 1024 * 1024 * 1024;
+
+function show(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "number" || typeof value === "boolean" || value === null || value === undefined) {
+    return String(value);
+  }
+  if (Array.isArray(value)) return "an array";
+  return `a ${typeof value}`;
+}
+
+function integer(
+  scope: string,
+  name: string,
+  value: unknown,
+  fallback: number,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `between ${min} and ${max}`;
+    throw new OptionsError(`${scope} option ${name} must be an integer ${range} (got ${show(value)})`);
+  }
+  return value;
+}
+
+function boolean(name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== "boolean") {
+    throw new OptionsError(`Runtime option ${name} must be a boolean (got ${show(value)})`);
+  }
+  return value;
+}
+
+function stringRecord(name: string, value: unknown): Record<string, string> {
+  if (value === undefined) return {};
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new OptionsError(`Runtime option ${name} must be an object of strings (got ${show(value)})`);
+  }
+  const result: Record<string, string> = {};
+  for (const [key, entry] of Object.entries(value)) {
+    if (typeof entry !== "string") {
+      throw new OptionsError(`Runtime option ${name}.${key} must be a string (got ${show(entry)})`);
+    }
+    result[key] = entry;
+  }
+  return result;
+}
+
+function resolveContainer(value: unknown): ResolvedContainerOptions {
+  if (value !== undefined && (typeof value !== "object" || value === null || Array.isArray(value))) {
+    throw new OptionsError(`Runtime option container must be an object (got ${show(value)})`);
+  }
+  const options = (value ?? {}) as ContainerOptions;
+  const known = new Set([
+    "user",
+    "networkMode",
+    "readonlyRootfs",
+    "tmpfs",
+    "capDrop",
+    "noNewPrivileges",
+    "init",
+  ]);
+  for (const key of Object.keys(options)) {
+    if (!known.has(key)) throw new OptionsError(`Runtime option container.${key} is not a known option`);
+  }
+  const user = options.user ?? "10001:10001";
+  const match = typeof user === "string" ? /^(\d+):(\d+)$/.exec(user) : null;
+  if (!match) {
+    throw new OptionsError(`Runtime option container.user must be numeric "uid:gid" (got ${show(user)})`);
+  }
+  const uid = Number(match[1]);
+  const gid = Number(match[2]);
+  if (uid === 0) {
+    throw new OptionsError(`Runtime option container.user must not be root (got ${show(user)})`);
+  }
+  const networkMode = options.networkMode ?? "none";
+  if (typeof networkMode !== "string" || networkMode === "") {
+    throw new OptionsError(
+      `Runtime option container.networkMode must be a string (got ${show(networkMode)})`,
+    );
+  }
+  const capDrop = options.capDrop ?? ["ALL"];
+  if (!Array.isArray(capDrop) || capDrop.some((cap) => typeof cap !== "string")) {
+    throw new OptionsError(
+      `Runtime option container.capDrop must be an array of strings (got ${show(capDrop)})`,
+    );
+  }
+  return {
+    user,
+    uid,
+    gid,
+    networkMode,
+    readonlyRootfs: boolean("container.readonlyRootfs", options.readonlyRootfs, true),
+    tmpfs:
+      options.tmpfs === undefined
+        ? { "/tmp": "rw,nosuid,nodev,size=64m" }
+        : stringRecord("container.tmpfs", options.tmpfs),
+    capDrop: [...capDrop],
+    noNewPrivileges: boolean("container.noNewPrivileges", options.noNewPrivileges, true),
+    init: boolean("container.init", options.init, true),
+  };
+}
+
+/** Validates `new Runtime(options)`; every message names the option and the value it got. */
+export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
+  if (typeof options !== "object" || options === null) {
+    throw new OptionsError(`Runtime options must be an object (got ${show(options)})`);
+  }
+  const known = new Set([
+    "engine",
+    "startupTimeout",
+    "requestTimeout",
+    "shutdownTimeout",
+    "idleTimeout",
+    "reaperInterval",
+    "maxInstances",
+    "maxConcurrency",
+    "minInstances",
+    "maxQueue",
+    "maxFrameBytes",
+    "env",
+    "socketDir",
+    "orphanTimeout",
+    "frameTimeout",
+    "container",
+  ]);
+  for (const key of Object.keys(options)) {
+    if (!known.has(key)) throw new OptionsError(`Runtime option ${key} is not a known option`);
+  }
+  const scope = "Runtime";
+  const maxInstances = integer(scope, "maxInstances", options.maxInstances, 1, 1, 1024);
+  const minInstances = integer(scope, "minInstances", options.minInstances, 0, 0, 1024);
+  if (minInstances > maxInstances) {
+    throw new OptionsError(
+      `Runtime option minInstances must not exceed maxInstances (got minInstances ${minInstances}, maxInstances ${maxInstances})`,
+    );
+  }
+  const env = stringRecord("env", options.env);
+  for (const key of Object.keys(env)) {
+    if (key === "" || key.includes("=") || key.includes("\0")) {
+      throw new OptionsError(`Runtime option env has an invalid variable name ${show(key)}`);
+    }
+    if (RESERVED_ENV.includes(key)) {
+      throw new OptionsError(
+        `Runtime option env.${key} is set by the runtime itself and cannot be overridden`,
+      );
+    }
+  }
+  const socketDirInput = options.socketDir ?? tmpdir();
+  if (typeof socketDirInput !== "string" || socketDirInput === "") {
+    throw new OptionsError(`Runtime option socketDir must be a directory path (got ${show(socketDirInput)})`);
+  }
+  const socketDir = isAbsolute(socketDirInput) ? socketDirInput : resolve(socketDirInput);
+  if (Buffer.byteLength(socketDir) > MAX_SOCKET_DIR_BYTES) {
+    throw new OptionsError(
+      `Runtime option socketDir must be at most ${MAX_SOCKET_DIR_BYTES} bytes long, since Unix socket paths are limited (got ${show(socketDir)})`,
+    );
+  }
+  return {
+    startupTimeout: integer(scope, "startupTimeout", options.startupTimeout, 10_000, 1),
+    requestTimeout: integer(scope, "requestTimeout", options.requestTimeout, 30_000, 1),
+    shutdownTimeout: integer(scope, "shutdownTimeout", options.shutdownTimeout, 10_000, 0),
+    idleTimeout: integer(scope, "idleTimeout", options.idleTimeout, 900_000, 1),
+    reaperInterval: integer(scope, "reaperInterval", options.reaperInterval, 1_000, 10),
+    maxInstances,
+    maxConcurrency: integer(scope, "maxConcurrency", options.maxConcurrency, 64, 1, 65_536),
+    minInstances,
+    maxQueue: integer(scope, "maxQueue", options.maxQueue, 1_000, 0),
+    maxFrameBytes: integer(
+      scope,
+      "maxFrameBytes",
+      options.maxFrameBytes,
+      16 * 1024 * 1024,
+      64,
+      MAX_FRAME_BYTES_LIMIT,
+    ),
+    env,
+    socketDir,
+    orphanTimeout: integer(scope, "orphanTimeout", options.orphanTimeout, 60_000, 0),
+    frameTimeout: integer(scope, "frameTimeout", options.frameTimeout, 30_000, 1),
+    container: resolveContainer(options.container),
+  };
+}
+
+/** Validates the options of one execute() call. */
+export function resolveCallTimeout(options: CallOptions | undefined, fallback: number): number {
+  if (options === undefined) return fallback;
+  if (typeof options !== "object" || options === null) {
+    throw new OptionsError(`execute() options must be an object (got ${show(options)})`);
+  }
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+    throw new OptionsError(`execute() option signal must be an AbortSignal (got ${show(options.signal)})`);
+  }
+  return integer("execute()", "timeout", options.timeout, fallback, 1);
+}

@@ -1,0 +1,271 @@
+import { type Call, type CallHolder, CallQueue, QUEUED } from "./call.js";
+import type { Engine } from "./engine.js";
+import { ArtifactError, QueueFullError, RuntimeClosedError } from "./errors.js";
+import { Instance, type InstanceEvents, type InstanceState } from "./instance.js";
+import type { ResolvedOptions } from "./options.js";
+
+/** Starts in flight per artifact at most: a burst should not fork a thundering herd of containers. */
+const MAX_PARALLEL_STARTS = 2;
+
+export interface PoolConfig {
+  engine: Engine;
+  options: ResolvedOptions;
+  digest: string;
+  /** Labels every container of this pool carries. */
+  labels: Record<string, string>;
+  /** A unique container name per call. */
+  nextName: () => string;
+  folderPrefix: string;
+  now: () => number;
+}
+
+export interface ArtifactStats {
+  digest: string;
+  /** The path this artifact was last resolved from. */
+  path: string;
+  instances: Record<InstanceState, number>;
+  inFlight: number;
+  queued: number;
+  /** Containers started for this artifact since the runtime began. */
+  coldStarts: number;
+  /** Times the image was streamed to the engine (0 when the engine already held it). */
+  imageLoads: number;
+}
+
+/**
+ * The containers of one artifact. Dispatch goes to the least-loaded ready container; when all are
+ * full, calls wait in one FIFO queue (bounded by maxQueue) while more containers start (up to
+ * maxInstances, at most two starts at once). Containers announce readiness and freed slots, and the
+ * queue drains into them.
+ */
+export class Pool implements CallHolder, InstanceEvents {
+  path: string;
+  coldStarts = 0;
+  imageLoads = 0;
+  /** minInstances applies once warm() or execute() touched the pool. */
+  activated = false;
+  /** When the pool last had a call or an instance (for forgetting pools nobody uses). */
+  lastUsed: number;
+  private readonly instances = new Set<Instance>();
+  /** Ready instances, scanned on every dispatch (maxInstances is small). */
+  private ready: Instance[] = [];
+  private starting = 0;
+  private readonly queue = new CallQueue();
+  private image: Promise<void> | undefined;
+  private closed = false;
+  private readonly startWaiters = new Set<(error: unknown) => void>();
+
+  constructor(
+    private readonly config: PoolConfig,
+    path: string,
+  ) {
+    this.path = path;
+    this.lastUsed = config.now();
+  }
+
+  get digest(): string {
+    return this.config.digest;
+  }
+
+  /** True when the pool holds nothing: no containers, no queue. */
+  get empty(): boolean {
+    return this.instances.size === 0 && this.queue.length === 0;
+  }
+
+  submit(call: Call): void {
+    let best: Instance | undefined;
+    const ready = this.ready;
+    for (let i = 0; i < ready.length; i++) {
+      const instance = ready[i] as Instance;
+      if (
+        instance.inFlight < instance.capacity &&
+        (best === undefined || instance.inFlight < best.inFlight)
+      ) {
+        best = instance;
+      }
+    }
+    if (best !== undefined) {
+      best.send(call);
+      return;
+    }
+    if (this.closed) {
+      call.fail(new RuntimeClosedError());
+      return;
+    }
+    const { maxQueue } = this.config.options;
+    if (this.queue.length >= maxQueue) {
+      call.fail(new QueueFullError(maxQueue));
+      return;
+    }
+    call.stage = QUEUED;
+    call.holder = this;
+    this.queue.push(call);
+    this.activated = true;
+    this.lastUsed = this.config.now();
+    this.scale();
+  }
+
+  abandon(call: Call): void {
+    if (call.stage === QUEUED) this.queue.remove(call);
+  }
+
+  /** Loads the image when needed, starts max(1, minInstances) containers and waits until they are ready. */
+  async warm(): Promise<void> {
+    this.activated = true;
+    const target = Math.max(1, this.config.options.minInstances);
+    for (;;) {
+      if (this.closed) throw new RuntimeClosedError();
+      if (this.ready.length >= target) return;
+      const room = Math.min(target - this.ready.length - this.starting, MAX_PARALLEL_STARTS - this.starting);
+      for (let i = 0; i < room; i++) this.startInstance();
+      const failure = await new Promise<unknown>((resolve) => this.startWaiters.add(resolve));
+      if (failure !== undefined) throw failure;
+    }
+  }
+
+  /** Starts containers for the demand: queued calls beyond what starting ones will take, and minInstances. */
+  private scale(): void {
+    if (this.closed) return;
+    const { maxInstances, minInstances, maxConcurrency } = this.config.options;
+    const live = this.ready.length + this.starting;
+    let wanted = this.activated ? minInstances - live : 0;
+    const uncovered = this.queue.length - this.starting * maxConcurrency;
+    if (uncovered > 0) wanted = Math.max(wanted, Math.ceil(uncovered / maxConcurrency));
+    const room = Math.min(wanted, maxInstances - live, MAX_PARALLEL_STARTS - this.starting);
+    for (let i = 0; i < room; i++) this.startInstance();
+  }
+
+  private startInstance(): void {
+    const { engine, options, digest, labels, folderPrefix, now } = this.config;
+    this.starting++;
+    this.coldStarts++;
+    const instance = new Instance(
+      { engine, options, digest, labels, name: this.config.nextName(), folderPrefix, now },
+      this,
+    );
+    this.instances.add(instance);
+    instance.start(this.ensureImage()).catch((error: unknown) => this.onStartFailed(error));
+  }
+
+  private ensureImage(): Promise<void> {
+    if (!this.image) {
+      const { engine, digest } = this.config;
+      const path = this.path;
+      const image = (async () => {
+        await engine.ping();
+        if (await engine.hasImage(digest)) return;
+        this.imageLoads++;
+        await engine.loadImage(path);
+        if (!(await engine.hasImage(digest))) {
+          throw new ArtifactError(
+            path,
+            `the engine loaded ${path} but holds no image ${digest}; is the file being replaced, or is the engine not using the containerd image store?`,
+          );
+        }
+      })();
+      this.image = image;
+      image.catch(() => {
+        if (this.image === image) this.image = undefined;
+      });
+    }
+    return this.image;
+  }
+
+  private onStartFailed(error: unknown): void {
+    this.starting--;
+    this.notifyStart(error);
+    // With nothing ready or coming, the calls waiting for this container get its failure.
+    if (this.ready.length === 0 && this.starting === 0) {
+      for (const call of this.queue.drain()) call.fail(error);
+    }
+  }
+
+  private notifyStart(outcome: unknown): void {
+    const waiters = [...this.startWaiters];
+    this.startWaiters.clear();
+    for (const waiter of waiters) waiter(outcome);
+  }
+
+  onReady(instance: Instance): void {
+    this.starting--;
+    if (this.closed) {
+      void instance.stop();
+      return;
+    }
+    this.ready.push(instance);
+    while (this.queue.length > 0 && instance.inFlight < instance.capacity) {
+      instance.send(this.queue.shift() as Call);
+    }
+    this.notifyStart(undefined);
+    this.scale();
+  }
+
+  onFinal(instance: Instance, _call: Call): void {
+    if (this.queue.length > 0 && instance.state === "ready") {
+      instance.send(this.queue.shift() as Call);
+      return;
+    }
+    instance.afterFinal();
+  }
+
+  onRetired(instance: Instance): void {
+    const index = this.ready.indexOf(instance);
+    if (index >= 0) this.ready.splice(index, 1);
+    if (this.queue.length > 0) this.scale();
+  }
+
+  onGone(instance: Instance): void {
+    this.instances.delete(instance);
+    this.onRetired(instance);
+    this.lastUsed = this.config.now();
+  }
+
+  /** Stops containers idle for idleTimeout beyond minInstances, and tops the pool up to minInstances. */
+  reap(now: number): void {
+    const { idleTimeout, minInstances } = this.config.options;
+    let surplus = this.ready.length - (this.activated ? minInstances : 0);
+    for (const instance of [...this.ready]) {
+      if (surplus <= 0) break;
+      if (instance.inFlight === 0 && now - instance.idleSince >= idleTimeout) {
+        instance.drain();
+        surplus--;
+      }
+    }
+    if (this.activated && this.ready.length + this.starting < minInstances) this.scale();
+  }
+
+  /** Rejects what waits, aborts starts, stops every container (SIGTERM, SIGKILL after shutdownTimeout). */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const call of this.queue.drain())
+      call.fail(new RuntimeClosedError("the runtime closed before the request was sent"));
+    this.notifyStart(new RuntimeClosedError());
+    const instances = [...this.instances];
+    await Promise.all(instances.map((instance) => instance.stop()));
+    await Promise.all(instances.map((instance) => instance.gone));
+  }
+
+  stats(): ArtifactStats {
+    const instances: Record<InstanceState, number> = {
+      starting: 0,
+      ready: 0,
+      draining: 0,
+      stopping: 0,
+      gone: 0,
+    };
+    let inFlight = 0;
+    for (const instance of this.instances) {
+      instances[instance.state]++;
+      inFlight += instance.inFlight;
+    }
+    return {
+      digest: this.config.digest,
+      path: this.path,
+      instances,
+      inFlight,
+      queued: this.queue.length,
+      coldStarts: this.coldStarts,
+      imageLoads: this.imageLoads,
+    };
+  }
+}

@@ -1,0 +1,232 @@
+import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
+import { encodeFrame } from "ociapp/protocol";
+import { ArtifactCache, type ReadArtifactIndex } from "./artifact-cache.js";
+import { Call } from "./call.js";
+import { DockerEngine } from "./docker-engine.js";
+import type { Engine } from "./engine.js";
+import { InvalidRequestError, OptionsError, RuntimeClosedError } from "./errors.js";
+import {
+  type CallOptions,
+  type ResolvedOptions,
+  type RuntimeOptions,
+  resolveCallTimeout,
+  resolveOptions,
+} from "./options.js";
+import { type ArtifactStats, Pool } from "./pool.js";
+import { Reaper } from "./reaper.js";
+
+/** Labels on every container a Runtime creates. */
+export const LABELS = {
+  managed: "dev.ociapp.managed",
+  runtime: "dev.ociapp.runtime",
+  artifact: "dev.ociapp.artifact",
+  owner: "dev.ociapp.owner",
+} as const;
+
+export interface RuntimeStats {
+  /** The runtime's id: the value of every container's dev.ociapp.runtime label. */
+  runtimeId: string;
+  closed: boolean;
+  artifacts: ArtifactStats[];
+}
+
+/** Internal seams for tests of pure logic; not part of the public options. */
+export interface RuntimeInternals {
+  readIndex?: ReadArtifactIndex;
+  now?: () => number;
+}
+
+let defaultReadIndex: ReadArtifactIndex | undefined;
+
+async function readIndexFromArtifact(
+  path: string,
+  options?: { signal?: AbortSignal },
+): Promise<{ digest: string }> {
+  if (!defaultReadIndex) {
+    const artifact = await import("ociapp/artifact");
+    defaultReadIndex = artifact.readArtifactIndex;
+  }
+  return defaultReadIndex(path, options);
+}
+
+/**
+ * Runs .ociapp artifacts: `execute(path, request)` answers from a warm container of that artifact,
+ * starting one when needed. See the package README for the model.
+ */
+export class Runtime implements AsyncDisposable {
+  /** The value of the dev.ociapp.runtime label on this runtime's containers. */
+  readonly id = randomUUID();
+  readonly engine: Engine;
+  private readonly options: ResolvedOptions;
+  private readonly cache: ArtifactCache;
+  private readonly pools = new Map<string, Pool>();
+  private readonly reaper: Reaper;
+  private readonly now: () => number;
+  private readonly short: string;
+  private counter = 0;
+  private containers = 0;
+  private closing: Promise<void> | undefined;
+
+  constructor(options: RuntimeOptions = {}, internals: RuntimeInternals = {}) {
+    this.options = resolveOptions(options);
+    if (options.engine !== undefined && !isEngine(options.engine)) {
+      throw new OptionsError(
+        "Runtime option engine must be an Engine such as new DockerEngine() (got a non-engine value)",
+      );
+    }
+    this.engine = options.engine ?? new DockerEngine();
+    this.now = internals.now ?? (() => performance.now());
+    this.cache = new ArtifactCache({
+      readIndex: internals.readIndex ?? readIndexFromArtifact,
+      now: this.now,
+    });
+    this.short = this.id.slice(0, 8);
+    this.reaper = new Reaper(this.options.reaperInterval, () => this.reap());
+    this.reaper.start();
+  }
+
+  /**
+   * Sends `request` to a container of the artifact at `path` and resolves with the app's response.
+   * Rejects with RemoteExecutionError when the app answered with an error, RequestTimeoutError,
+   * the signal's reason, QueueFullError, WorkerExitedError, ProtocolError, InstanceStartupError,
+   * ArtifactError, EngineUnavailableError or RuntimeClosedError.
+   */
+  execute<Res = unknown>(path: string, request: unknown, options?: CallOptions): Promise<Res> {
+    if (this.closing) return Promise.reject(new RuntimeClosedError());
+    let timeout: number;
+    let frame: Buffer;
+    const id = (++this.counter).toString(36);
+    try {
+      if (typeof path !== "string" || path === "") {
+        throw new OptionsError(`execute() path must be a non-empty string (got ${typeof path})`);
+      }
+      timeout =
+        options === undefined
+          ? this.options.requestTimeout
+          : resolveCallTimeout(options, this.options.requestTimeout);
+      if (request === undefined)
+        throw new InvalidRequestError("the request payload is undefined; send null or a value");
+      frame = encodeRequest(id, request, this.options.maxFrameBytes);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise<Res>((resolve, reject) => {
+      const call = new Call(id, frame, resolve as (value: unknown) => void, reject, signal, timeout);
+      const digest = this.cache.lookup(path);
+      if (digest !== undefined) {
+        this.poolFor(digest, path).submit(call);
+        return;
+      }
+      this.cache.resolve(path).then(
+        (resolved) => {
+          if (call.settled) return;
+          if (this.closing) call.fail(new RuntimeClosedError());
+          else this.poolFor(resolved, path).submit(call);
+        },
+        (error: unknown) => call.fail(error),
+      );
+    });
+  }
+
+  /** Loads the artifact's image when the engine lacks it and starts max(1, minInstances) containers. */
+  async warm(path: string): Promise<void> {
+    if (this.closing) throw new RuntimeClosedError();
+    const digest = await this.cache.resolve(path);
+    if (this.closing) throw new RuntimeClosedError();
+    await this.poolFor(digest, path).warm();
+  }
+
+  /** Per artifact: instances by state, in flight, queued, cold starts, image loads. */
+  stats(): RuntimeStats {
+    return {
+      runtimeId: this.id,
+      closed: this.closing !== undefined,
+      artifacts: [...this.pools.values()].map((pool) => pool.stats()),
+    };
+  }
+
+  /**
+   * Rejects new and queued calls with RuntimeClosedError, lets calls in flight finish within
+   * shutdownTimeout (SIGTERM, then SIGKILL), removes every container and socket folder. Idempotent.
+   */
+  close(): Promise<void> {
+    if (!this.closing) {
+      this.reaper.stop();
+      this.closing = Promise.all([...this.pools.values()].map((pool) => pool.close())).then(() => undefined);
+    }
+    return this.closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  private poolFor(digest: string, path: string): Pool {
+    let pool = this.pools.get(digest);
+    if (pool === undefined) {
+      pool = new Pool(
+        {
+          engine: this.engine,
+          options: this.options,
+          digest,
+          labels: {
+            [LABELS.managed]: "true",
+            [LABELS.runtime]: this.id,
+            [LABELS.artifact]: digest,
+            [LABELS.owner]: `${hostname()}:${process.pid}`,
+          },
+          nextName: () => `ociapp-${this.short}-${++this.containers}`,
+          folderPrefix: `ociapp-${this.short}-`,
+          now: this.now,
+        },
+        path,
+      );
+      this.pools.set(digest, pool);
+    } else if (pool.path !== path) {
+      pool.path = path;
+    }
+    return pool;
+  }
+
+  private reap(): void {
+    const now = this.now();
+    for (const [digest, pool] of this.pools) {
+      pool.reap(now);
+      // A pool with nothing in it for idleTimeout is forgotten: rebuilt artifacts do not pile up.
+      if (pool.empty && now - pool.lastUsed >= this.options.idleTimeout) this.pools.delete(digest);
+    }
+  }
+}
+
+function isEngine(value: unknown): value is Engine {
+  const engine = value as Partial<Engine>;
+  return (
+    typeof engine === "object" &&
+    engine !== null &&
+    typeof engine.createContainer === "function" &&
+    typeof engine.startContainer === "function" &&
+    typeof engine.removeContainer === "function"
+  );
+}
+
+function encodeRequest(id: string, payload: unknown, maxFrameBytes: number): Buffer {
+  try {
+    return encodeFrame({ type: "request", id, payload }, maxFrameBytes);
+  } catch (error) {
+    const reason = (error as { reason?: string }).reason;
+    if (reason === "frame-too-large") {
+      throw new InvalidRequestError(`the request is larger than maxFrameBytes (${maxFrameBytes} bytes)`, {
+        cause: error,
+      });
+    }
+    throw new InvalidRequestError(
+      `the request payload is not JSON-serialisable: ${(error as Error).message}`,
+      {
+        cause: error,
+      },
+    );
+  }
+}

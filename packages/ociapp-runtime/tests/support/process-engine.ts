@@ -1,0 +1,155 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type {
+  ContainerExit,
+  ContainerHandle,
+  ContainerSpec,
+  Engine,
+  ListedContainer,
+} from "../../src/engine.js";
+import { OutputTail } from "../../src/engine.js";
+
+const ENTRY = fileURLToPath(new URL("./serve-entry.ts", import.meta.url));
+export const FIXTURE_APP = fileURLToPath(new URL("../fixtures/behaviours-app/main.js", import.meta.url));
+
+interface FakeContainer {
+  spec: ContainerSpec;
+  child: ChildProcess | undefined;
+  state: "created" | "running" | "exited";
+  exit: Promise<ContainerExit>;
+  settle: (exit: ContainerExit) => void;
+  output: OutputTail;
+  capturing: boolean;
+}
+
+/**
+ * An Engine whose "containers" are local child processes running the SDK's real `ociapp serve` on
+ * the fixture app, with the socket in the runtime's folder. It lets the pool, instance and
+ * connection logic be tested fast and without Docker; the *.engine.test.ts files cover the real one.
+ * Containers disappear once they exit, as with AutoRemove.
+ */
+export class ProcessEngine implements Engine {
+  readonly images = new Set<string>();
+  /** Which digest loading each path yields. */
+  readonly artifacts = new Map<string, string>();
+  readonly containers = new Map<string, FakeContainer>();
+  loads = 0;
+  created = 0;
+  /** Environment added to every process (e.g. to make the fixture hang). */
+  extraEnv: Record<string, string> = {};
+  /** When set, startContainer runs this command instead (hostile "apps"). */
+  command: ((spec: ContainerSpec, socketPath: string) => string[]) | undefined;
+
+  async ping(): Promise<void> {}
+
+  async hasImage(reference: string): Promise<boolean> {
+    return this.images.has(reference);
+  }
+
+  async loadImage(path: string): Promise<void> {
+    this.loads++;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const digest = this.artifacts.get(path);
+    if (digest) this.images.add(digest);
+  }
+
+  async createContainer(spec: ContainerSpec): Promise<ContainerHandle> {
+    if (!this.images.has(spec.image)) throw new Error(`no such image ${spec.image}`);
+    const id = randomBytes(32).toString("hex");
+    this.created++;
+    let settle!: (exit: ContainerExit) => void;
+    const exit = new Promise<ContainerExit>((resolve) => {
+      settle = resolve;
+    });
+    const container: FakeContainer = {
+      spec,
+      child: undefined,
+      state: "created",
+      exit,
+      settle,
+      output: new OutputTail(),
+      capturing: true,
+    };
+    this.containers.set(id, container);
+    return {
+      id,
+      exit,
+      recentOutput: () => container.output.text(),
+      detachOutput: () => {
+        container.capturing = false;
+      },
+    };
+  }
+
+  async startContainer(id: string): Promise<void> {
+    const container = this.containers.get(id);
+    if (!container) throw new Error(`no such container ${id}`);
+    if (container.state !== "created") throw new Error(`container ${id} was already started`);
+    const socketPath = join(container.spec.socketFolder, "app.sock");
+    const argv = this.command
+      ? this.command(container.spec, socketPath)
+      : [
+          process.execPath,
+          "--conditions=source",
+          "--import",
+          "tsx",
+          ENTRY,
+          "serve",
+          "--app",
+          `${FIXTURE_APP}#app`,
+          "--socket",
+          socketPath,
+        ];
+    const child = spawn(argv[0] as string, argv.slice(1), {
+      env: { ...process.env, ...container.spec.env, ...this.extraEnv },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    container.child = child;
+    container.state = "running";
+    const capture = (chunk: Buffer) => {
+      if (container.capturing) container.output.push(chunk);
+    };
+    child.stdout?.on("data", capture);
+    child.stderr?.on("data", capture);
+    child.on("exit", (code, signal) => {
+      container.state = "exited";
+      const exitCode = code ?? (signal === "SIGKILL" ? 137 : signal === "SIGTERM" ? 143 : 1);
+      // AutoRemove: the container is gone once it has exited.
+      setTimeout(() => this.containers.delete(id), 5);
+      container.settle({ exitCode, oomKilled: false });
+    });
+  }
+
+  async killContainer(id: string, signal: "SIGTERM" | "SIGKILL"): Promise<void> {
+    const container = this.containers.get(id);
+    if (container?.state === "running") container.child?.kill(signal);
+  }
+
+  async removeContainer(id: string): Promise<void> {
+    const container = this.containers.get(id);
+    if (!container) return;
+    if (container.state === "running") {
+      container.child?.kill("SIGKILL");
+      await container.exit;
+    } else if (container.state === "created") {
+      container.state = "exited";
+      container.settle({ exitCode: null, oomKilled: false });
+    }
+    this.containers.delete(id);
+  }
+
+  async listContainers(labels: Record<string, string>): Promise<ListedContainer[]> {
+    return [...this.containers.entries()]
+      .filter(([, container]) =>
+        Object.entries(labels).every(([key, value]) => container.spec.labels[key] === value),
+      )
+      .map(([id, container]) => ({ id, state: container.state, labels: container.spec.labels }));
+  }
+
+  /** Kills a running container's process, as `docker kill` would. */
+  kill(id: string): void {
+    this.containers.get(id)?.child?.kill("SIGKILL");
+  }
+}
