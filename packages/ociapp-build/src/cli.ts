@@ -1,1 +1,140 @@
-export async function main(_argv: string[]): Promise<void> {}
+import { Command, CommanderError, Option } from "commander";
+import { ArtifactFormatError, inspectArtifact } from "ociapp/artifact";
+import { build } from "./build.js";
+import { BuildError } from "./errors.js";
+import { formatArtifactInfo, formatBytes } from "./format.js";
+
+export interface CliIo {
+  stdout: { write(chunk: string): unknown };
+  stderr: { write(chunk: string): unknown };
+}
+
+/**
+ * `ociapp-build <project-root>` and `ociapp-build inspect <file>`. Returns the exit code (also set on
+ * process.exitCode): 0, 1 for any error (printed as one line), 130 when interrupted.
+ */
+export async function main(argv: string[], io: CliIo = process): Promise<number> {
+  const code = await runCli(argv, io);
+  process.exitCode = code;
+  return code;
+}
+
+async function runCli(argv: string[], io: CliIo): Promise<number> {
+  const controller = new AbortController();
+  const onSignal = () => controller.abort(new Error("interrupted"));
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  let exitCode = 0;
+
+  const program = new Command("ociapp-build")
+    .description("Package an ociapp application into a .ociapp OCI image-layout tarball with docker buildx")
+    .argument("<project-root>", 'the app\'s folder (its package.json holds the "ociapp" configuration)')
+    .option("-o, --output-dir <dir>", "where <name>-<version>.ociapp is written (default: the project root)")
+    .option("--network <mode>", "network for RUN steps during the build (default: the engine's)")
+    .option("--base-image <ref>", "base image of a managed build (default: node:<Node major>-bookworm-slim)")
+    .option("--no-cache", "build without buildx's layer cache")
+    .addOption(
+      new Option("--progress <mode>", "buildx progress on stderr")
+        .choices(["auto", "plain", "quiet"])
+        .default("auto"),
+    )
+    .addOption(
+      new Option("--compression <type>", "layer compression").choices(["gzip", "zstd"]).default("gzip"),
+    )
+    .option("--image <ref>", "image reference recorded in the artifact (default: <name>:<version>)")
+    .option("--json", 'print one JSON line {"path","bytes","digest","image"} on stdout')
+    .showHelpAfterError(false)
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => io.stdout.write(text),
+      writeErr: (text) => io.stderr.write(text),
+    })
+    .action(async (projectRoot: string, flags: BuildFlags) => {
+      const result = await build({
+        projectRoot,
+        ...(flags.outputDir === undefined ? {} : { outputDir: flags.outputDir }),
+        ...(flags.network === undefined ? {} : { network: flags.network }),
+        ...(flags.baseImage === undefined ? {} : { baseImage: flags.baseImage }),
+        ...(flags.image === undefined ? {} : { image: flags.image }),
+        noCache: !flags.cache,
+        progress: flags.progress,
+        compression: flags.compression,
+        signal: controller.signal,
+        onProgress: (chunk) => io.stderr.write(chunk),
+      });
+      if (flags.json) {
+        io.stdout.write(`${JSON.stringify(result)}\n`);
+      } else {
+        io.stdout.write(
+          `${result.path} (${formatBytes(result.bytes)}, ${result.digest}, image ${result.image})\n`,
+        );
+      }
+    });
+
+  program
+    .command("inspect")
+    .description(
+      "show an artifact's name, version, entrypoint, digest, size and layers (reads the file only)",
+    )
+    .argument("<file>", "a .ociapp file")
+    .option("--json", "print the details as one JSON line")
+    .action(async (file: string, flags: { json?: boolean }) => {
+      const info = await inspectArtifact(file, { signal: controller.signal });
+      io.stdout.write(flags.json ? `${JSON.stringify(info)}\n` : formatArtifactInfo(file, info));
+    });
+
+  try {
+    await program.parseAsync(argv);
+  } catch (error) {
+    exitCode = report(error, io);
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+  return exitCode;
+}
+
+interface BuildFlags {
+  outputDir?: string;
+  network?: string;
+  baseImage?: string;
+  image?: string;
+  cache: boolean;
+  progress: "auto" | "plain" | "quiet";
+  compression: "gzip" | "zstd";
+  json?: boolean;
+}
+
+function report(error: unknown, io: CliIo): number {
+  if (error instanceof CommanderError) {
+    // Commander printed its own one-line message; --help and --version end here too.
+    return error.exitCode === 0 ? 0 : 1;
+  }
+  if (error instanceof BuildError) {
+    io.stderr.write(`ociapp-build: error: ${error.message}\n`);
+    if (error.output) io.stderr.write(`${indent(error.output)}\n`);
+    return error.code === "OCIAPP_BUILD_ABORTED" ? 130 : 1;
+  }
+  if (error instanceof ArtifactFormatError) {
+    io.stderr.write(`ociapp-build: error: invalid artifact: ${error.message}\n`);
+    return 1;
+  }
+  const code = (error as { code?: unknown }).code;
+  if (code === "ENOENT" || code === "EACCES" || code === "EISDIR") {
+    io.stderr.write(`ociapp-build: error: ${(error as Error).message}\n`);
+    return 1;
+  }
+  if ((error as Error)?.name === "AbortError") {
+    io.stderr.write("ociapp-build: error: interrupted\n");
+    return 130;
+  }
+  io.stderr.write(`ociapp-build: unexpected error: ${(error as Error)?.stack ?? String(error)}\n`);
+  return 1;
+}
+
+function indent(text: string): string {
+  return text
+    .split("\n")
+    .map((line) => `  | ${line}`)
+    .join("\n");
+}

@@ -1,1 +1,5 @@
-export const VERSION = "0.1.0";
+export { type BuildOptions, type BuildResult, build } from "./build.js";
+export { type CustomConfig, type ManagedConfig, type OciappConfig, parseOciappConfig } from "./config.js";
+export { BuildError, type BuildErrorCode } from "./errors.js";
+export { artifactFileName, defaultBaseImage, defaultImageReference, flattenPackageName } from "./naming.js";
+export { renderContainerfile } from "./template.js";

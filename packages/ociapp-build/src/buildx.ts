@@ -1,0 +1,131 @@
+import { BuildError } from "./errors.js";
+import { ProgressLog } from "./progress-log.js";
+import { lastLines, run } from "./subprocess.js";
+
+export interface BuildxOptions {
+  context: string;
+  containerfile: string;
+  /** the OCI tarball to write */
+  dest: string;
+  /** the image reference recorded in index.json (what `docker load` names the image) */
+  image: string;
+  annotations: Record<string, string>;
+  compression: "gzip" | "zstd";
+  network?: string | undefined;
+  noCache?: boolean | undefined;
+  buildArgs?: Record<string, string>;
+  signal?: AbortSignal | undefined;
+  /** buildx's plain progress output, as it arrives */
+  onProgress?: ((chunk: string) => void) | undefined;
+  /** environment for the docker CLI (PATH, DOCKER_HOST, ...) */
+  env?: Record<string, string | undefined> | undefined;
+}
+
+const ENGINE_DOWN = /Cannot connect to the Docker daemon|error during connect|Is the docker daemon running/i;
+const NO_OCI_EXPORTER = /OCI exporter is not supported|exporter "oci" is not supported/i;
+
+/** Fails with one clear line when the docker CLI or its buildx plugin is missing. */
+export async function checkBuildx(options: { signal?: AbortSignal | undefined; env?: BuildxOptions["env"] }) {
+  let result: Awaited<ReturnType<typeof run>>;
+  try {
+    result = await run("docker", ["buildx", "version"], { signal: options.signal, env: options.env });
+  } catch (error) {
+    if ((error as { code?: unknown }).code === "ENOENT") {
+      throw new BuildError(
+        "OCIAPP_BUILD_DOCKER_NOT_FOUND",
+        "docker not found on PATH: install the Docker CLI and engine (https://docs.docker.com/engine/install/)",
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+  if (result.exitCode !== 0) {
+    const said = lastLines(result.tail, 1);
+    throw new BuildError(
+      "OCIAPP_BUILD_BUILDX_MISSING",
+      `docker buildx is not available (${said}): install the buildx plugin (Debian/Ubuntu: docker-buildx; Docker's repository: docker-buildx-plugin)`,
+    );
+  }
+}
+
+/** Runs `docker buildx build` to an OCI image-layout tarball at `dest`. */
+export async function runBuildx(options: BuildxOptions): Promise<void> {
+  const output = csv([
+    "type=oci",
+    `name=${options.image}`,
+    `dest=${options.dest}`,
+    "tar=true",
+    `compression=${options.compression}`,
+  ]);
+  const args = [
+    "buildx",
+    "build",
+    // Always plain: the output is parsed to report a failing step (buildx's TTY view cannot be).
+    "--progress",
+    "plain",
+    "--provenance=false",
+    "--sbom=false",
+    "--file",
+    options.containerfile,
+    "--output",
+    output,
+  ];
+  for (const [key, value] of Object.entries(options.annotations))
+    args.push("--annotation", `manifest:${key}=${value}`);
+  for (const [key, value] of Object.entries(options.buildArgs ?? {}))
+    args.push("--build-arg", `${key}=${value}`);
+  if (options.network !== undefined) args.push("--network", options.network);
+  if (options.noCache) args.push("--no-cache");
+  args.push(options.context);
+
+  const log = new ProgressLog();
+  let result: Awaited<ReturnType<typeof run>>;
+  try {
+    result = await run("docker", args, {
+      signal: options.signal,
+      env: options.env,
+      onOutput: (chunk) => {
+        log.push(chunk);
+        options.onProgress?.(chunk);
+      },
+    });
+  } catch (error) {
+    if ((error as { code?: unknown }).code === "ENOENT") {
+      throw new BuildError(
+        "OCIAPP_BUILD_DOCKER_NOT_FOUND",
+        "docker not found on PATH: install the Docker CLI",
+        {
+          cause: error,
+        },
+      );
+    }
+    throw error;
+  }
+  if (result.exitCode === 0) return;
+
+  const failure = log.failure();
+  const tail = lastLines(result.tail, 20);
+  if (ENGINE_DOWN.test(result.tail)) {
+    throw new BuildError(
+      "OCIAPP_BUILD_ENGINE_UNAVAILABLE",
+      `the Docker engine is not reachable (${lastLines(failure.error, 1)}): start it, or point DOCKER_HOST at one`,
+      { output: tail },
+    );
+  }
+  if (NO_OCI_EXPORTER.test(result.tail)) {
+    throw new BuildError(
+      "OCIAPP_BUILD_FAILED",
+      'buildx cannot export OCI tarballs with this builder: enable the containerd image store ({"features":{"containerd-snapshotter":true}} in daemon.json) or use a docker-container builder (docker buildx create --use)',
+      { output: tail },
+    );
+  }
+  const where = failure.step ? ` at ${failure.step}` : "";
+  throw new BuildError("OCIAPP_BUILD_FAILED", `image build failed${where}: ${failure.error}`, {
+    output: failure.output || tail,
+  });
+}
+
+/** buildx parses --output as one CSV record: quote fields that hold a comma or a quote. */
+function csv(fields: string[]): string {
+  return fields.map((field) => (/[",]/.test(field) ? `"${field.replace(/"/g, '""')}"` : field)).join(",");
+}

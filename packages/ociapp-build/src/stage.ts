@@ -1,0 +1,106 @@
+import { chmod, copyFile, mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { dirname, join, normalize } from "node:path";
+import { type ManagedConfig, splitEntrypoint } from "./config.js";
+import { BuildError } from "./errors.js";
+import type { Project } from "./project.js";
+import { resolveInstalledPackage } from "./resolve-package.js";
+import { type LocatedSdk, listPackFiles, packSdk } from "./sdk.js";
+import { SDK_TARBALL, stageLockfile, stagePackageJson } from "./staged-package.js";
+import { loadTemplate, renderContainerfile } from "./template.js";
+
+const LOCKFILES = ["npm-shrinkwrap.json", "package-lock.json"];
+
+/**
+ * Assembles the managed build's context in `stagingDir` (see Containerfile.template for its layout):
+ * only what the image needs crosses into the build, never the project's node_modules or sources.
+ * Returns the rendered Containerfile's path.
+ */
+export async function stageManagedBuild(
+  project: Project,
+  config: ManagedConfig,
+  sdk: LocatedSdk,
+  stagingDir: string,
+  options: { baseImage: string; signal?: AbortSignal | undefined },
+): Promise<string> {
+  const depsDir = join(stagingDir, "deps");
+  const appDir = join(stagingDir, "app");
+  await mkdir(join(depsDir, dirname(SDK_TARBALL)), { recursive: true });
+  await mkdir(appDir, { recursive: true });
+
+  const files = await listPackFiles(project.root, options.signal);
+  const entryModule = normalize(splitEntrypoint(config.entrypoint).module);
+  if (!files.some((file) => normalize(file.path) === entryModule)) {
+    throw new BuildError(
+      "OCIAPP_BUILD_ENTRYPOINT_MISSING",
+      `the entrypoint module ${entryModule} is not among the app's files (is it built? is it included by "files" in package.json?)`,
+    );
+  }
+  for (const file of files) {
+    if (file.path === "package.json") continue;
+    const target = join(appDir, file.path);
+    await mkdir(dirname(target), { recursive: true });
+    await copyFile(join(project.root, file.path), target);
+    // Owned by root in the image and not writable by the app's user.
+    await chmod(target, file.mode & 0o111 ? 0o755 : 0o644);
+  }
+
+  let lockfile: { name: string; content: unknown } | undefined;
+  for (const name of LOCKFILES) {
+    const text = await readFile(join(project.root, name), "utf8").catch(() => undefined);
+    if (text === undefined) continue;
+    try {
+      lockfile = { name, content: JSON.parse(text) as unknown };
+    } catch (error) {
+      throw new BuildError(
+        "OCIAPP_BUILD_INVALID_PACKAGE_JSON",
+        `${join(project.root, name)} is not valid JSON`,
+        {
+          cause: error,
+        },
+      );
+    }
+    break;
+  }
+
+  const installed = await installedVersions(project);
+  const stagedPackage = stagePackageJson(project.packageJson, {
+    hasLockfile: lockfile !== undefined,
+    installedVersion: (name) => installed.get(name),
+  });
+  await writeFile(join(depsDir, "package.json"), `${JSON.stringify(stagedPackage, null, 2)}\n`);
+  if (lockfile) {
+    await writeFile(
+      join(depsDir, lockfile.name),
+      `${JSON.stringify(stageLockfile(lockfile.content), null, 2)}\n`,
+    );
+  }
+  await packSdk(sdk, join(depsDir, dirname(SDK_TARBALL)), "ociapp-sdk.tgz", options.signal);
+
+  const containerfile = join(stagingDir, "Containerfile");
+  const rendered = renderContainerfile(await loadTemplate(), { baseImage: options.baseImage, config });
+  await writeFile(containerfile, rendered);
+  await writeFile(join(stagingDir, ".dockerignore"), "Containerfile\n.dockerignore\n");
+  return containerfile;
+}
+
+/** Versions installed for the app's production dependencies, as Node would resolve them from it. */
+async function installedVersions(project: Project): Promise<Map<string, string>> {
+  const versions = new Map<string, string>();
+  const names = new Set<string>();
+  for (const field of ["dependencies", "optionalDependencies"]) {
+    const deps = project.packageJson[field];
+    if (deps && typeof deps === "object") for (const name of Object.keys(deps)) names.add(name);
+  }
+  for (const name of names) {
+    const found = await resolveInstalledPackage(project.root, name);
+    if (typeof found?.packageJson.version === "string") versions.set(name, found.packageJson.version);
+  }
+  return versions;
+}
+
+export async function isFile(path: string): Promise<boolean> {
+  return stat(path).then(
+    (s) => s.isFile(),
+    () => false,
+  );
+}
