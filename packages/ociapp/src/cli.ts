@@ -88,7 +88,8 @@ export function createProgram(): Command {
   const program = new Command("ociapp")
     .description("Serve an ociapp Application over a Unix socket")
     .version(VERSION)
-    .showHelpAfterError();
+    // User mistakes are one line, in the same voice as the load errors.
+    .configureOutput({ outputError: (text, write) => write(`ociapp: ${text.replace(/^error: /, "")}`) });
   program
     .command("serve")
     .description("load an Application and answer requests on a Unix socket until SIGTERM/SIGINT")

@@ -81,9 +81,13 @@ async function importModule(file: string, modulePath: string): Promise<Record<st
   try {
     return (await import(url)) as Record<string, unknown>;
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === "ERR_UNKNOWN_FILE_EXTENSION" && TYPESCRIPT.has(extname(file))) {
-      registerTsx(file, modulePath);
+    // A TypeScript app without a loader: Node refused the entry file itself before running
+    // anything, so registering tsx and importing it again (under a fresh URL) is safe.
+    if (
+      (error as NodeJS.ErrnoException).code === "ERR_UNKNOWN_FILE_EXTENSION" &&
+      TYPESCRIPT.has(extname(file))
+    ) {
+      await registerTsx(file, modulePath);
       try {
         return (await import(`${url}?tsx`)) as Record<string, unknown>;
       } catch (retryError) {
@@ -99,16 +103,12 @@ async function importModule(file: string, modulePath: string): Promise<Record<st
 }
 
 /** Registers tsx's ESM hooks, found from the app's folder, the working directory, or the SDK. */
-function registerTsx(file: string, modulePath: string): void {
+async function registerTsx(file: string, modulePath: string): Promise<void> {
   const bases = [join(dirname(file), "noop.js"), join(process.cwd(), "noop.js"), import.meta.url];
   for (const base of bases) {
-    const require = createRequire(base);
-    let api: { register?: () => unknown };
-    try {
-      api = require("tsx/esm/api") as { register?: () => unknown };
-    } catch {
-      continue;
-    }
+    const entry = resolveTsxEsmApi(base);
+    if (entry === undefined) continue;
+    const api = (await import(pathToFileURL(entry).href)) as { register?: () => unknown };
     if (typeof api.register === "function") {
       api.register();
       return;
@@ -118,6 +118,36 @@ function registerTsx(file: string, modulePath: string): void {
     "OCIAPP_APP_MODULE_LOAD",
     `app module ${modulePath} is TypeScript and tsx is not installed: add tsx, or point --app at the built JavaScript`,
   );
+}
+
+/**
+ * The file behind tsx's "./esm/api" import condition. require.resolve would pick its CommonJS
+ * build, whose register() cannot load tsx's ESM hooks.
+ */
+function resolveTsxEsmApi(base: string): string | undefined {
+  let manifestPath: string;
+  try {
+    manifestPath = createRequire(base).resolve("tsx/package.json");
+  } catch {
+    return undefined;
+  }
+  try {
+    const manifest = JSON.parse(readFileSync(manifestPath, "utf8")) as { exports?: Record<string, unknown> };
+    const entry = manifest.exports?.["./esm/api"];
+    const condition =
+      typeof entry === "object" && entry !== null ? (entry as Record<string, unknown>).import : undefined;
+    const target =
+      typeof entry === "string"
+        ? entry
+        : typeof condition === "string"
+          ? condition
+          : typeof condition === "object" && condition !== null
+            ? (condition as Record<string, unknown>).default
+            : undefined;
+    return typeof target === "string" ? join(dirname(manifestPath), target) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function exportOf(namespace: Record<string, unknown>, name: string): unknown {

@@ -4,7 +4,7 @@ import { encodeFrame } from "../protocol/frame.js";
 import { type ClientMessage, parseClientMessage, type RemoteError } from "../protocol/messages.js";
 import { MessageReader } from "../protocol/reader.js";
 import { ProtocolViolationError } from "../protocol/violation.js";
-import { abortMessage, cancelled, invoke, type Outcome } from "./invoke.js";
+import { abortMessage, cancelled, execute, type Outcome, validateRequest } from "./invoke.js";
 import type { ConcurrencyLimiter, Waiter } from "./limiter.js";
 
 /** What a connection needs from its server. */
@@ -144,24 +144,40 @@ export class Connection {
     this.#pending.set(request.id, request);
     this.#pendingBytes += request.bytes;
     this.#context.requestAccepted();
-    const limiter = this.#context.limiter;
-    if (limiter.tryAcquire()) {
-      void this.#execute(request);
-    } else {
-      request.waiter = limiter.enqueue(() => {
-        request.waiter = undefined;
-        void this.#execute(request);
-      });
-    }
+    void this.#start(request);
     this.#updateFlow();
   };
 
-  async #execute(request: PendingRequest): Promise<void> {
+  /** Validates the request, then runs it now or once a concurrency slot frees up. */
+  async #start(request: PendingRequest): Promise<void> {
     const payload = request.payload;
     request.payload = undefined;
+    const validated = await validateRequest(this.#context.app, payload);
+    if (request.done) return;
+    if (!validated.ok) {
+      this.#finish(request, validated);
+      return;
+    }
+    if (request.controller.signal.aborted) {
+      this.#finish(request, cancelled(abortMessage(request.controller.signal)));
+      return;
+    }
+    const limiter = this.#context.limiter;
+    if (limiter.tryAcquire()) {
+      await this.#execute(request, validated.payload);
+    } else {
+      request.waiter = limiter.enqueue(() => {
+        request.waiter = undefined;
+        void this.#execute(request, validated.payload);
+      });
+    }
+  }
+
+  /** Runs execute holding a slot, which it releases whatever happens. */
+  async #execute(request: PendingRequest, input: unknown): Promise<void> {
     let outcome: Outcome;
     try {
-      outcome = await invoke(this.#context.app, payload, request.id, request.controller.signal);
+      outcome = await execute(this.#context.app, input, request.id, request.controller.signal);
     } finally {
       this.#context.limiter.release();
     }

@@ -20,25 +20,30 @@ export function cancelled(message: string): Outcome {
   return { ok: false, error: { type: "Cancelled", message } };
 }
 
+/** Parses the payload with the app's request schema. Never throws. */
+export async function validateRequest(app: AnyApplication, payload: unknown): Promise<Outcome> {
+  try {
+    const request = await (app.request as unknown as Schema).safeParseAsync(payload);
+    if (request.success) return { ok: true, payload: request.data };
+    return { ok: false, error: validationError("ValidationError", "request", request.error?.issues) };
+  } catch (error) {
+    return { ok: false, error: thrownError(error, "request validation") };
+  }
+}
+
 /**
- * Runs one request through the app: request schema, execute, response schema. Never throws: every
- * failure becomes the error outcome the wire protocol names.
+ * Runs execute on a validated request, then the response schema. Never throws: every failure
+ * becomes the error outcome the wire protocol names.
  */
-export async function invoke(
+export async function execute(
   app: AnyApplication,
-  payload: unknown,
+  request: unknown,
   requestId: string,
   signal: AbortSignal,
 ): Promise<Outcome> {
-  let stage = "request validation";
+  let stage = "execute";
   try {
-    const request = await (app.request as unknown as Schema).safeParseAsync(payload);
-    if (!request.success) {
-      return { ok: false, error: validationError("ValidationError", "request", request.error?.issues) };
-    }
-    if (signal.aborted) return cancelled(abortMessage(signal));
-    stage = "execute";
-    const result = await app.execute(request.data, { requestId, signal });
+    const result = await app.execute(request, { requestId, signal });
     if (signal.aborted) return cancelled(abortMessage(signal));
     stage = "response validation";
     const response = await (app.response as unknown as Schema).safeParseAsync(result);

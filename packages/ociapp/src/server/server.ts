@@ -1,4 +1,5 @@
 import { createServer, type Socket } from "node:net";
+import { resolve } from "node:path";
 import { type AnyApplication, isApplication } from "../application.js";
 import { OciappError } from "../errors.js";
 import {
@@ -127,7 +128,7 @@ class AppServer implements ServerHandle, ConnectionContext {
 
   constructor(options: ServeOptions) {
     this.app = options.app;
-    this.socketPath = options.socketPath ?? DEFAULT_SOCKET_PATH;
+    this.socketPath = resolve(options.socketPath ?? DEFAULT_SOCKET_PATH);
     const maxConcurrency = integerOption(
       "maxConcurrency",
       options.maxConcurrency,

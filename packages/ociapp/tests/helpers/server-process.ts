@@ -22,13 +22,27 @@ export interface ServerProcess {
 /** Starts `ociapp serve` from the TypeScript sources as a child process, in cwd = the package folder. */
 export function startCli(
   args: string[],
-  options: { env?: Record<string, string>; waitForListening?: boolean; cwd?: string } = {},
+  options: {
+    env?: Record<string, string>;
+    waitForListening?: boolean;
+    cwd?: string;
+    /** Run this bin (the installed layout) instead of the TypeScript sources. */
+    bin?: string;
+    nodeArgs?: string[];
+  } = {},
 ): Promise<ServerProcess> {
   const dir = mkdtempSync(join(tmpdir(), "ociapp-serve-"));
   const socketPath = join(dir, "app.sock");
   const child = spawn(
     process.execPath,
-    ["--conditions=source", "--import", "tsx", CLI_ENTRY, "serve", "--socket", socketPath, ...args],
+    [
+      ...(options.nodeArgs ?? (options.bin ? [] : ["--conditions=source", "--import", "tsx"])),
+      options.bin ?? CLI_ENTRY,
+      "serve",
+      "--socket",
+      socketPath,
+      ...args,
+    ],
     {
       cwd: options.cwd ?? PACKAGE_DIR,
       env: { ...process.env, ...options.env },

@@ -1,0 +1,143 @@
+import { existsSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { TestClient } from "./helpers/client.js";
+import { buildInstalledCopy, type InstalledCopy } from "./helpers/dist.js";
+import { BEHAVIOUR_APP, PACKAGE_DIR, startCli } from "./helpers/server-process.js";
+
+let installed: InstalledCopy;
+
+beforeAll(() => {
+  installed = buildInstalledCopy();
+});
+
+afterAll(() => {
+  if (installed) rmSync(installed.root, { recursive: true, force: true });
+});
+
+/** Runs the installed bin expecting it to fail before binding; returns its one stderr line. */
+async function failingServe(
+  args: string[],
+  options: { env?: Record<string, string>; typescript?: boolean } = {},
+): Promise<string> {
+  const server = await startCli(args, {
+    waitForListening: false,
+    bin: installed.bin,
+    ...(options.env ? { env: options.env } : {}),
+    // The TypeScript fixtures import "ociapp" from this workspace's sources; the JavaScript ones
+    // import the installed copy.
+    ...(options.typescript
+      ? { cwd: PACKAGE_DIR, nodeArgs: ["--conditions=source"] }
+      : { cwd: installed.root }),
+  });
+  const { code } = await server.exited;
+  expect(code).toBe(1);
+  // It fails before binding: no socket file was ever made.
+  expect(existsSync(server.socketPath)).toBe(false);
+  const lines = server.stderr().trim().split("\n");
+  expect(lines).toHaveLength(1);
+  return lines[0]!;
+}
+
+describe.concurrent("the ociapp bin, installed", () => {
+  it("serves a JavaScript app that imports the installed SDK", async () => {
+    const server = await startCli(["--app", "app/echo-app.mjs#echo"], {
+      bin: installed.bin,
+      cwd: installed.root,
+    });
+    try {
+      const client = await TestClient.connect(server.socketPath);
+      expect(await client.request("1", { value: "from dist" })).toEqual({
+        type: "response",
+        id: "1",
+        payload: { value: "from dist" },
+      });
+      client.close();
+    } finally {
+      server.child.kill("SIGTERM");
+    }
+    expect(await server.exited).toEqual({ code: 0, signal: null });
+  });
+
+  it("loads a TypeScript app through tsx, and recognises an Application from another copy of the SDK", async () => {
+    // The bin runs the installed dist; the app extends the Application of the workspace sources.
+    const server = await startCli(["--app", BEHAVIOUR_APP], {
+      bin: installed.bin,
+      cwd: PACKAGE_DIR,
+      nodeArgs: ["--conditions=source"],
+    });
+    try {
+      const client = await TestClient.connect(server.socketPath);
+      expect((await client.hello).app).toEqual({ name: "behaviour", version: "1.2.3" });
+      expect(await client.request("1", { op: "echo", value: "ts" })).toMatchObject({
+        payload: { value: "ts" },
+      });
+      client.close();
+    } finally {
+      server.child.kill("SIGTERM");
+    }
+    expect(await server.exited).toEqual({ code: 0, signal: null });
+  });
+});
+
+describe.concurrent("ociapp serve load errors: one line on stderr, exit 1, no socket", () => {
+  it("a missing module", async () => {
+    const line = await failingServe(["--app", "app/nope.js#app"]);
+    expect(line).toBe(
+      `ociapp: app module app/nope.js not found (looked for ${join(installed.root, "app/nope.js")})`,
+    );
+  });
+
+  it("a module that throws while loading", async () => {
+    const line = await failingServe(["--app", "app/throws-on-import.mjs"]);
+    expect(line).toBe("ociapp: cannot load app module app/throws-on-import.mjs: boom while importing");
+  });
+
+  it("a missing export (the export defaults to app)", async () => {
+    const line = await failingServe(["--app", "app/echo-app.mjs"]);
+    expect(line).toBe('ociapp: app module app/echo-app.mjs has no export "app" (it exports: echo)');
+    const named = await failingServe(["--app", "app/echo-app.mjs#missing"]);
+    expect(named).toBe('ociapp: app module app/echo-app.mjs has no export "missing" (it exports: echo)');
+  });
+
+  it("an export that is not an Application", async () => {
+    const line = await failingServe(["--app", `${BEHAVIOUR_APP}#notAnApp`], { typescript: true });
+    expect(line).toBe(
+      `ociapp: export "notAnApp" of ${BEHAVIOUR_APP} is not an ociapp Application (got a plain object)`,
+    );
+  });
+
+  it("an Application class exported instead of an instance", async () => {
+    const line = await failingServe(["--app", `${BEHAVIOUR_APP}#AppClass`], { typescript: true });
+    expect(line).toContain("is an Application class, not an instance: export `new BehaviourApplication()`");
+  });
+
+  it("an Application without schemas", async () => {
+    const line = await failingServe(["--app", `${BEHAVIOUR_APP}#schemaLess`], { typescript: true });
+    expect(line).toBe(
+      "ociapp: Application SchemaLess has no request schema: declare `readonly request = z.object({ ... })` (a zod 4 schema)",
+    );
+  });
+
+  it("a TypeScript app where tsx cannot be found", async () => {
+    // No tsx above the temporary folder, and the installed SDK has none in its production dependencies.
+    const line = await failingServe(["--app", "app/missing-loader.ts"], {});
+    expect(line).toBe(
+      "ociapp: app module app/missing-loader.ts is TypeScript and tsx is not installed: add tsx, or point --app at the built JavaScript",
+    );
+  });
+
+  it("an invalid option value, from a flag or the environment, names the option and the value", async () => {
+    const fromFlag = await failingServe(["--app", "app/echo-app.mjs#echo", "--max-concurrency", "0"]);
+    expect(fromFlag).toContain("option '--max-concurrency <n>' argument '0' is invalid");
+    const fromEnv = await failingServe(["--app", "app/echo-app.mjs#echo"], {
+      env: { OCIAPP_MAX_FRAME_BYTES: "lots" },
+    });
+    expect(fromEnv).toContain("'lots' from env 'OCIAPP_MAX_FRAME_BYTES' is invalid");
+  });
+
+  it("a socket path taken by something that is not a socket", async () => {
+    const line = await failingServe(["--app", "app/echo-app.mjs#echo", "--socket", "app"]);
+    expect(line).toBe(`ociapp: socket path ${join(installed.root, "app")} exists and is not a socket`);
+  });
+});
