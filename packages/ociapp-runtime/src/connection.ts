@@ -36,6 +36,8 @@ export class Connection {
   hello: HelloMessage | undefined;
   private readonly reader: MessageReader;
   private ended = false;
+  /** Why the connection ended, once it has. */
+  endedBy: ProtocolViolationError | "closed" | undefined;
   private corked = false;
   private refed = false;
 
@@ -129,6 +131,7 @@ export class Connection {
   private end(violation: ProtocolViolationError | undefined, cause: unknown): void {
     if (this.ended) return;
     this.ended = true;
+    this.endedBy = violation ?? "closed";
     this.reader.dispose();
     this.socket.destroy();
     this.events.onEnd(violation, cause);

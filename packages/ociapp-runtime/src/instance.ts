@@ -145,6 +145,9 @@ export class Instance implements CallHolder {
       await guard(engine.startContainer(this.handle.id, signal));
       const socket = await guard(connectWhenListening(join(this.folder, SOCKET_NAME), signal));
       const hello = await guard(this.handshake(socket));
+      // A violation in the same chunk as the hello (a second hello, say) ended the connection already.
+      const endedBy = this.connection?.endedBy;
+      if (endedBy) throw new StartupAbort(endedBy === "closed" ? "closed" : `protocol:${endedBy.message}`);
       this.handle.exit.then((exit) => this.onExit(exit));
       this.hello = hello;
       this.capacity = Math.min(options.maxConcurrency, hello.maxConcurrency);

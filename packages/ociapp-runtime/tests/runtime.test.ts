@@ -1,12 +1,29 @@
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { Runtime, type RuntimeOptions } from "../src/index.js";
+import {
+  InstanceStartupError,
+  InvalidRequestError,
+  type OciappRuntimeError,
+  ProtocolError,
+  QueueFullError,
+  RemoteExecutionError,
+  RequestTimeoutError,
+  Runtime,
+  RuntimeClosedError,
+  type RuntimeOptions,
+  WorkerExitedError,
+} from "../src/index.js";
 import { ProcessEngine } from "./support/process-engine.js";
 
+// The pool, instance and connection logic against real `ociapp serve` processes (the process
+// engine): fast, and without Docker. The *.engine.test.ts files run the same behaviours in containers.
+
 const DIGEST = `sha256:${"a".repeat(64)}`;
-let ARTIFACT = "";
+const OTHER_DIGEST = `sha256:${"b".repeat(64)}`;
+const HOSTILE = fileURLToPath(new URL("./support/hostile-server.mjs", import.meta.url));
 
 interface Reply {
   value: unknown;
@@ -14,19 +31,37 @@ interface Reply {
   pid: number;
 }
 
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error("expected a rejection");
+}
+
+async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 describe("Runtime over the process engine", () => {
   let socketDir: string;
   let artifactDir: string;
+  let artifact: string;
   let engine: ProcessEngine;
   const runtimes: Runtime[] = [];
 
   beforeEach(async () => {
     socketDir = await mkdtemp(join(tmpdir(), "rt-unit-"));
     artifactDir = await mkdtemp(join(tmpdir(), "rt-artifacts-"));
-    ARTIFACT = join(artifactDir, "behaviours.ociapp");
-    await writeFile(ARTIFACT, "stands for an artifact: the test's readIndex names its digest");
+    artifact = join(artifactDir, "behaviours.ociapp");
+    await writeFile(artifact, "stands for an artifact: the test's readIndex names its digest");
     engine = new ProcessEngine();
-    engine.artifacts.set(ARTIFACT, DIGEST);
+    engine.artifacts.set(artifact, DIGEST);
   });
 
   afterEach(async () => {
@@ -40,24 +75,258 @@ describe("Runtime over the process engine", () => {
   function runtime(options: RuntimeOptions = {}): Runtime {
     const created = new Runtime(
       { engine, socketDir, startupTimeout: 15_000, ...options },
-      {
-        readIndex: async (path) => ({ digest: path.includes("other") ? `sha256:${"b".repeat(64)}` : DIGEST }),
-      },
+      { readIndex: async (path) => ({ digest: path.includes("other") ? OTHER_DIGEST : DIGEST }) },
     );
     runtimes.push(created);
     return created;
   }
 
-  it("answers an echo from a started container, loading the image once", async () => {
+  it("answers from a started container, loading the image once for concurrent first calls", async () => {
     const rt = runtime();
     const replies = await Promise.all([
-      rt.execute<Reply>(ARTIFACT, { op: "echo", value: 1 }),
-      rt.execute<Reply>(ARTIFACT, { op: "echo", value: 2 }),
+      rt.execute<Reply>(artifact, { op: "echo", value: 1 }),
+      rt.execute<Reply>(artifact, { op: "echo", value: 2 }),
     ]);
     expect(replies.map((reply) => reply.value)).toEqual([1, 2]);
     expect(engine.loads).toBe(1);
     const stats = rt.stats().artifacts[0];
-    expect(stats?.coldStarts).toBe(1);
+    expect(stats).toMatchObject({ digest: DIGEST, coldStarts: 1, imageLoads: 1, inFlight: 0, queued: 0 });
     expect(stats?.instances.ready).toBe(1);
+  });
+
+  it("does not load an image the engine already holds", async () => {
+    engine.images.add(DIGEST);
+    const rt = runtime();
+    await rt.execute(artifact, { op: "echo", value: "x" });
+    expect(engine.loads).toBe(0);
+    expect(rt.stats().artifacts[0]?.imageLoads).toBe(0);
+  });
+
+  it("spreads a burst over at most maxInstances containers and answers every call", async () => {
+    const rt = runtime({ maxInstances: 2, maxConcurrency: 3 });
+    const replies = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => rt.execute<Reply>(artifact, { op: "sleep", ms: 20, value: i })),
+    );
+    expect(replies.map((reply) => reply.value)).toEqual(Array.from({ length: 30 }, (_, i) => i));
+    expect(new Set(replies.map((reply) => reply.pid)).size).toBeLessThanOrEqual(2);
+    expect(rt.stats().artifacts[0]?.coldStarts).toBeLessThanOrEqual(2);
+    expect(engine.created).toBeLessThanOrEqual(2);
+  });
+
+  it("rejects past maxQueue at once with QueueFullError", async () => {
+    const rt = runtime({ maxQueue: 2, maxConcurrency: 1 });
+    const first = rt.execute(artifact, { op: "sleep", ms: 100 });
+    const second = rt.execute(artifact, { op: "sleep", ms: 100 });
+    const error = await rejection(rt.execute(artifact, { op: "echo", value: 3 }));
+    expect(error).toBeInstanceOf(QueueFullError);
+    expect((error as QueueFullError).code).toBe("OCIAPP_QUEUE_FULL");
+    await Promise.all([first, second]);
+  });
+
+  it("times out a queued call and takes it out of the queue", async () => {
+    const rt = runtime({ maxConcurrency: 1 });
+    const slow = rt.execute<Reply>(artifact, { op: "sleep", ms: 1_500, value: "slow" });
+    await eventually(() => rt.stats().artifacts[0]?.inFlight === 1);
+    const error = await rejection(rt.execute(artifact, { op: "echo", value: "late" }, { timeout: 100 }));
+    expect(error).toBeInstanceOf(RequestTimeoutError);
+    expect(rt.stats().artifacts[0]?.queued).toBe(0);
+    expect((await slow).value).toBe("slow");
+  });
+
+  it("times out a running call at once, cancels it remotely, and keeps its slot until the final frame", async () => {
+    const rt = runtime({ maxConcurrency: 1 });
+    const first = await rt.execute<Reply>(artifact, { op: "echo", value: "warm" });
+    const started = Date.now();
+    const error = await rejection(rt.execute(artifact, { op: "sleep", ms: 60_000 }, { timeout: 300 }));
+    expect(error).toBeInstanceOf(RequestTimeoutError);
+    expect((error as RequestTimeoutError).code).toBe("OCIAPP_REQUEST_TIMEOUT");
+    expect(Date.now() - started).toBeLessThan(3_000);
+    // The container answers "Cancelled" for the cancelled id; the slot is then free again.
+    await eventually(() => rt.stats().artifacts[0]?.inFlight === 0);
+    const after = await rt.execute<Reply>(artifact, { op: "echo", value: "after" });
+    expect(after.pid).toBe(first.pid);
+  });
+
+  it("rejects an aborted call with the signal's reason and keeps serving", async () => {
+    const rt = runtime();
+    await rt.execute(artifact, { op: "echo", value: "warm" });
+    const controller = new AbortController();
+    const pending = rt.execute(artifact, { op: "sleep", ms: 60_000 }, { signal: controller.signal });
+    setTimeout(() => controller.abort(new Error("caller gave up")), 50);
+    const error = await rejection(pending);
+    expect((error as Error).message).toBe("caller gave up");
+    await eventually(() => rt.stats().artifacts[0]?.inFlight === 0);
+    expect((await rt.execute<Reply>(artifact, { op: "echo", value: "next" })).value).toBe("next");
+    // An already aborted signal rejects before anything is sent.
+    const aborted = AbortSignal.abort(new Error("already"));
+    expect(
+      await rejection(rt.execute(artifact, { op: "echo", value: 1 }, { signal: aborted })),
+    ).toMatchObject({
+      message: "already",
+    });
+  });
+
+  it("turns the app's errors into RemoteExecutionError with the remote type", async () => {
+    const rt = runtime();
+    const thrown = await rejection(rt.execute(artifact, { op: "throw", message: "nope" }));
+    expect(thrown).toBeInstanceOf(RemoteExecutionError);
+    expect((thrown as RemoteExecutionError).remote).toMatchObject({ type: "FixtureError", message: "nope" });
+    const invalid = await rejection(rt.execute(artifact, { op: "unknown-op" }));
+    expect((invalid as RemoteExecutionError).remote.type).toBe("ValidationError");
+    expect((invalid as RemoteExecutionError).remote.details).toBeDefined();
+  });
+
+  it("rejects requests it cannot send without touching the container", async () => {
+    const rt = runtime({ maxFrameBytes: 1024 });
+    expect(await rejection(rt.execute(artifact, undefined))).toBeInstanceOf(InvalidRequestError);
+    expect(await rejection(rt.execute(artifact, { big: "x".repeat(2048) }))).toBeInstanceOf(
+      InvalidRequestError,
+    );
+    expect(await rejection(rt.execute(artifact, { n: 1n }))).toBeInstanceOf(InvalidRequestError);
+    expect(engine.created).toBe(0);
+  });
+
+  it("fails every call in flight with WorkerExitedError when the container dies, then replaces it", async () => {
+    const rt = runtime();
+    const first = await rt.execute<Reply>(artifact, { op: "echo", value: "before" });
+    const sleeping = rejection(rt.execute(artifact, { op: "sleep", ms: 60_000 }));
+    const exiting = rejection(rt.execute(artifact, { op: "exit", code: 3 }));
+    const [a, b] = await Promise.all([sleeping, exiting]);
+    for (const error of [a, b]) {
+      expect(error).toBeInstanceOf(WorkerExitedError);
+      expect((error as WorkerExitedError).exitCode).toBe(3);
+      expect((error as WorkerExitedError).oomKilled).toBe(false);
+    }
+    const next = await rt.execute<Reply>(artifact, { op: "echo", value: "after" });
+    expect(next.pid).not.toBe(first.pid);
+    expect(rt.stats().artifacts[0]?.coldStarts).toBe(2);
+  });
+
+  it("reports a killed container's exit code", async () => {
+    const rt = runtime();
+    await rt.execute(artifact, { op: "echo", value: "warm" });
+    const inFlight = rejection(rt.execute(artifact, { op: "sleep", ms: 60_000 }));
+    await eventually(() => rt.stats().artifacts[0]?.inFlight === 1);
+    for (const id of engine.containers.keys()) engine.kill(id);
+    const error = await inFlight;
+    expect(error).toBeInstanceOf(WorkerExitedError);
+    expect((error as WorkerExitedError).exitCode).toBe(137);
+  });
+
+  it("fails a start that never says hello within startupTimeout, with the container's output", async () => {
+    engine.extraEnv = { OCIAPP_FIXTURE_HANG_ON_LOAD: "1" };
+    const rt = runtime({ startupTimeout: 2_000 });
+    const started = Date.now();
+    const error = await rejection(rt.execute(artifact, { op: "echo", value: 1 }));
+    expect(error).toBeInstanceOf(InstanceStartupError);
+    expect((error as InstanceStartupError).message).toContain("did not send its hello frame within 2000 ms");
+    expect((error as InstanceStartupError).logs).toContain("hanging on load");
+    expect(Date.now() - started).toBeLessThan(20_000);
+  });
+
+  it("fails fast when the container exits before it is ready", async () => {
+    engine.command = () => [process.execPath, "-e", "console.error('cannot load the app'); process.exit(7)"];
+    const rt = runtime({ startupTimeout: 60_000 });
+    const started = Date.now();
+    const error = await rejection(rt.execute(artifact, { op: "echo", value: 1 }));
+    expect(error).toBeInstanceOf(InstanceStartupError);
+    expect((error as InstanceStartupError).message).toContain("exited with code 7 before it was ready");
+    expect((error as InstanceStartupError).logs).toContain("cannot load the app");
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  for (const [mode, reason] of [
+    ["unknown-id", "unknown-id"],
+    ["huge-length", "frame-too-large"],
+    ["garbage", "invalid-utf8"],
+    ["stall", "frame-timeout"],
+  ] as const) {
+    it(`retires a container that breaks the protocol (${mode}) with ProtocolError`, async () => {
+      engine.command = (_spec, socketPath) => [process.execPath, HOSTILE, mode, socketPath];
+      const rt = runtime({ frameTimeout: 300 });
+      const error = await rejection(rt.execute(artifact, { op: "echo", value: 1 }));
+      expect(error).toBeInstanceOf(ProtocolError);
+      expect((error as ProtocolError).reason).toBe(reason);
+      await eventually(() => engine.containers.size === 0);
+    });
+  }
+
+  it("fails a start whose container sends a second hello", async () => {
+    engine.command = (_spec, socketPath) => [process.execPath, HOSTILE, "second-hello", socketPath];
+    const rt = runtime();
+    const error = await rejection(rt.warm(artifact));
+    expect(error).toBeInstanceOf(InstanceStartupError);
+    expect((error as InstanceStartupError).message).toContain("broke the protocol while starting");
+    expect((error as OciappRuntimeError).code).toBe("OCIAPP_INSTANCE_STARTUP");
+  });
+
+  it("reaps idle containers down to minInstances, and keeps minInstances warm", async () => {
+    const rt = runtime({ idleTimeout: 200, reaperInterval: 20 });
+    await rt.execute(artifact, { op: "echo", value: 1 });
+    expect(engine.containers.size).toBe(1);
+    await eventually(() => engine.containers.size === 0);
+    expect(rt.stats().artifacts.flatMap((a) => [a.instances.ready, a.instances.starting])).toEqual(
+      rt.stats().artifacts.flatMap(() => [0, 0]),
+    );
+
+    const kept = runtime({ idleTimeout: 200, reaperInterval: 20, minInstances: 1, maxInstances: 2 });
+    await kept.warm(artifact);
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    expect(kept.stats().artifacts[0]?.instances.ready).toBe(1);
+  });
+
+  it("warm() starts minInstances ahead of traffic", async () => {
+    const rt = runtime({ minInstances: 2, maxInstances: 3 });
+    await rt.warm(artifact);
+    expect(rt.stats().artifacts[0]?.instances.ready).toBe(2);
+    await rt.execute(artifact, { op: "echo", value: 1 });
+    expect(rt.stats().artifacts[0]?.coldStarts).toBe(2);
+  });
+
+  it("shares one pool between paths of one digest, and keeps pools apart by digest", async () => {
+    const copy = join(artifactDir, "copy.ociapp");
+    const other = join(artifactDir, "other.ociapp");
+    await writeFile(copy, "same digest, another path");
+    await writeFile(other, "another digest");
+    engine.artifacts.set(other, OTHER_DIGEST);
+    const rt = runtime();
+    const a = await rt.execute<Reply>(artifact, { op: "echo", value: 1 });
+    const b = await rt.execute<Reply>(copy, { op: "echo", value: 2 });
+    const c = await rt.execute<Reply>(other, { op: "echo", value: 3 });
+    expect(b.pid).toBe(a.pid);
+    expect(c.pid).not.toBe(a.pid);
+    expect(
+      rt
+        .stats()
+        .artifacts.map((stats) => stats.digest)
+        .sort(),
+    ).toEqual([DIGEST, OTHER_DIGEST]);
+  });
+
+  it("close() lets calls in flight finish, rejects queued and new calls, and is idempotent", async () => {
+    const rt = runtime({ maxConcurrency: 1 });
+    await rt.execute(artifact, { op: "echo", value: "warm" });
+    const inFlight = rt.execute<Reply>(artifact, { op: "sleep", ms: 300, value: "finished" });
+    const queued = rejection(rt.execute(artifact, { op: "echo", value: "queued" }));
+    await eventually(() => rt.stats().artifacts[0]?.inFlight === 1);
+    const closing = rt.close();
+    expect(await rejection(rt.execute(artifact, { op: "echo", value: "new" }))).toBeInstanceOf(
+      RuntimeClosedError,
+    );
+    expect(await queued).toBeInstanceOf(RuntimeClosedError);
+    expect((await inFlight).value).toBe("finished");
+    await closing;
+    await rt.close();
+    await rt[Symbol.asyncDispose]();
+    expect(engine.containers.size).toBe(0);
+    expect(await rejection(rt.warm(artifact))).toBeInstanceOf(RuntimeClosedError);
+  });
+
+  it("close() during a start removes the half-started container", async () => {
+    const rt = runtime();
+    const pending = rejection(rt.execute(artifact, { op: "echo", value: 1 }));
+    await eventually(() => engine.created === 1);
+    await rt.close();
+    expect(await pending).toBeInstanceOf(RuntimeClosedError);
   });
 });

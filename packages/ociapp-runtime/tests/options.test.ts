@@ -1,0 +1,99 @@
+import { describe, expect, it } from "vitest";
+import { OptionsError, Runtime, type RuntimeOptions } from "../src/index.js";
+import { resolveOptions } from "../src/options.js";
+
+describe("Runtime options", () => {
+  it("fills secure defaults", () => {
+    const options = resolveOptions({});
+    expect(options).toMatchObject({
+      startupTimeout: 10_000,
+      requestTimeout: 30_000,
+      shutdownTimeout: 10_000,
+      idleTimeout: 900_000,
+      reaperInterval: 1_000,
+      maxInstances: 1,
+      maxConcurrency: 64,
+      minInstances: 0,
+      maxQueue: 1_000,
+      maxFrameBytes: 16 * 1024 * 1024,
+      env: {},
+      orphanTimeout: 60_000,
+      container: {
+        user: "10001:10001",
+        uid: 10001,
+        gid: 10001,
+        networkMode: "none",
+        readonlyRootfs: true,
+        capDrop: ["ALL"],
+        noNewPrivileges: true,
+        init: true,
+      },
+    });
+    expect(options.container.tmpfs["/tmp"]).toContain("size=");
+  });
+
+  const cases: [RuntimeOptions, string][] = [
+    [{ maxInstances: 0 }, "Runtime option maxInstances must be an integer between 1 and 1024 (got 0)"],
+    [{ startupTimeout: -5 }, "Runtime option startupTimeout must be an integer >= 1 (got -5)"],
+    [{ requestTimeout: 1.5 }, "Runtime option requestTimeout must be an integer >= 1 (got 1.5)"],
+    [{ maxQueue: "10" as unknown as number }, 'Runtime option maxQueue must be an integer >= 0 (got "10")'],
+    [
+      { minInstances: 3, maxInstances: 2 },
+      "Runtime option minInstances must not exceed maxInstances (got minInstances 3, maxInstances 2)",
+    ],
+    [{ env: { A: 1 as unknown as string } }, "Runtime option env.A must be a string (got 1)"],
+    [
+      { env: { OCIAPP_MAX_CONCURRENCY: "9" } },
+      "Runtime option env.OCIAPP_MAX_CONCURRENCY is set by the runtime itself and cannot be overridden",
+    ],
+    [{ socketDir: `/${"x".repeat(100)}` }, "Runtime option socketDir must be at most 70 bytes long"],
+    [{ container: { user: "root" } }, 'Runtime option container.user must be numeric "uid:gid" (got "root")'],
+    [{ container: { user: "0:0" } }, 'Runtime option container.user must not be root (got "0:0")'],
+    [{ idleTimout: 5 } as RuntimeOptions, "Runtime option idleTimout is not a known option"],
+  ];
+  for (const [options, message] of cases) {
+    it(`rejects ${JSON.stringify(options)}`, () => {
+      expect(() => resolveOptions(options)).toThrow(OptionsError);
+      expect(() => resolveOptions(options)).toThrow(message);
+    });
+  }
+
+  it("validates at construction, with a stable code", () => {
+    try {
+      new Runtime({ maxConcurrency: 0 });
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toBeInstanceOf(OptionsError);
+      expect((error as OptionsError).code).toBe("OCIAPP_INVALID_OPTION");
+    }
+  });
+
+  it("validates per-call options", async () => {
+    const runtime = new Runtime({ engine: new RefusingEngine() });
+    await expect(runtime.execute("x.ociapp", {}, { timeout: 0 })).rejects.toThrow(
+      "execute() option timeout must be an integer >= 1 (got 0)",
+    );
+    await runtime.close();
+  });
+});
+
+import type { ContainerHandle, Engine, ListedContainer } from "../src/engine.js";
+
+class RefusingEngine implements Engine {
+  async ping(): Promise<void> {}
+  async hasImage(): Promise<boolean> {
+    return false;
+  }
+  async loadImage(): Promise<void> {
+    throw new Error("not used");
+  }
+  async createContainer(): Promise<ContainerHandle> {
+    throw new Error("not used");
+  }
+  async startContainer(): Promise<void> {}
+  async killContainer(): Promise<void> {}
+  async removeContainer(): Promise<void> {}
+  async listContainers(): Promise<ListedContainer[]> {
+    return [];
+  }
+}

@@ -1,0 +1,288 @@
+import { execFile } from "node:child_process";
+import { copyFile, link, mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import {
+  DockerEngine,
+  InstanceStartupError,
+  LABELS,
+  RequestTimeoutError,
+  Runtime,
+  RuntimeClosedError,
+  type RuntimeOptions,
+  WorkerExitedError,
+} from "../src/index.js";
+import { type FixtureProject, fixtureProject } from "./support/fixture-build.js";
+
+// The runtime against the real Docker engine, with one fixture image (built once for the file)
+// whose request picks a behaviour: echo, sleep, throw, exit, env; an env var makes it hang on load.
+
+const execFileAsync = promisify(execFile);
+
+interface Reply {
+  value: unknown;
+  host: string;
+  pid: number;
+}
+
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error("expected a rejection");
+}
+
+async function eventually(check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] as number;
+}
+
+describe("Runtime against the Docker engine", () => {
+  const engine = new DockerEngine();
+  let fixture: FixtureProject;
+  let artifact: { path: string; digest: string };
+  let socketDir: string;
+  const digests = new Set<string>();
+  const runtimes: Runtime[] = [];
+
+  const containersOf = (runtime: Runtime) =>
+    engine.listContainers({ [LABELS.managed]: "true", [LABELS.runtime]: runtime.id });
+
+  beforeAll(async () => {
+    fixture = await fixtureProject();
+    const started = performance.now();
+    artifact = await fixture.build();
+    console.info(`[runtime.engine] fixture built in ${Math.round(performance.now() - started)} ms`);
+    digests.add(artifact.digest);
+    socketDir = await mkdtemp(join(tmpdir(), "ort-"));
+  });
+
+  afterEach(async () => {
+    const closing = runtimes.splice(0);
+    await Promise.all(closing.map((runtime) => runtime.close()));
+    for (const runtime of closing) expect(await containersOf(runtime)).toEqual([]);
+    expect(await readdir(socketDir)).toEqual([]);
+  });
+
+  afterAll(async () => {
+    await Promise.all(runtimes.map((runtime) => runtime.close()));
+    for (const digest of digests) {
+      await execFileAsync("docker", ["image", "rm", "-f", digest]).catch(() => undefined);
+    }
+    if (socketDir) await rm(socketDir, { recursive: true, force: true });
+    await fixture?.remove();
+  });
+
+  function runtime(options: RuntimeOptions = {}): Runtime {
+    const created = new Runtime({ socketDir, ...options });
+    runtimes.push(created);
+    return created;
+  }
+
+  it("serves 100 sequential calls from one container, with the runtime's settings and labels", async () => {
+    const rt = runtime({ env: { FIXTURE_GREETING: "hello from the host" } });
+    const coldStart = performance.now();
+    const first = await rt.execute<Reply>(artifact.path, { op: "echo", value: 0 });
+    const coldMs = performance.now() - coldStart;
+    const hosts = new Set([first.host]);
+    const latencies: number[] = [];
+    for (let i = 1; i < 100; i++) {
+      const started = performance.now();
+      const reply = await rt.execute<Reply>(artifact.path, { op: "echo", value: i });
+      latencies.push(performance.now() - started);
+      expect(reply.value).toBe(i);
+      hosts.add(reply.host);
+    }
+    expect(hosts.size).toBe(1);
+    const env = await rt.execute<Reply>(artifact.path, { op: "env", name: "FIXTURE_GREETING" });
+    expect(env.value).toBe("hello from the host");
+    const max = await rt.execute<Reply>(artifact.path, { op: "env", name: "OCIAPP_MAX_CONCURRENCY" });
+    expect(max.value).toBe("64");
+    const stats = rt.stats().artifacts;
+    expect(stats).toHaveLength(1);
+    expect(stats[0]).toMatchObject({ digest: artifact.digest, coldStarts: 1, inFlight: 0, queued: 0 });
+    const containers = await containersOf(rt);
+    expect(containers).toHaveLength(1);
+    expect(containers[0]?.labels).toMatchObject({
+      [LABELS.managed]: "true",
+      [LABELS.runtime]: rt.id,
+      [LABELS.artifact]: artifact.digest,
+      [LABELS.owner]: expect.stringMatching(new RegExp(`:${process.pid}$`)),
+    });
+    latencies.sort((a, b) => a - b);
+    console.info(
+      `[runtime.engine] first execute (load if needed + cold start) ${Math.round(coldMs)} ms, image loads ${stats[0]?.imageLoads}; warm p50 ${percentile(latencies, 50).toFixed(3)} ms, p99 ${percentile(latencies, 99).toFixed(3)} ms`,
+    );
+  });
+
+  it("answers 1,000 concurrent calls with at most 3 containers ever", async () => {
+    const rt = runtime({ maxInstances: 3, maxConcurrency: 16 });
+    let most = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        most = Math.max(most, (await containersOf(rt)).length);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    })();
+    const started = performance.now();
+    const replies = await Promise.all(
+      Array.from({ length: 1_000 }, (_, i) =>
+        rt.execute<Reply>(artifact.path, { op: "sleep", ms: 5, value: i }),
+      ),
+    );
+    const elapsed = performance.now() - started;
+    sampling = false;
+    await sampler;
+    expect(replies.map((reply) => reply.value)).toEqual(Array.from({ length: 1_000 }, (_, i) => i));
+    const hosts = new Set(replies.map((reply) => reply.host));
+    expect(hosts.size).toBeGreaterThanOrEqual(1);
+    expect(hosts.size).toBeLessThanOrEqual(3);
+    expect(rt.stats().artifacts[0]?.coldStarts).toBeLessThanOrEqual(3);
+    expect(most).toBeLessThanOrEqual(3);
+    console.info(
+      `[runtime.engine] 1,000 concurrent calls (5 ms sleeps) in ${Math.round(elapsed)} ms on ${hosts.size} containers`,
+    );
+  });
+
+  it("reaps an idle container: it leaves the engine's container list", async () => {
+    const rt = runtime({ idleTimeout: 1_500, reaperInterval: 100 });
+    await rt.execute(artifact.path, { op: "echo", value: "once" });
+    expect(await containersOf(rt)).toHaveLength(1);
+    const idleSince = Date.now();
+    await eventually(async () => (await containersOf(rt)).length === 0);
+    expect(Date.now() - idleSince).toBeGreaterThanOrEqual(1_000);
+    expect(rt.stats().artifacts.every((stats) => stats.instances.ready === 0)).toBe(true);
+    // And the next call starts a new one.
+    await rt.execute(artifact.path, { op: "echo", value: "again" });
+    expect(await containersOf(rt)).toHaveLength(1);
+  });
+
+  it("fails a start whose app never opens its socket with InstanceStartupError, leaving nothing", async () => {
+    const rt = runtime({ startupTimeout: 3_000, env: { OCIAPP_FIXTURE_HANG_ON_LOAD: "1" } });
+    const started = Date.now();
+    const error = await rejection(rt.execute(artifact.path, { op: "echo", value: 1 }));
+    expect(error).toBeInstanceOf(InstanceStartupError);
+    expect((error as InstanceStartupError).message).toContain("did not send its hello frame within 3000 ms");
+    expect((error as InstanceStartupError).logs).toContain("hanging on load");
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(await containersOf(rt)).toEqual([]);
+    expect(await readdir(socketDir)).toEqual([]);
+  });
+
+  it("times out and aborts sleeping calls at once, and the container keeps serving", async () => {
+    const rt = runtime({ maxConcurrency: 2 });
+    const warm = await rt.execute<Reply>(artifact.path, { op: "echo", value: "warm" });
+    let started = Date.now();
+    const timedOut = await rejection(
+      rt.execute(artifact.path, { op: "sleep", ms: 60_000 }, { timeout: 500 }),
+    );
+    expect(timedOut).toBeInstanceOf(RequestTimeoutError);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    const controller = new AbortController();
+    started = Date.now();
+    const pending = rt.execute(artifact.path, { op: "sleep", ms: 60_000 }, { signal: controller.signal });
+    setTimeout(() => controller.abort(new Error("the caller left")), 200);
+    expect(await rejection(pending)).toMatchObject({ message: "the caller left" });
+    expect(Date.now() - started).toBeLessThan(5_000);
+    // The cancelled requests' final frames free their slots.
+    await eventually(async () => rt.stats().artifacts[0]?.inFlight === 0, 10_000);
+    const replies = await Promise.all([
+      rt.execute<Reply>(artifact.path, { op: "echo", value: "a" }),
+      rt.execute<Reply>(artifact.path, { op: "echo", value: "b" }),
+    ]);
+    expect(replies.map((reply) => [reply.value, reply.host])).toEqual([
+      ["a", warm.host],
+      ["b", warm.host],
+    ]);
+  });
+
+  it("fails calls in flight fast with WorkerExitedError when the container is killed, then serves from a new one", async () => {
+    const rt = runtime();
+    const before = await rt.execute<Reply>(artifact.path, { op: "echo", value: "before" });
+    const inFlight = [1, 2, 3].map((i) =>
+      rejection(rt.execute(artifact.path, { op: "sleep", ms: 60_000, value: i })),
+    );
+    await eventually(async () => rt.stats().artifacts[0]?.inFlight === 3, 10_000);
+    const [container] = await containersOf(rt);
+    const killed = Date.now();
+    await execFileAsync("docker", ["kill", container?.id as string]);
+    const errors = await Promise.all(inFlight);
+    expect(Date.now() - killed).toBeLessThan(10_000);
+    for (const error of errors) {
+      expect(error).toBeInstanceOf(WorkerExitedError);
+      expect((error as WorkerExitedError).exitCode).toBe(137);
+      expect((error as WorkerExitedError).oomKilled).toBe(false);
+      expect((error as WorkerExitedError).code).toBe("OCIAPP_WORKER_EXITED");
+    }
+    const after = await rt.execute<Reply>(artifact.path, { op: "echo", value: "after" });
+    expect(after.value).toBe("after");
+    expect(after.host).not.toBe(before.host);
+    // The killed container was removed by the engine (AutoRemove): only the new one is left.
+    await eventually(async () => (await containersOf(rt)).length === 1);
+  });
+
+  it("shares one pool between two paths to one artifact (a hard link and a copy)", async () => {
+    const linked = join(fixture.outputDir, "linked.ociapp");
+    const copied = join(fixture.outputDir, "copied.ociapp");
+    await link(artifact.path, linked);
+    await copyFile(artifact.path, copied);
+    const rt = runtime();
+    const a = await rt.execute<Reply>(artifact.path, { op: "echo", value: 1 });
+    const b = await rt.execute<Reply>(linked, { op: "echo", value: 2 });
+    const c = await rt.execute<Reply>(copied, { op: "echo", value: 3 });
+    expect(new Set([a.host, b.host, c.host]).size).toBe(1);
+    expect(rt.stats().artifacts).toHaveLength(1);
+    expect(rt.stats().artifacts[0]?.coldStarts).toBe(1);
+    await rm(linked);
+    await rm(copied);
+  });
+
+  it("gives a rebuilt artifact at the same path a new pool", async () => {
+    const rt = runtime();
+    const before = await rt.execute<Reply>(artifact.path, { op: "echo", value: "old" });
+    await fixture.change();
+    const rebuilt = await fixture.build();
+    digests.add(rebuilt.digest);
+    expect(rebuilt.path).toBe(artifact.path);
+    expect(rebuilt.digest).not.toBe(artifact.digest);
+    // The path's identity is re-checked at most once a second.
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    const after = await rt.execute<Reply>(artifact.path, { op: "echo", value: "new" });
+    expect(after.host).not.toBe(before.host);
+    const pools = rt.stats().artifacts.map((stats) => stats.digest);
+    expect(pools.sort()).toEqual([artifact.digest, rebuilt.digest].sort());
+    expect(rt.stats().artifacts.find((stats) => stats.digest === rebuilt.digest)?.imageLoads).toBe(1);
+    artifact = rebuilt;
+  });
+
+  it("leaves zero labelled containers and no socket folders after close()", async () => {
+    const rt = runtime({ maxInstances: 2, maxConcurrency: 1 });
+    await Promise.all([
+      rt.execute(artifact.path, { op: "sleep", ms: 300 }),
+      rt.execute(artifact.path, { op: "sleep", ms: 300 }),
+    ]);
+    expect((await containersOf(rt)).length).toBeGreaterThanOrEqual(1);
+    expect((await readdir(socketDir)).length).toBeGreaterThanOrEqual(1);
+    const inFlight = rt.execute<Reply>(artifact.path, { op: "sleep", ms: 500, value: "drained" });
+    await eventually(async () => rt.stats().artifacts[0]?.inFlight === 1, 10_000);
+    await rt.close();
+    expect((await inFlight).value).toBe("drained");
+    expect(await containersOf(rt)).toEqual([]);
+    expect(await readdir(socketDir)).toEqual([]);
+    expect(await rejection(rt.execute(artifact.path, { op: "echo", value: 1 }))).toBeInstanceOf(
+      RuntimeClosedError,
+    );
+  });
+});
