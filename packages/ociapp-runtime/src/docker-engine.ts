@@ -223,6 +223,7 @@ export class DockerEngine implements Engine {
           CapDrop: c.capDrop,
           SecurityOpt: c.noNewPrivileges ? ["no-new-privileges"] : [],
           Init: c.init,
+          ...(c.memory === undefined ? {} : { Memory: c.memory, MemorySwap: c.memory }),
         },
         abortSignal: signal,
       });

@@ -19,6 +19,8 @@ export interface ContainerOptions {
   noNewPrivileges?: boolean;
   /** Run the engine's init as PID 1 (reaps zombies, forwards signals). Default true. */
   init?: boolean;
+  /** Memory limit in bytes (swap set equal, so none). Default: none. */
+  memory?: number;
 }
 
 export interface RuntimeOptions {
@@ -76,6 +78,7 @@ export interface ResolvedContainerOptions {
   capDrop: string[];
   noNewPrivileges: boolean;
   init: boolean;
+  memory: number | undefined;
 }
 
 export interface ResolvedOptions {
@@ -170,6 +173,7 @@ function resolveContainer(value: unknown): ResolvedContainerOptions {
     "capDrop",
     "noNewPrivileges",
     "init",
+    "memory",
   ]);
   for (const key of Object.keys(options)) {
     if (!known.has(key)) throw new OptionsError(`Runtime option container.${key} is not a known option`);
@@ -209,6 +213,10 @@ function resolveContainer(value: unknown): ResolvedContainerOptions {
     capDrop: [...capDrop],
     noNewPrivileges: boolean("container.noNewPrivileges", options.noNewPrivileges, true),
     init: boolean("container.init", options.init, true),
+    memory:
+      options.memory === undefined
+        ? undefined
+        : integer("Runtime", "container.memory", options.memory, 0, 6 * 1024 * 1024),
   };
 }
 

@@ -233,6 +233,16 @@ describe("Runtime against the Docker engine", () => {
     await eventually(async () => (await containersOf(rt)).length === 1);
   });
 
+  it("reports an OOM kill: WorkerExitedError with oomKilled, and the next call works", async () => {
+    const rt = runtime({ container: { memory: 96 * 1024 * 1024 } });
+    await rt.execute(artifact.path, { op: "echo", value: "warm" });
+    const error = await rejection(rt.execute(artifact.path, { op: "alloc", mib: 400 }));
+    expect(error).toBeInstanceOf(WorkerExitedError);
+    expect((error as WorkerExitedError).oomKilled).toBe(true);
+    expect((error as WorkerExitedError).exitCode).toBe(137);
+    expect((await rt.execute<Reply>(artifact.path, { op: "echo", value: "after" })).value).toBe("after");
+  });
+
   it("shares one pool between two paths to one artifact (a hard link and a copy)", async () => {
     const linked = join(fixture.outputDir, "linked.ociapp");
     const copied = join(fixture.outputDir, "copied.ociapp");
