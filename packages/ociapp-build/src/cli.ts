@@ -19,7 +19,8 @@ export async function main(argv: string[], io: CliIo = process): Promise<number>
   return code;
 }
 
-async function runCli(argv: string[], io: CliIo): Promise<number> {
+/** The CLI without touching process.exitCode: `argv` as process.argv ([node, script, ...args]). */
+export async function runCli(argv: string[], io: CliIo): Promise<number> {
   const controller = new AbortController();
   const onSignal = () => controller.abort(new Error("interrupted"));
   process.once("SIGINT", onSignal);
@@ -44,6 +45,8 @@ async function runCli(argv: string[], io: CliIo): Promise<number> {
     .option("--image <ref>", "image reference recorded in the artifact (default: <name>:<version>)")
     .option("--json", 'print one JSON line {"path","bytes","digest","image"} on stdout')
     .showHelpAfterError(false)
+    // `inspect --json` belongs to inspect: options after a subcommand are the subcommand's.
+    .enablePositionalOptions()
     .exitOverride()
     .configureOutput({
       writeOut: (text) => io.stdout.write(text),

@@ -1,0 +1,97 @@
+import { describe, expect, it } from "vitest";
+import { ConfigIssue, parseOciappConfig, splitEntrypoint } from "../src/config.js";
+
+const issue = (value: unknown): string => {
+  try {
+    parseOciappConfig(value);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigIssue);
+    return (error as Error).message;
+  }
+  throw new Error("expected a ConfigIssue");
+};
+
+describe("parseOciappConfig", () => {
+  it("defaults to managed mode with no system packages", () => {
+    expect(parseOciappConfig({ entrypoint: "dist/main.js#app" })).toEqual({
+      mode: "managed",
+      entrypoint: "dist/main.js#app",
+      systemPackages: [],
+    });
+  });
+
+  it("accepts the full managed form", () => {
+    expect(
+      parseOciappConfig({
+        mode: "managed",
+        entrypoint: "dist/main.js#echo",
+        systemPackages: ["jq", "libvips42=8.14.1-3+deb12u1"],
+        baseImage: "registry.example.com/node:20-bookworm-slim@sha256:abc",
+      }),
+    ).toEqual({
+      mode: "managed",
+      entrypoint: "dist/main.js#echo",
+      systemPackages: ["jq", "libvips42=8.14.1-3+deb12u1"],
+      baseImage: "registry.example.com/node:20-bookworm-slim@sha256:abc",
+    });
+  });
+
+  it("accepts custom mode", () => {
+    expect(parseOciappConfig({ mode: "custom", containerfile: "Containerfile.custom" })).toEqual({
+      mode: "custom",
+      containerfile: "Containerfile.custom",
+    });
+  });
+
+  it("names unknown keys", () => {
+    expect(issue({ entrypoint: "dist/main.js", systemPackage: ["jq"] })).toBe(
+      'ociapp: unknown key "systemPackage"',
+    );
+    expect(issue({ mode: "custom", containerfile: "C", entrypoints: "x", extra: 1 })).toBe(
+      'ociapp: unknown keys "entrypoints", "extra"',
+    );
+    // managed-only keys are unknown in custom mode
+    expect(issue({ mode: "custom", containerfile: "C", systemPackages: [] })).toBe(
+      'ociapp: unknown key "systemPackages"',
+    );
+  });
+
+  it("names the key and the value of a wrong type", () => {
+    expect(issue({ entrypoint: "dist/main.js", systemPackages: "jq" })).toBe(
+      'ociapp.systemPackages: expected array, got "jq"',
+    );
+    expect(issue({ entrypoint: "dist/main.js", systemPackages: ["jq", 7] })).toBe(
+      "ociapp.systemPackages[1]: expected string, got number 7",
+    );
+    expect(issue({ entrypoint: 12 })).toBe("ociapp.entrypoint: expected string, got number 12");
+    expect(issue({})).toBe("ociapp.entrypoint: required (string)");
+    expect(issue({ mode: "custom" })).toBe("ociapp.containerfile: required (string)");
+    expect(issue("dist/main.js")).toBe('ociapp: expected an object, got "dist/main.js"');
+    expect(issue(["x"])).toBe("ociapp: expected an object, got an array");
+  });
+
+  it("rejects values that would reach a shell or escape the project", () => {
+    expect(issue({ entrypoint: "dist/main.js", systemPackages: ["jq; rm -rf /"] })).toMatch(
+      /^ociapp\.systemPackages\[0\]: "jq; rm -rf \/" is invalid: not a Debian package name$/,
+    );
+    expect(issue({ entrypoint: "dist/main.js", baseImage: "node:20 AS x" })).toMatch(
+      /^ociapp\.baseImage: .*image reference/,
+    );
+    expect(issue({ entrypoint: "../outside.js#app" })).toMatch(/^ociapp\.entrypoint: .*inside the project/);
+    expect(issue({ entrypoint: "/abs/main.js" })).toMatch(/^ociapp\.entrypoint: .*inside the project/);
+    expect(issue({ entrypoint: "main.js#not-an-identifier" })).toMatch(
+      /^ociapp\.entrypoint: .*<module>#<export>/,
+    );
+    expect(issue({ mode: "custom", containerfile: "../Containerfile" })).toMatch(
+      /^ociapp\.containerfile: .*inside/,
+    );
+    expect(issue({ mode: "remote", entrypoint: "x" })).toBe(
+      'ociapp.mode: expected "managed" or "custom", got "remote"',
+    );
+  });
+});
+
+it("splitEntrypoint defaults the export to app", () => {
+  expect(splitEntrypoint("dist/main.js")).toEqual({ module: "dist/main.js", exportName: "app" });
+  expect(splitEntrypoint("dist/main.js#echo")).toEqual({ module: "dist/main.js", exportName: "echo" });
+});
