@@ -38,6 +38,8 @@ export class MessageReader {
   #timer: Timer | undefined;
   #stopped = false;
   #paused = false;
+  /** Frames already received when the owner paused: delivered, in order, on resume. */
+  #backlog: Buffer[] = [];
 
   constructor(stream: NodeJS.ReadableStream, options: MessageReaderOptions) {
     const frameTimeoutMs = options.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS;
@@ -74,6 +76,12 @@ export class MessageReader {
   resume(): void {
     if (this.#stopped || !this.#paused) return;
     this.#paused = false;
+    if (this.#backlog.length > 0) {
+      const backlog = this.#backlog;
+      this.#backlog = [];
+      // Delivering may pause again: what is left goes back to the backlog.
+      if (!this.#deliver(backlog)) return;
+    }
     this.#stream.resume();
     if (this.#decoder.midFrame) this.#armTimer();
   }
@@ -82,6 +90,7 @@ export class MessageReader {
   dispose(): void {
     if (this.#stopped) return;
     this.#stopped = true;
+    this.#backlog = [];
     this.#clearTimer();
     this.#stream.removeListener("data", this.#onData);
     this.#stream.removeListener("close", this.#onClose);
@@ -97,18 +106,7 @@ export class MessageReader {
       this.#violate(error);
       return;
     }
-    for (let i = 0; i < bodies.length; i++) {
-      try {
-        const body = bodies[i]!;
-        this.#onMessage(decodeJson(body), body.length);
-      } catch (error) {
-        this.#violate(error);
-        return;
-      }
-      // onMessage may have disposed the reader (its owner closed the connection).
-      if (this.#stopped) return;
-    }
-    if (this.#paused) return;
+    if (!this.#deliver(bodies)) return;
     if (!this.#decoder.midFrame) {
       this.#clearTimer();
     } else if (bodies.length > 0 || this.#timer === undefined) {
@@ -116,6 +114,29 @@ export class MessageReader {
       this.#armTimer();
     }
   };
+
+  /**
+   * Hands bodies to onMessage in order. Returns false when it stopped early: the reader was
+   * stopped, or the owner paused it (the undelivered bodies then wait in the backlog).
+   */
+  #deliver(bodies: Buffer[]): boolean {
+    for (let i = 0; i < bodies.length; i++) {
+      if (this.#paused) {
+        for (let j = i; j < bodies.length; j++) this.#backlog.push(bodies[j]!);
+        return false;
+      }
+      const body = bodies[i]!;
+      try {
+        this.#onMessage(decodeJson(body), body.length);
+      } catch (error) {
+        this.#violate(error);
+        return false;
+      }
+      // onMessage may have disposed the reader (its owner closed the connection).
+      if (this.#stopped) return false;
+    }
+    return !this.#paused;
+  }
 
   readonly #onClose = (): void => {
     this.#clearTimer();

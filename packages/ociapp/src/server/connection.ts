@@ -4,7 +4,8 @@ import { encodeFrame } from "../protocol/frame.js";
 import { type ClientMessage, parseClientMessage, type RemoteError } from "../protocol/messages.js";
 import { MessageReader } from "../protocol/reader.js";
 import { ProtocolViolationError } from "../protocol/violation.js";
-import { abortMessage, cancelled, execute, type Outcome, validateRequest } from "./invoke.js";
+import { Cancellation } from "./cancellation.js";
+import { cancelled, execute, type Outcome, validateRequest } from "./invoke.js";
 import type { ConcurrencyLimiter, Waiter } from "./limiter.js";
 
 /** What a connection needs from its server. */
@@ -29,8 +30,8 @@ export interface ConnectionContext {
 
 /**
  * - open: requests are read and served.
- * - finishing: no new work (the client half-closed, or the server drains); the socket is ended once
- *   every pending request has its final frame.
+ * - finishing: the server drains: new requests are answered "ShuttingDown" and the socket is ended
+ *   once every pending request has its final frame.
  * - closing: end() was called; waiting for the socket to close.
  * - closed: the socket is gone; results still arriving are dropped.
  */
@@ -40,7 +41,7 @@ interface PendingRequest {
   readonly id: string;
   payload: unknown;
   readonly bytes: number;
-  readonly controller: AbortController;
+  readonly cancellation: Cancellation;
   waiter: Waiter | undefined;
   done: boolean;
 }
@@ -80,6 +81,14 @@ export class Connection {
 
   get pendingCount(): number {
     return this.#pending.size;
+  }
+
+  get outboundBytes(): number {
+    return this.#socket.writableLength;
+  }
+
+  get readPaused(): boolean {
+    return this.#readPaused;
   }
 
   /** Server shutdown, phase 1: answer new requests "ShuttingDown" and end once idle. */
@@ -137,7 +146,7 @@ export class Connection {
       id: message.id,
       payload: message.payload,
       bytes: frameBytes ?? 0,
-      controller: new AbortController(),
+      cancellation: new Cancellation(),
       waiter: undefined,
       done: false,
     };
@@ -158,8 +167,8 @@ export class Connection {
       this.#finish(request, validated);
       return;
     }
-    if (request.controller.signal.aborted) {
-      this.#finish(request, cancelled(abortMessage(request.controller.signal)));
+    if (request.cancellation.aborted) {
+      this.#finish(request, cancelled(request.cancellation.message));
       return;
     }
     const limiter = this.#context.limiter;
@@ -177,7 +186,7 @@ export class Connection {
   async #execute(request: PendingRequest, input: unknown): Promise<void> {
     let outcome: Outcome;
     try {
-      outcome = await execute(this.#context.app, input, request.id, request.controller.signal);
+      outcome = await execute(this.#context.app, input, request.id, request.cancellation);
     } finally {
       this.#context.limiter.release();
     }
@@ -185,14 +194,12 @@ export class Connection {
   }
 
   #abort(request: PendingRequest, message: string): void {
-    if (!request.controller.signal.aborted) {
-      request.controller.abort(new DOMException(message, "AbortError"));
-    }
+    request.cancellation.abort(message);
     if (request.waiter) {
       // Never started: it frees no slot and ends now.
       this.#context.limiter.cancel(request.waiter);
       request.waiter = undefined;
-      this.#finish(request, cancelled(abortMessage(request.controller.signal)));
+      this.#finish(request, cancelled(request.cancellation.message));
     }
   }
 
@@ -295,9 +302,11 @@ export class Connection {
   };
 
   readonly #onEnd = (): void => {
-    // The client half-closed: it sends nothing more but still reads the answers it is owed.
-    if (this.#state === "open") this.#state = "finishing";
-    this.#endIfIdle();
+    // The client ended its side. A half-closed client cannot be told from a gone one until a write
+    // fails, so its work stops now rather than running for nobody (node ends our side in turn).
+    if (this.#state === "open" || this.#state === "finishing") this.#state = "closing";
+    this.#reader.dispose();
+    for (const request of this.#pending.values()) this.#abort(request, "the client connection closed");
   };
 
   readonly #onError = (error: Error): void => {

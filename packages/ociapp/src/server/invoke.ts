@@ -1,5 +1,6 @@
 import type { AnyApplication } from "../application.js";
 import type { RemoteError } from "../protocol/messages.js";
+import { type Cancellation, RequestContext } from "./cancellation.js";
 
 export type Outcome = { ok: true; payload: unknown } | { ok: false; error: RemoteError };
 
@@ -39,12 +40,12 @@ export async function execute(
   app: AnyApplication,
   request: unknown,
   requestId: string,
-  signal: AbortSignal,
+  cancellation: Cancellation,
 ): Promise<Outcome> {
   let stage = "execute";
   try {
-    const result = await app.execute(request, { requestId, signal });
-    if (signal.aborted) return cancelled(abortMessage(signal));
+    const result = await app.execute(request, new RequestContext(requestId, cancellation));
+    if (cancellation.aborted) return cancelled(cancellation.message);
     stage = "response validation";
     const response = await (app.response as unknown as Schema).safeParseAsync(result);
     if (!response.success) {
@@ -55,14 +56,9 @@ export async function execute(
     }
     return { ok: true, payload: response.data };
   } catch (error) {
-    if (signal.aborted) return cancelled(abortMessage(signal));
+    if (cancellation.aborted) return cancelled(cancellation.message);
     return { ok: false, error: thrownError(error, stage) };
   }
-}
-
-export function abortMessage(signal: AbortSignal): string {
-  const reason: unknown = signal.reason;
-  return reason instanceof Error ? reason.message : "request cancelled";
 }
 
 function validationError(type: string, what: string, issues: unknown): RemoteError {

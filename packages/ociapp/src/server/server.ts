@@ -47,6 +47,10 @@ export interface ServerStats {
   running: number;
   /** Requests waiting for a slot. */
   queued: number;
+  /** Response bytes written but not yet taken by clients, over all connections. */
+  outboundBytes: number;
+  /** Connections whose reading is paused for backpressure. */
+  pausedConnections: number;
 }
 
 /** Why the server stopped: close() was called, or no client came within the orphan timeout. */
@@ -112,7 +116,7 @@ class AppServer implements ServerHandle, ConnectionContext {
   readonly #orphanTimeoutMs: number;
   readonly #log: (line: string) => void;
   readonly #hello: Buffer;
-  readonly #server = createServer({ allowHalfOpen: true });
+  readonly #server = createServer();
   readonly #connections = new Set<Connection>();
   #bound: BoundSocket | undefined;
   #nextConnectionId = 1;
@@ -162,7 +166,7 @@ class AppServer implements ServerHandle, ConnectionContext {
     // Per-connection flow control: enough to keep every slot busy, bounded in count and bytes.
     this.maxPendingRequests = Math.max(256, maxConcurrency * 4);
     this.maxPendingBytes = Math.max(64 * 1024 * 1024, this.maxFrameBytes * 2);
-    this.maxOutboundBytes = Math.max(1024 * 1024, this.maxFrameBytes);
+    this.maxOutboundBytes = 1024 * 1024;
     this.#log = options.log ?? ((line) => process.stderr.write(`ociapp: ${line}\n`));
     const name = options.appInfo?.name ?? this.app.name;
     const version = options.appInfo?.version ?? this.app.version;
@@ -195,11 +199,19 @@ class AppServer implements ServerHandle, ConnectionContext {
   }
 
   stats(): ServerStats {
+    let outboundBytes = 0;
+    let pausedConnections = 0;
+    for (const connection of this.#connections) {
+      outboundBytes += connection.outboundBytes;
+      if (connection.readPaused) pausedConnections++;
+    }
     return {
       connections: this.#connections.size,
       pending: this.#pending,
       running: this.limiter.active,
       queued: this.limiter.waiting,
+      outboundBytes,
+      pausedConnections,
     };
   }
 

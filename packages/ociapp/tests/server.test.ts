@@ -1,0 +1,240 @@
+import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { z } from "zod";
+import {
+  Application,
+  type ExecutionContext,
+  isApplication,
+  OciappError,
+  type ServerHandle,
+  serve,
+} from "../src/index.js";
+import { encodeFrame } from "../src/protocol/index.js";
+import { app as behaviour } from "./fixtures/behaviour-app.js";
+import { TestClient } from "./helpers/client.js";
+
+let dir: string;
+const handles: ServerHandle[] = [];
+const logs: string[] = [];
+
+async function start(options: Partial<Parameters<typeof serve>[0]> = {}): Promise<ServerHandle> {
+  const handle = await serve({
+    app: behaviour,
+    socketPath: join(dir, "app.sock"),
+    log: (l) => logs.push(l),
+    ...options,
+  });
+  handles.push(handle);
+  return handle;
+}
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "ociapp-server-"));
+  logs.length = 0;
+});
+
+afterEach(async () => {
+  await Promise.all(handles.splice(0).map((handle) => handle.close({ graceMs: 0 })));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("Application", () => {
+  const Schema = z.object({ n: z.number() });
+  class Doubler extends Application<typeof Schema, typeof Schema> {
+    readonly request = Schema;
+    readonly response = Schema;
+    execute(request: z.infer<typeof Schema>, _context: ExecutionContext) {
+      return { n: request.n * 2 };
+    }
+  }
+
+  it("is recognised by its Symbol.for brand, so other copies of the SDK agree", () => {
+    const app = new Doubler();
+    expect(isApplication(app)).toBe(true);
+    expect(app instanceof Application).toBe(true);
+    expect((app as unknown as Record<symbol, unknown>)[Symbol.for("dev.ociapp.application")]).toBe(true);
+    // An object branded by another copy of the SDK passes both checks ...
+    const foreign = Object.create({ [Symbol.for("dev.ociapp.application")]: true });
+    expect(isApplication(foreign)).toBe(true);
+    expect(foreign instanceof Application).toBe(true);
+    // ... while subclasses keep the ordinary instanceof.
+    expect(foreign instanceof Doubler).toBe(false);
+    expect(isApplication({})).toBe(false);
+    expect(isApplication(null)).toBe(false);
+  });
+
+  it("refuses to serve something that is not an Application", async () => {
+    await expect(serve({ app: {} as never, socketPath: join(dir, "x.sock") })).rejects.toMatchObject({
+      code: "OCIAPP_NOT_AN_APPLICATION",
+    });
+  });
+});
+
+describe("serve()", () => {
+  it("publishes a 0666 socket and removes it on close", async () => {
+    const handle = await start();
+    expect(statSync(handle.socketPath).mode & 0o777).toBe(0o666);
+    expect(statSync(handle.socketPath).isSocket()).toBe(true);
+    await handle.close();
+    expect(() => statSync(handle.socketPath)).toThrow(/ENOENT/);
+    expect(await handle.closed).toBe("closed");
+  });
+
+  it("replaces a stale socket file, and refuses one a live server listens on", async () => {
+    const path = join(dir, "app.sock");
+    // A stale socket: bound by a server that is gone (the file stays when the process dies).
+    const stale = createServer();
+    await new Promise<void>((resolve) => stale.listen(path, resolve));
+    const live = await expectTaken(path);
+    expect(live.code).toBe("OCIAPP_SOCKET_IN_USE");
+    // Simulate a crashed owner: drop the fd without unlinking.
+    stale.close();
+    writeFileSync(join(dir, "marker"), "");
+    const handle = await start({ socketPath: path }).catch(async () => {
+      // libuv unlinked it on close; make a stale file the way a crash leaves one.
+      return start({ socketPath: path });
+    });
+    const client = await TestClient.connect(handle.socketPath);
+    expect(await client.request("1", { op: "echo", value: "fresh" })).toMatchObject({ type: "response" });
+    client.close();
+  });
+
+  async function expectTaken(path: string): Promise<OciappError> {
+    try {
+      await serve({ app: behaviour, socketPath: path });
+    } catch (error) {
+      expect(error).toBeInstanceOf(OciappError);
+      return error as OciappError;
+    }
+    throw new Error("expected serve() to refuse the socket");
+  }
+
+  it("validates its options, naming the option and the value", async () => {
+    await expect(start({ maxConcurrency: 0 })).rejects.toThrow(
+      "maxConcurrency must be an integer from 1 to 1000000, got 0",
+    );
+    await expect(start({ maxFrameBytes: 10 })).rejects.toThrow(/maxFrameBytes must be .* got 10/);
+    await expect(start({ orphanTimeoutMs: -1 })).rejects.toThrow(/orphanTimeoutMs .* got -1/);
+  });
+
+  it("caps executes in flight and starts waiting requests in arrival order", async () => {
+    const handle = await start({ maxConcurrency: 2 });
+    const client = await TestClient.connect(handle.socketPath);
+    const order: string[] = [];
+    const track = (id: string, payload: unknown) =>
+      client.request(id, payload).then((message) => {
+        order.push(id);
+        return message;
+      });
+    const blockers = [track("a", { op: "wait-abort" }), track("b", { op: "wait-abort" })];
+    const waiting = ["c", "d", "e"].map((id) => track(id, { op: "echo", value: id }));
+    await expect.poll(() => handle.stats()).toMatchObject({ running: 2, queued: 3 });
+    client.cancel("a");
+    await Promise.all(waiting);
+    // One slot freed: c, d and e ran one after another, in arrival order.
+    expect(order).toEqual(["a", "c", "d", "e"]);
+    client.cancel("b");
+    await Promise.all(blockers);
+    client.close();
+  });
+
+  it("cancelling a queued request answers it at once without running it", async () => {
+    const handle = await start({ maxConcurrency: 1 });
+    const client = await TestClient.connect(handle.socketPath);
+    const blocker = client.request("blocker", { op: "wait-abort" });
+    const queued = client.request("queued", { op: "echo", value: "never" });
+    await expect.poll(() => handle.stats().queued).toBe(1);
+    client.cancel("queued");
+    expect(await queued).toMatchObject({ type: "error", error: { type: "Cancelled" } });
+    expect(handle.stats()).toMatchObject({ queued: 0, running: 1 });
+    client.cancel("blocker");
+    expect(await blocker).toMatchObject({ type: "error", error: { type: "Cancelled" } });
+    client.close();
+  });
+
+  it("aborts the work of a client that disconnects", async () => {
+    const handle = await start();
+    const client = await TestClient.connect(handle.socketPath);
+    client.write(encodeFrame({ type: "request", id: "w", payload: { op: "wait-abort" } }));
+    await expect.poll(() => handle.stats().running).toBe(1);
+    client.close();
+    await expect.poll(() => handle.stats()).toMatchObject({ running: 0, pending: 0, connections: 0 });
+  });
+
+  it("treats a client that ends its side as gone: its work is aborted", async () => {
+    const handle = await start();
+    const client = await TestClient.connect(handle.socketPath);
+    client.write(encodeFrame({ type: "request", id: "h", payload: { op: "wait-abort" } }));
+    await expect.poll(() => handle.stats().running).toBe(1);
+    client.socket.end();
+    await client.closed;
+    await expect.poll(() => handle.stats()).toMatchObject({ running: 0, pending: 0, connections: 0 });
+  });
+
+  it("stops reading from a client that does not read its answers, and catches up when it does", async () => {
+    const handle = await start({ maxConcurrency: 8 });
+    const client = await TestClient.connect(handle.socketPath);
+    client.socket.pause();
+    const count = 3000;
+    const responseBytes = 100_000;
+    const answers: Promise<unknown>[] = [];
+    const frames: Buffer[] = [];
+    for (let i = 0; i < count; i++) {
+      answers.push(client.answer(String(i)));
+      frames.push(encodeFrame({ type: "request", id: String(i), payload: { op: "big", ms: responseBytes } }));
+    }
+    client.write(Buffer.concat(frames));
+    // Everything read so far is answered, and the server waits for the client instead of reading on.
+    await expect
+      .poll(() => handle.stats(), { timeout: 10_000 })
+      .toMatchObject({ pending: 0, pausedConnections: 1 });
+    const { outboundBytes } = handle.stats();
+    // Bounded by the outbound limit plus the answers to requests already accepted, far below 300 MB.
+    expect(outboundBytes).toBeLessThan(1024 * 1024 + 256 * (responseBytes + 100));
+    client.socket.resume();
+    await Promise.all(answers);
+    expect(client.received).toHaveLength(count);
+    client.close();
+  });
+
+  it("creates the context signal lazily, already aborted when read after a cancel", async () => {
+    const Schema = z.object({});
+    let seen: AbortSignal | undefined;
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    class Late extends Application<typeof Schema, typeof Schema> {
+      readonly request = Schema;
+      readonly response = Schema;
+      async execute(_request: object, context: ExecutionContext) {
+        await gate;
+        seen = context.signal;
+        return {};
+      }
+    }
+    const handle = await start({ app: new Late() });
+    const client = await TestClient.connect(handle.socketPath);
+    const answer = client.request("l", {});
+    await expect.poll(() => handle.stats().running).toBe(1);
+    client.cancel("l");
+    // Frames are handled in order: once this invalid request is answered, the cancel has been seen.
+    expect(await client.request("sync", null)).toMatchObject({ error: { type: "ValidationError" } });
+    release();
+    expect(await answer).toMatchObject({
+      error: { type: "Cancelled", message: "request cancelled by the client" },
+    });
+    expect(seen).toBeDefined();
+    expect(seen!.aborted).toBe(true);
+    expect((seen!.reason as Error).name).toBe("AbortError");
+    client.close();
+  });
+
+  it("the orphan timeout closes the server with reason orphaned", async () => {
+    const handle = await start({ orphanTimeoutMs: 50 });
+    expect(await handle.closed).toBe("orphaned");
+  });
+});
