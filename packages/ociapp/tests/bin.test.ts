@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TestClient } from "./helpers/client.js";
 import { buildInstalledCopy, type InstalledCopy } from "./helpers/dist.js";
-import { BEHAVIOUR_APP, PACKAGE_DIR, startCli } from "./helpers/server-process.js";
+import { BEHAVIOUR_APP, killAll, PACKAGE_DIR, startCli } from "./helpers/server-process.js";
 
 let installed: InstalledCopy;
 
@@ -11,24 +11,18 @@ beforeAll(() => {
   installed = buildInstalledCopy();
 });
 
-afterAll(() => {
+afterAll(async () => {
+  await killAll();
   if (installed) rmSync(installed.root, { recursive: true, force: true });
 });
 
 /** Runs the installed bin expecting it to fail before binding; returns its one stderr line. */
-async function failingServe(
-  args: string[],
-  options: { env?: Record<string, string>; typescript?: boolean } = {},
-): Promise<string> {
+async function failingServe(args: string[], options: { env?: Record<string, string> } = {}): Promise<string> {
   const server = await startCli(args, {
     waitForListening: false,
     bin: installed.bin,
+    cwd: installed.root,
     ...(options.env ? { env: options.env } : {}),
-    // The TypeScript fixtures import "ociapp" from this workspace's sources; the JavaScript ones
-    // import the installed copy.
-    ...(options.typescript
-      ? { cwd: PACKAGE_DIR, nodeArgs: ["--conditions=source"] }
-      : { cwd: installed.root }),
   });
   const { code } = await server.exited;
   expect(code).toBe(1);
@@ -101,19 +95,21 @@ describe.concurrent("ociapp serve load errors: one line on stderr, exit 1, no so
   });
 
   it("an export that is not an Application", async () => {
-    const line = await failingServe(["--app", `${BEHAVIOUR_APP}#notAnApp`], { typescript: true });
+    const line = await failingServe(["--app", "app/not-apps.mjs#notAnApp"]);
     expect(line).toBe(
-      `ociapp: export "notAnApp" of ${BEHAVIOUR_APP} is not an ociapp Application (got a plain object)`,
+      'ociapp: export "notAnApp" of app/not-apps.mjs is not an ociapp Application (got a plain object)',
     );
   });
 
   it("an Application class exported instead of an instance", async () => {
-    const line = await failingServe(["--app", `${BEHAVIOUR_APP}#AppClass`], { typescript: true });
-    expect(line).toContain("is an Application class, not an instance: export `new BehaviourApplication()`");
+    const line = await failingServe(["--app", "app/not-apps.mjs#EchoApplication"]);
+    expect(line).toBe(
+      'ociapp: export "EchoApplication" of app/not-apps.mjs is an Application class, not an instance: export `new EchoApplication()`',
+    );
   });
 
   it("an Application without schemas", async () => {
-    const line = await failingServe(["--app", `${BEHAVIOUR_APP}#schemaLess`], { typescript: true });
+    const line = await failingServe(["--app", "app/not-apps.mjs#schemaLess"]);
     expect(line).toBe(
       "ociapp: Application SchemaLess has no request schema: declare `readonly request = z.object({ ... })` (a zod 4 schema)",
     );
@@ -121,7 +117,7 @@ describe.concurrent("ociapp serve load errors: one line on stderr, exit 1, no so
 
   it("a TypeScript app where tsx cannot be found", async () => {
     // No tsx above the temporary folder, and the installed SDK has none in its production dependencies.
-    const line = await failingServe(["--app", "app/missing-loader.ts"], {});
+    const line = await failingServe(["--app", "app/missing-loader.ts"]);
     expect(line).toBe(
       "ociapp: app module app/missing-loader.ts is TypeScript and tsx is not installed: add tsx, or point --app at the built JavaScript",
     );

@@ -131,6 +131,10 @@ describe("decodeJson", () => {
     expect(violation(() => decodeJson(Buffer.from([0x7b, 0xff, 0x7d]))).reason).toBe("invalid-utf8");
     // An overlong encoding of "/" is invalid UTF-8 even though a lenient decoder would accept it.
     expect(violation(() => decodeJson(Buffer.from([0x22, 0xc0, 0xaf, 0x22]))).reason).toBe("invalid-utf8");
+    // An encoded lone surrogate (U+D800) is not UTF-8 either.
+    expect(violation(() => decodeJson(Buffer.from([0x22, 0xed, 0xa0, 0x80, 0x22]))).reason).toBe(
+      "invalid-utf8",
+    );
   });
 
   it("rejects invalid JSON", () => {

@@ -110,6 +110,28 @@ describe("MessageReader", () => {
     expect(seen).toEqual(['{"ok":1}', "violation:invalid-json"]);
   });
 
+  it("holds back the rest of a chunk when its owner pauses mid-chunk, and delivers it on resume", async () => {
+    const stream = new PassThrough();
+    const seen: number[] = [];
+    const reader: MessageReader = new MessageReader(stream, {
+      onMessage: (value) => {
+        seen.push((value as { n: number }).n);
+        if (seen.length === 2) reader.pause();
+      },
+      onViolation: () => undefined,
+    });
+    stream.write(Buffer.concat([1, 2, 3, 4, 5].map((n) => encodeFrame({ n }))));
+    await tick();
+    expect(seen).toEqual([1, 2]);
+    stream.write(encodeFrame({ n: 6 }));
+    await tick();
+    expect(seen).toEqual([1, 2]);
+    reader.resume();
+    await tick();
+    expect(seen).toEqual([1, 2, 3, 4, 5, 6]);
+    reader.dispose();
+  });
+
   it("dispose removes its listeners", () => {
     const { stream, reader } = setup();
     expect(stream.listenerCount("data")).toBe(1);

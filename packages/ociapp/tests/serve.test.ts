@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encodeFrame } from "../src/protocol/index.js";
 import { TestClient } from "./helpers/client.js";
-import { BEHAVIOUR_APP, type ServerProcess, startCli } from "./helpers/server-process.js";
+import { BEHAVIOUR_APP, killAll, type ServerProcess, startCli } from "./helpers/server-process.js";
 
 function header(length: number): Buffer {
   const buffer = Buffer.alloc(4);
@@ -20,9 +20,7 @@ beforeAll(async () => {
   server = await startCli(["--app", BEHAVIOUR_APP, "--max-frame-bytes", "4096", "--frame-timeout", "300"]);
 });
 
-afterAll(async () => {
-  await server?.kill();
-});
+afterAll(killAll);
 
 describe("ociapp serve (child process)", () => {
   it("greets every connection with hello", async () => {

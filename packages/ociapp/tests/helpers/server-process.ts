@@ -19,6 +19,13 @@ export interface ServerProcess {
   kill(): Promise<void>;
 }
 
+const running = new Set<ServerProcess>();
+
+/** Kills every process startCli started that is still running (for afterAll, whatever failed). */
+export async function killAll(): Promise<void> {
+  await Promise.all([...running].map((server) => server.kill()));
+}
+
 /** Starts `ociapp serve` from the TypeScript sources as a child process, in cwd = the package folder. */
 export function startCli(
   args: string[],
@@ -53,6 +60,7 @@ export function startCli(
   child.stderr!.setEncoding("utf8");
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolveExit) => {
     child.once("exit", (code, signal) => {
+      running.delete(handle);
       rmSync(dir, { recursive: true, force: true });
       resolveExit({ code, signal });
     });
@@ -68,6 +76,7 @@ export function startCli(
       await exited;
     },
   };
+  running.add(handle);
   return new Promise((resolveStart, rejectStart) => {
     let settled = false;
     child.stderr!.on("data", (chunk: string) => {
