@@ -1,11 +1,12 @@
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
-import type { HelloMessage, ProtocolViolationError } from "ociapp/protocol";
+import { FRAME_HEADER_BYTES, type HelloMessage, type ProtocolViolationError } from "ociapp/protocol";
 import { type Call, type CallHolder, RUNNING } from "./call.js";
 import { Connection } from "./connection.js";
 import type { ContainerExit, ContainerHandle, Engine } from "./engine.js";
 import {
   InstanceStartupError,
+  InvalidRequestError,
   OciappRuntimeError,
   ProtocolError,
   RuntimeClosedError,
@@ -61,6 +62,8 @@ export class Instance implements CallHolder {
   state: InstanceState = "starting";
   /** Requests it may hold at once: min(maxConcurrency, the hello's maxConcurrency). */
   capacity = 0;
+  /** Largest request body it accepts: min(maxFrameBytes, the hello's maxFrameBytes). */
+  maxFrameBytes = 0;
   /** When it last had nothing in flight (the reaper's clock). */
   idleSince: number;
   hello: HelloMessage | undefined;
@@ -87,7 +90,17 @@ export class Instance implements CallHolder {
     return this.connection?.pending.size ?? 0;
   }
 
+  /** Sends the call (the pool checked there is a free slot). */
   send(call: Call): void {
+    // The runtime framed the request for its own maxFrameBytes; a container may announce less.
+    if (call.frame.length - FRAME_HEADER_BYTES > this.maxFrameBytes) {
+      call.fail(
+        new InvalidRequestError(
+          `the request is larger than the container accepts (its hello allows ${this.maxFrameBytes} bytes)`,
+        ),
+      );
+      return;
+    }
     call.stage = RUNNING;
     call.holder = this;
     (this.connection as Connection).send(call);
@@ -121,7 +134,7 @@ export class Instance implements CallHolder {
         OCIAPP_MAX_FRAME_BYTES: String(options.maxFrameBytes),
         // The app cancels what is left a little before SIGKILL, so its Cancelled answers get out.
         OCIAPP_SHUTDOWN_GRACE_MS: String(
-          Math.max(0, options.shutdownTimeout - Math.min(1_000, options.shutdownTimeout / 5)),
+          Math.max(0, options.shutdownTimeout - Math.min(1_000, Math.floor(options.shutdownTimeout / 5))),
         ),
         OCIAPP_ORPHAN_TIMEOUT_MS: String(options.orphanTimeout),
       };
@@ -151,6 +164,7 @@ export class Instance implements CallHolder {
       this.handle.exit.then((exit) => this.onExit(exit));
       this.hello = hello;
       this.capacity = Math.min(options.maxConcurrency, hello.maxConcurrency);
+      this.maxFrameBytes = Math.min(options.maxFrameBytes, hello.maxFrameBytes);
       this.handle.detachOutput();
       this.idleSince = this.config.now();
       this.state = "ready";

@@ -201,9 +201,11 @@ export class Pool implements CallHolder, InstanceEvents {
   }
 
   onFinal(instance: Instance, _call: Call): void {
-    if (this.queue.length > 0 && instance.state === "ready") {
-      instance.send(this.queue.shift() as Call);
-      return;
+    if (instance.state === "ready") {
+      // The freed slot takes the next queued call (a call the container cannot take fails and the next one is tried).
+      while (this.queue.length > 0 && instance.inFlight < instance.capacity) {
+        instance.send(this.queue.shift() as Call);
+      }
     }
     instance.afterFinal();
   }

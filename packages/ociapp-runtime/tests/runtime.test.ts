@@ -4,6 +4,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
+  ArtifactError,
+  DockerEngine,
+  EngineUnavailableError,
   InstanceStartupError,
   InvalidRequestError,
   type OciappRuntimeError,
@@ -215,11 +218,11 @@ describe("Runtime over the process engine", () => {
 
   it("fails a start that never says hello within startupTimeout, with the container's output", async () => {
     engine.extraEnv = { OCIAPP_FIXTURE_HANG_ON_LOAD: "1" };
-    const rt = runtime({ startupTimeout: 2_000 });
+    const rt = runtime({ startupTimeout: 6_000 });
     const started = Date.now();
     const error = await rejection(rt.execute(artifact, { op: "echo", value: 1 }));
     expect(error).toBeInstanceOf(InstanceStartupError);
-    expect((error as InstanceStartupError).message).toContain("did not send its hello frame within 2000 ms");
+    expect((error as InstanceStartupError).message).toContain("did not send its hello frame within 6000 ms");
     expect((error as InstanceStartupError).logs).toContain("hanging on load");
     expect(Date.now() - started).toBeLessThan(20_000);
   });
@@ -250,6 +253,43 @@ describe("Runtime over the process engine", () => {
       await eventually(() => engine.containers.size === 0);
     });
   }
+
+  it("fails a request larger than the container's hello allows, without breaking the connection", async () => {
+    engine.command = (_spec, socketPath) => [process.execPath, HOSTILE, "quiet", socketPath];
+    const rt = runtime();
+    await rt.warm(artifact);
+    const error = await rejection(rt.execute(artifact, { blob: "x".repeat(2 * 1024 * 1024) }));
+    expect(error).toBeInstanceOf(InvalidRequestError);
+    expect((error as Error).message).toContain("its hello allows 1048576 bytes");
+    expect(rt.stats().artifacts[0]?.instances.ready).toBe(1);
+  });
+
+  it("rejects with ArtifactError for a file that is not an artifact (the real index reader)", async () => {
+    const rt = new Runtime({ engine, socketDir });
+    runtimes.push(rt);
+    const error = await rejection(rt.execute(artifact, { op: "echo", value: 1 }));
+    expect(error).toBeInstanceOf(ArtifactError);
+    expect((error as ArtifactError).code).toBe("OCIAPP_ARTIFACT");
+    expect((error as ArtifactError).path).toBe(artifact);
+    const missing = await rejection(
+      rt.execute(join(artifactDir, "missing.ociapp"), { op: "echo", value: 1 }),
+    );
+    expect(missing).toBeInstanceOf(ArtifactError);
+    expect(engine.created).toBe(0);
+  });
+
+  it("rejects with EngineUnavailableError when the engine cannot be reached", async () => {
+    const unreachable = new DockerEngine({ socketPath: join(socketDir, "no-engine.sock") });
+    const rt = new Runtime(
+      { engine: unreachable, socketDir },
+      { readIndex: async () => ({ digest: DIGEST }) },
+    );
+    runtimes.push(rt);
+    const error = await rejection(rt.execute(artifact, { op: "echo", value: 1 }));
+    expect(error).toBeInstanceOf(EngineUnavailableError);
+    expect((error as EngineUnavailableError).message).toContain("cannot reach the Docker engine (ENOENT)");
+    expect((error as EngineUnavailableError).code).toBe("OCIAPP_ENGINE_UNAVAILABLE");
+  });
 
   it("fails a start whose container sends a second hello", async () => {
     engine.command = (_spec, socketPath) => [process.execPath, HOSTILE, "second-hello", socketPath];
