@@ -28,9 +28,12 @@ export abstract class Application<Req extends z.ZodType = z.ZodType, Res extends
 
   abstract readonly request: Req;
   abstract readonly response: Res;
-  /** Optional name and version, announced to clients in the hello frame. */
-  readonly name?: string;
-  readonly version?: string;
+  /**
+   * Optional name and version, announced to clients in the hello frame. Declared only (nothing is
+   * emitted), so the base class defines no own properties that would shadow a subclass's accessors.
+   */
+  declare readonly name?: string;
+  declare readonly version?: string;
 
   abstract execute(request: z.output<Req>, context: ExecutionContext): Promise<z.input<Res>> | z.input<Res>;
 }

@@ -78,6 +78,11 @@ async function runServe(options: ServeCommandOptions): Promise<void> {
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
+  // A promise the app forgot to await must not take every other request down with the process.
+  // (A synchronous throw outside execute still ends it: the app's state is unknown after that.)
+  process.on("unhandledRejection", (reason) => {
+    line(`unhandled rejection in the app: ${reason instanceof Error ? reason.message : String(reason)}`);
+  });
   const reason = await handle.closed;
   line(reason === "orphaned" ? "stopped: no client within the orphan timeout" : "stopped");
   // Work the app left behind (timers, handles) must not keep a stopped server alive.

@@ -81,6 +81,16 @@ describe("ociapp serve (child process)", () => {
     client.close();
   });
 
+  it("survives a rejection the app never awaited", async () => {
+    const client = await TestClient.connect(server.socketPath);
+    expect(await client.request("s", { op: "stray-rejection" })).toMatchObject({
+      payload: { value: "answered" },
+    });
+    await expect.poll(() => server.stderr()).toContain("unhandled rejection in the app: stray failure");
+    expect(await client.request("t", { op: "echo", value: "still up" })).toMatchObject({ type: "response" });
+    client.close();
+  });
+
   it("cancel aborts the context signal and the request ends with Cancelled", async () => {
     const client = await TestClient.connect(server.socketPath);
     const answer = client.request("c1", { op: "wait-abort" });
