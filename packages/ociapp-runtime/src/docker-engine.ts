@@ -223,7 +223,12 @@ export class DockerEngine implements Engine {
           CapDrop: c.capDrop,
           SecurityOpt: c.noNewPrivileges ? ["no-new-privileges"] : [],
           Init: c.init,
-          ...(c.memory === undefined ? {} : { Memory: c.memory, MemorySwap: c.memory }),
+          // Swap equal to memory: no swap, so a memory-hungry app is OOM-killed rather than slowed.
+          Memory: c.memory,
+          MemorySwap: c.memory === 0 ? 0 : c.memory,
+          NanoCpus: c.nanoCpus,
+          PidsLimit: c.pidsLimit === 0 ? -1 : c.pidsLimit,
+          LogConfig: { Type: "json-file", Config: { "max-size": c.logMaxSize, "max-file": "1" } },
         },
         abortSignal: signal,
       });

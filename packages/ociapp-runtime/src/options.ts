@@ -19,8 +19,16 @@ export interface ContainerOptions {
   noNewPrivileges?: boolean;
   /** Run the engine's init as PID 1 (reaps zombies, forwards signals). Default true. */
   init?: boolean;
-  /** Memory limit in bytes (swap set equal, so none). Default: none. */
+  /** Memory limit in bytes, swap set equal (so none); 0 for no limit. Default 512 MiB. */
   memory?: number;
+  /** CPU limit in billionths of a CPU; 0 for no limit. Default 1e9 (one CPU). */
+  nanoCpus?: number;
+  /** Most processes/threads in the container; 0 for no limit. Default 256. */
+  pidsLimit?: number;
+  /** Largest json-file log kept by the engine per container (one file), e.g. "1m". Default "1m". */
+  logMaxSize?: string;
+  /** Allow `user` to be root (uid 0). Default false. */
+  allowRoot?: boolean;
 }
 
 export interface RuntimeOptions {
@@ -78,7 +86,11 @@ export interface ResolvedContainerOptions {
   capDrop: string[];
   noNewPrivileges: boolean;
   init: boolean;
-  memory: number | undefined;
+  memory: number;
+  nanoCpus: number;
+  pidsLimit: number;
+  logMaxSize: string;
+  allowRoot: boolean;
 }
 
 export interface ResolvedOptions {
@@ -108,9 +120,12 @@ export const RESERVED_ENV = [
   "OCIAPP_SOCKET",
 ];
 
-// A Unix socket path is at most 107 bytes; the runtime appends "/ociapp-xxxxxxxx-XXXXXX/app.sock".
-const MAX_SOCKET_DIR_BYTES = 70;
+// A Unix socket path is at most 107 bytes; the runtime appends "/ociapp-<pid>-<id>-XXXXXX/app.sock"
+// (at most 40 bytes).
+const MAX_SOCKET_DIR_BYTES = 64;
 const MAX_FRAME_BYTES_LIMIT = 1024 * 1024 * 1024;
+/** The engine refuses memory limits below 6 MiB. */
+const MIN_MEMORY_BYTES = 6 * 1024 * 1024;
 
 function show(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value);
@@ -174,6 +189,10 @@ function resolveContainer(value: unknown): ResolvedContainerOptions {
     "noNewPrivileges",
     "init",
     "memory",
+    "nanoCpus",
+    "pidsLimit",
+    "logMaxSize",
+    "allowRoot",
   ]);
   for (const key of Object.keys(options)) {
     if (!known.has(key)) throw new OptionsError(`Runtime option container.${key} is not a known option`);
@@ -185,8 +204,23 @@ function resolveContainer(value: unknown): ResolvedContainerOptions {
   }
   const uid = Number(match[1]);
   const gid = Number(match[2]);
-  if (uid === 0) {
-    throw new OptionsError(`Runtime option container.user must not be root (got ${show(user)})`);
+  const allowRoot = boolean("container.allowRoot", options.allowRoot, false);
+  if (uid === 0 && !allowRoot) {
+    throw new OptionsError(
+      `Runtime option container.user must not be root unless container.allowRoot is true (got ${show(user)})`,
+    );
+  }
+  const memory = integer("Runtime", "container.memory", options.memory, 512 * 1024 * 1024, 0);
+  if (memory !== 0 && memory < MIN_MEMORY_BYTES) {
+    throw new OptionsError(
+      `Runtime option container.memory must be 0 (no limit) or at least ${MIN_MEMORY_BYTES} bytes (got ${memory})`,
+    );
+  }
+  const logMaxSize = options.logMaxSize ?? "1m";
+  if (typeof logMaxSize !== "string" || !/^\d+[kmg]?$/.test(logMaxSize)) {
+    throw new OptionsError(
+      `Runtime option container.logMaxSize must be a size such as "512k" or "1m" (got ${show(logMaxSize)})`,
+    );
   }
   const networkMode = options.networkMode ?? "none";
   if (typeof networkMode !== "string" || networkMode === "") {
@@ -213,10 +247,11 @@ function resolveContainer(value: unknown): ResolvedContainerOptions {
     capDrop: [...capDrop],
     noNewPrivileges: boolean("container.noNewPrivileges", options.noNewPrivileges, true),
     init: boolean("container.init", options.init, true),
-    memory:
-      options.memory === undefined
-        ? undefined
-        : integer("Runtime", "container.memory", options.memory, 0, 6 * 1024 * 1024),
+    memory,
+    nanoCpus: integer("Runtime", "container.nanoCpus", options.nanoCpus, 1_000_000_000, 0),
+    pidsLimit: integer("Runtime", "container.pidsLimit", options.pidsLimit, 256, 0),
+    logMaxSize,
+    allowRoot,
   };
 }
 

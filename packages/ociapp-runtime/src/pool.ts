@@ -17,6 +17,8 @@ export interface PoolConfig {
   nextName: () => string;
   folderPrefix: string;
   now: () => number;
+  /** Runs once before the runtime's first container (the orphan sweep). */
+  prepare: () => Promise<void>;
 }
 
 export interface ArtifactStats {
@@ -153,6 +155,7 @@ export class Pool implements CallHolder, InstanceEvents {
       const path = this.path;
       const image = (async () => {
         await engine.ping();
+        await this.config.prepare();
         if (await engine.hasImage(digest)) return;
         this.imageLoads++;
         await engine.loadImage(path);

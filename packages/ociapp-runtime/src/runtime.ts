@@ -6,6 +6,7 @@ import { Call } from "./call.js";
 import { DockerEngine } from "./docker-engine.js";
 import type { Engine } from "./engine.js";
 import { InvalidRequestError, OptionsError, RuntimeClosedError } from "./errors.js";
+import { LABELS } from "./labels.js";
 import {
   type CallOptions,
   type ResolvedOptions,
@@ -15,14 +16,9 @@ import {
 } from "./options.js";
 import { type ArtifactStats, Pool } from "./pool.js";
 import { Reaper } from "./reaper.js";
+import { sweepOrphans } from "./sweep.js";
 
-/** Labels on every container a Runtime creates. */
-export const LABELS = {
-  managed: "dev.ociapp.managed",
-  runtime: "dev.ociapp.runtime",
-  artifact: "dev.ociapp.artifact",
-  owner: "dev.ociapp.owner",
-} as const;
+export { LABELS } from "./labels.js";
 
 export interface RuntimeStats {
   /** The runtime's id: the value of every container's dev.ociapp.runtime label. */
@@ -67,6 +63,7 @@ export class Runtime implements AsyncDisposable {
   private counter = 0;
   private containers = 0;
   private closing: Promise<void> | undefined;
+  private swept: Promise<void> | undefined;
 
   constructor(options: RuntimeOptions = {}, internals: RuntimeInternals = {}) {
     this.options = resolveOptions(options);
@@ -179,7 +176,8 @@ export class Runtime implements AsyncDisposable {
             [LABELS.owner]: `${hostname()}:${process.pid}`,
           },
           nextName: () => `ociapp-${this.short}-${++this.containers}`,
-          folderPrefix: `ociapp-${this.short}-`,
+          folderPrefix: `ociapp-${process.pid}-${this.short}-`,
+          prepare: () => this.sweepOnce(),
           now: this.now,
         },
         path,
@@ -189,6 +187,20 @@ export class Runtime implements AsyncDisposable {
       pool.path = path;
     }
     return pool;
+  }
+
+  /**
+   * Before its first container, a runtime removes what dead runtimes of this host left behind
+   * (containers and socket folders). Best effort: a failure here never fails a call.
+   */
+  private sweepOnce(): Promise<void> {
+    if (!this.swept) {
+      this.swept = sweepOrphans(this.engine, this.options.socketDir, hostname()).then(
+        () => undefined,
+        () => undefined,
+      );
+    }
+    return this.swept;
   }
 
   private reap(): void {

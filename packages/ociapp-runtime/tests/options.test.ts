@@ -27,6 +27,11 @@ describe("Runtime options", () => {
         capDrop: ["ALL"],
         noNewPrivileges: true,
         init: true,
+        memory: 512 * 1024 * 1024,
+        nanoCpus: 1_000_000_000,
+        pidsLimit: 256,
+        logMaxSize: "1m",
+        allowRoot: false,
       },
     });
     expect(options.container.tmpfs["/tmp"]).toContain("size=");
@@ -46,9 +51,18 @@ describe("Runtime options", () => {
       { env: { OCIAPP_MAX_CONCURRENCY: "9" } },
       "Runtime option env.OCIAPP_MAX_CONCURRENCY is set by the runtime itself and cannot be overridden",
     ],
-    [{ socketDir: `/${"x".repeat(100)}` }, "Runtime option socketDir must be at most 70 bytes long"],
+    [{ socketDir: `/${"x".repeat(100)}` }, "Runtime option socketDir must be at most 64 bytes long"],
     [{ container: { user: "root" } }, 'Runtime option container.user must be numeric "uid:gid" (got "root")'],
-    [{ container: { user: "0:0" } }, 'Runtime option container.user must not be root (got "0:0")'],
+    [
+      { container: { user: "0:0" } },
+      'Runtime option container.user must not be root unless container.allowRoot is true (got "0:0")',
+    ],
+    [{ container: { memory: 1024 } }, "Runtime option container.memory must be 0 (no limit) or at least"],
+    [
+      { container: { logMaxSize: "lots" } },
+      'Runtime option container.logMaxSize must be a size such as "512k"',
+    ],
+    [{ container: { pidsLimit: -1 } }, "Runtime option container.pidsLimit must be an integer >= 0 (got -1)"],
     [{ idleTimout: 5 } as RuntimeOptions, "Runtime option idleTimout is not a known option"],
   ];
   for (const [options, message] of cases) {

@@ -1,7 +1,9 @@
-import { execFile } from "node:child_process";
-import { copyFile, link, mkdtemp, readdir, rm } from "node:fs/promises";
+import { execFile, spawn } from "node:child_process";
+import { copyFile, link, mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -275,6 +277,78 @@ describe("Runtime against the Docker engine", () => {
     expect(pools.sort()).toEqual([artifact.digest, rebuilt.digest].sort());
     expect(rt.stats().artifacts.find((stats) => stats.digest === rebuilt.digest)?.imageLoads).toBe(1);
     artifact = rebuilt;
+  });
+
+  it("confines every container by default", async () => {
+    const rt = runtime();
+    await rt.warm(artifact.path);
+    const [listed] = await containersOf(rt);
+    const info = await engine.docker.getContainer(listed?.id as string).inspect();
+    const host = info.HostConfig;
+    expect(info.Config.User).toBe("10001:10001");
+    expect(host.NetworkMode).toBe("none");
+    expect(host.ReadonlyRootfs).toBe(true);
+    expect(Object.keys(host.Tmpfs ?? {})).toEqual(["/tmp"]);
+    expect(host.Tmpfs?.["/tmp"]).toContain("size=64m");
+    expect(host.CapDrop).toEqual(["ALL"]);
+    expect(host.SecurityOpt).toEqual(["no-new-privileges"]);
+    expect(host.Init).toBe(true);
+    expect(host.AutoRemove).toBe(true);
+    expect(host.Memory).toBe(512 * 1024 * 1024);
+    expect(host.MemorySwap).toBe(512 * 1024 * 1024);
+    expect(host.NanoCpus).toBe(1_000_000_000);
+    expect(host.PidsLimit).toBe(256);
+    expect(host.LogConfig).toEqual({ Type: "json-file", Config: { "max-size": "1m", "max-file": "1" } });
+    const binds = info.Mounts.filter((mount) => mount.Type === "bind");
+    expect(binds.map((mount) => mount.Destination)).toEqual(["/run/ociapp"]);
+    const folder = await stat(binds[0]?.Source as string);
+    expect(folder.mode & 0o777).toBe(0o700);
+    expect([folder.uid, folder.gid]).toEqual([10001, 10001]);
+    const uid = await rt.execute<Reply>(artifact.path, { op: "env", name: "OCIAPP_ORPHAN_TIMEOUT_MS" });
+    expect(uid.value).toBe("60000");
+  });
+
+  it("removes the containers of a host that was SIGKILLed: by the orphan timeout, or by the next runtime", async () => {
+    const script = fileURLToPath(new URL("./support/orphan-host.ts", import.meta.url));
+    const host = async (orphanTimeout: number) => {
+      const child = spawn(
+        process.execPath,
+        ["--conditions=source", "--import", "tsx", script, artifact.path, socketDir, String(orphanTimeout)],
+        { stdio: ["ignore", "pipe", "inherit"] },
+      );
+      const [line] = await Promise.race([
+        (async () => {
+          for await (const first of createInterface({ input: child.stdout })) return [first];
+          throw new Error("the host process ended without warming its runtime");
+        })(),
+        new Promise<never>((_, reject) =>
+          setTimeout(() => reject(new Error("host not ready in 60 s")), 60_000),
+        ),
+      ]);
+      const { runtimeId, pid } = JSON.parse(line as string) as { runtimeId: string; pid: number };
+      const labels = { [LABELS.managed]: "true", [LABELS.runtime]: runtimeId };
+      expect(await engine.listContainers(labels)).toHaveLength(1);
+      child.kill("SIGKILL");
+      await new Promise((resolve) => child.once("exit", resolve));
+      return { labels, pid };
+    };
+
+    // No runtime comes back: the app's orphan timeout ends its container, and the engine removes it.
+    const first = await host(2_000);
+    await eventually(async () => (await engine.listContainers(first.labels)).length === 0, 60_000);
+
+    // A runtime starts on this host: before its first container it removes what the dead one left.
+    const second = await host(600_000);
+    expect((await readdir(socketDir)).some((name) => name.startsWith(`ociapp-${second.pid}-`))).toBe(true);
+    const rt = runtime();
+    await rt.warm(artifact.path);
+    expect(await engine.listContainers(second.labels)).toEqual([]);
+    const left = await readdir(socketDir);
+    expect(
+      left.filter(
+        (name) => name.startsWith(`ociapp-${first.pid}-`) || name.startsWith(`ociapp-${second.pid}-`),
+      ),
+    ).toEqual([]);
   });
 
   it("leaves zero labelled containers and no socket folders after close()", async () => {

@@ -1,0 +1,63 @@
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
+import type { Engine } from "./engine.js";
+import { LABELS } from "./labels.js";
+import { removeSocketFolder } from "./socket-folder.js";
+
+/** true while a process with that pid exists on this host (EPERM: it exists, owned by someone else). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Socket folders are named ociapp-<owner pid>-<runtime id prefix>-<random>. */
+const FOLDER = /^ociapp-(\d+)-[0-9a-f]{8}-[A-Za-z0-9]{6}$/;
+
+export interface SweepResult {
+  containers: number;
+  folders: number;
+}
+
+/**
+ * Removes what runtimes that died without close() left behind on this host: labelled containers
+ * whose owner label names this host and a process that is gone, and their socket folders in
+ * socketDir. Containers of other hosts are left alone. Best effort: what cannot be removed stays.
+ */
+export async function sweepOrphans(
+  engine: Engine,
+  socketDir: string,
+  host: string,
+  alive: (pid: number) => boolean = processAlive,
+): Promise<SweepResult> {
+  const result: SweepResult = { containers: 0, folders: 0 };
+  const dead = (pid: number) => pid !== process.pid && !alive(pid);
+  const containers = await engine.listContainers({ [LABELS.managed]: "true" });
+  await Promise.all(
+    containers.map(async (container) => {
+      const owner = container.labels[LABELS.owner] ?? "";
+      const separator = owner.lastIndexOf(":");
+      const pid = Number(owner.slice(separator + 1));
+      if (separator <= 0 || owner.slice(0, separator) !== host || !Number.isSafeInteger(pid)) return;
+      if (!dead(pid)) return;
+      await engine.removeContainer(container.id).then(
+        () => result.containers++,
+        () => undefined,
+      );
+    }),
+  );
+  const entries = await readdir(socketDir).catch(() => [] as string[]);
+  for (const name of entries) {
+    const match = FOLDER.exec(name);
+    if (match && dead(Number(match[1]))) {
+      await removeSocketFolder(join(socketDir, name)).then(
+        () => result.folders++,
+        () => undefined,
+      );
+    }
+  }
+  return result;
+}
