@@ -10,6 +10,8 @@ import {
   DockerEngine,
   InstanceStartupError,
   LABELS,
+  OciappRuntimeError,
+  ProtocolError,
   RequestTimeoutError,
   Runtime,
   RuntimeClosedError,
@@ -349,6 +351,103 @@ describe("Runtime against the Docker engine", () => {
         (name) => name.startsWith(`ociapp-${first.pid}-`) || name.startsWith(`ociapp-${second.pid}-`),
       ),
     ).toEqual([]);
+  });
+
+  it("keeps the app off the network and the root filesystem, and stops a fork bomb at the pids limit", async () => {
+    const rt = runtime({ container: { pidsLimit: 64 } });
+    const other = runtime();
+    await Promise.all([rt.warm(artifact.path), other.warm(artifact.path)]);
+    const outbound = await rt.execute<Reply>(artifact.path, { op: "connect", host: "1.1.1.1", port: 53 });
+    expect(outbound.value).toMatch(/^(ENETUNREACH|EHOSTUNREACH|ENETDOWN)$/);
+    expect((await rt.execute<Reply>(artifact.path, { op: "write", path: "/probe" })).value).toBe("EROFS");
+    expect((await rt.execute<Reply>(artifact.path, { op: "write", path: "/tmp/probe" })).value).toBe(
+      "written",
+    );
+    const bomb = rt.execute<Reply>(artifact.path, { op: "fork", count: 300 });
+    const echoes = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => other.execute<Reply>(artifact.path, { op: "echo", value: i })),
+    );
+    expect(echoes.map((reply) => reply.value)).toEqual(Array.from({ length: 50 }, (_, i) => i));
+    const { value } = await bomb;
+    const forks = value as { started: number; refused: number };
+    expect(forks.refused).toBeGreaterThan(0);
+    expect(forks.started).toBeLessThan(64);
+    expect((await rt.execute<Reply>(artifact.path, { op: "echo", value: "still here" })).value).toBe(
+      "still here",
+    );
+  });
+
+  it("retires hostile containers with ProtocolError without buffering what they declare", async () => {
+    const good = runtime();
+    await good.warm(artifact.path);
+    const cases = [
+      ["huge-length", "frame-too-large"],
+      ["oversize", "frame-too-large"],
+      ["garbage", "invalid-utf8"],
+      ["unknown-id", "unknown-id"],
+      ["trickle", "frame-timeout"],
+    ] as const;
+    const heapBefore = process.memoryUsage().heapUsed;
+    for (const [mode, reason] of cases) {
+      const rt = runtime({ env: { OCIAPP_FIXTURE_HOSTILE: mode }, frameTimeout: 3_000 });
+      const error = await rejection(rt.execute(artifact.path, { op: "echo", value: mode }));
+      expect(error, mode).toBeInstanceOf(ProtocolError);
+      expect((error as ProtocolError).reason, mode).toBe(reason);
+      expect((await good.execute<Reply>(artifact.path, { op: "echo", value: mode })).value).toBe(mode);
+      await eventually(async () => (await containersOf(rt)).length === 0);
+    }
+    const heapGrowth = process.memoryUsage().heapUsed - heapBefore;
+    console.info(
+      `[runtime.engine] heap growth over 5 hostile containers: ${(heapGrowth / 1048576).toFixed(1)} MiB`,
+    );
+    expect(heapGrowth).toBeLessThan(64 * 1024 * 1024);
+  });
+
+  it("settles every one of 20,000 mixed calls with faults injected, and leaks nothing", async () => {
+    const rt = runtime({ maxInstances: 2, maxQueue: 20_000 });
+    await rt.warm(artifact.path);
+    const rssBefore = process.memoryUsage().rss;
+    const started = performance.now();
+    let answered = 0;
+    let typedFailures = 0;
+    let kills = 0;
+    const untyped: unknown[] = [];
+    for (let batch = 0; batch < 40; batch++) {
+      if (batch % 10 === 5) {
+        const [victim] = await containersOf(rt);
+        if (victim) {
+          kills++;
+          void execFileAsync("docker", ["kill", victim.id]).catch(() => undefined);
+        }
+      }
+      const calls = Array.from({ length: 500 }, (_, j) => {
+        const i = batch * 500 + j;
+        if (i % 50 === 1) return rt.execute(artifact.path, { op: "sleep", ms: 2_000 }, { timeout: 20 });
+        if (i % 50 === 2) {
+          const controller = new AbortController();
+          setTimeout(() => controller.abort(new RequestTimeoutError(1)), 10);
+          return rt.execute(artifact.path, { op: "sleep", ms: 2_000 }, { signal: controller.signal });
+        }
+        return rt.execute<Reply>(artifact.path, { op: "echo", value: i }).then((reply) => {
+          expect(reply.value).toBe(i);
+          return reply;
+        });
+      });
+      for (const outcome of await Promise.allSettled(calls)) {
+        if (outcome.status === "fulfilled") answered++;
+        else if (outcome.reason instanceof OciappRuntimeError) typedFailures++;
+        else untyped.push(outcome.reason);
+      }
+    }
+    const elapsed = performance.now() - started;
+    const rssAfter = process.memoryUsage().rss;
+    expect(untyped).toEqual([]);
+    expect(answered + typedFailures).toBe(20_000);
+    expect(answered).toBeGreaterThan(15_000);
+    console.info(
+      `[runtime.engine] 20,000 mixed calls in ${Math.round(elapsed)} ms: ${answered} answered, ${typedFailures} typed failures, ${kills} kills, ${rt.stats().artifacts[0]?.coldStarts} cold starts; RSS ${(rssBefore / 1048576).toFixed(0)} -> ${(rssAfter / 1048576).toFixed(0)} MiB`,
+    );
+    expect(rssAfter - rssBefore).toBeLessThan(256 * 1024 * 1024);
   });
 
   it("leaves zero labelled containers and no socket folders after close()", async () => {
