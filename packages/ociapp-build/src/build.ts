@@ -7,8 +7,8 @@ import { checkBuildx, runBuildx } from "./buildx.js";
 import { BuildError } from "./errors.js";
 import { artifactFileName, defaultBaseImage, defaultImageReference } from "./naming.js";
 import { type Project, readProject } from "./project.js";
-import { locateSdk } from "./sdk.js";
-import { isFile, stageManagedBuild } from "./stage.js";
+import { locateSdk, packSdk } from "./sdk.js";
+import { isFile, SDK_TARBALL_NAME, sdkTarballDir, stageManagedBuild } from "./stage.js";
 import { lastLines, run } from "./subprocess.js";
 
 export interface BuildOptions {
@@ -55,8 +55,9 @@ const NETWORK = /^[A-Za-z0-9][\w.:-]*$/;
 export async function build(options: BuildOptions): Promise<BuildResult> {
   const opts = validateOptions(options);
   const { signal } = opts;
-  if (signal?.aborted)
+  if (signal?.aborted) {
     throw new BuildError("OCIAPP_BUILD_ABORTED", "build aborted", { cause: signal.reason });
+  }
   const say = (line: string) => {
     if (opts.progress !== "quiet") opts.onProgress?.(`[ociapp-build] ${line}\n`);
   };
@@ -87,9 +88,15 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     const buildArgs: Record<string, string> = {};
     if (config.mode === "managed") {
       const sdk = await locateSdk(project.root);
-      await runBuildScript(project, opts, say);
+      // Packing the SDK does not depend on the app's build: both run at once.
+      const [built, packed] = await Promise.allSettled([
+        runBuildScript(project, opts, say),
+        packSdk(sdk, await sdkTarballDir(stagingDir), SDK_TARBALL_NAME, signal),
+      ]);
+      if (built.status === "rejected") throw built.reason;
+      if (packed.status === "rejected") throw packed.reason;
       say("staging the build context");
-      containerfile = await stageManagedBuild(project, config, sdk, stagingDir, { baseImage, signal });
+      containerfile = await stageManagedBuild(project, config, stagingDir, { baseImage, signal });
       context = stagingDir;
     } else {
       // A custom Containerfile may use `ARG OCIAPP_BASE_IMAGE` / `FROM ${OCIAPP_BASE_IMAGE}`.

@@ -40,7 +40,7 @@ export async function checkBuildx(options: { signal?: AbortSignal | undefined; e
     throw error;
   }
   if (result.exitCode !== 0) {
-    const said = lastLines(result.tail, 1);
+    const said = result.tail.trim().split("\n")[0]?.trim() ?? "";
     throw new BuildError(
       "OCIAPP_BUILD_BUILDX_MISSING",
       `docker buildx is not available (${said}): install the buildx plugin (Debian/Ubuntu: docker-buildx; Docker's repository: docker-buildx-plugin)`,

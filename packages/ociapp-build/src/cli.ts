@@ -22,9 +22,10 @@ export async function main(argv: string[], io: CliIo = process): Promise<number>
 /** The CLI without touching process.exitCode: `argv` as process.argv ([node, script, ...args]). */
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
   const controller = new AbortController();
+  // Kept for the whole run: a second Ctrl-C must not kill the process before it has cleaned up.
   const onSignal = () => controller.abort(new Error("interrupted"));
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   let exitCode = 0;
 
   const program = new Command("ociapp-build")

@@ -1,30 +1,38 @@
 import { chmod, copyFile, mkdir, readFile, stat, writeFile } from "node:fs/promises";
-import { dirname, join, normalize } from "node:path";
+import { basename, dirname, join, normalize } from "node:path";
 import { type ManagedConfig, splitEntrypoint } from "./config.js";
 import { BuildError } from "./errors.js";
 import type { Project } from "./project.js";
 import { resolveInstalledPackage } from "./resolve-package.js";
-import { type LocatedSdk, listPackFiles, packSdk } from "./sdk.js";
+import { listPackFiles } from "./sdk.js";
 import { SDK_TARBALL, stageLockfile, stagePackageJson } from "./staged-package.js";
 import { loadTemplate, renderContainerfile } from "./template.js";
 
 const LOCKFILES = ["npm-shrinkwrap.json", "package-lock.json"];
 
+export const SDK_TARBALL_NAME = basename(SDK_TARBALL);
+
+/** Makes (and returns) the staging folder the packed SDK goes to; see SDK_TARBALL. */
+export async function sdkTarballDir(stagingDir: string): Promise<string> {
+  const dir = join(stagingDir, "deps", dirname(SDK_TARBALL));
+  await mkdir(dir, { recursive: true });
+  return dir;
+}
+
 /**
- * Assembles the managed build's context in `stagingDir` (see Containerfile.template for its layout):
- * only what the image needs crosses into the build, never the project's node_modules or sources.
+ * Assembles the managed build's context in `stagingDir` (see Containerfile.template for its layout),
+ * next to the SDK tarball already packed there: only what the image needs crosses into the build,
+ * never the project's node_modules or sources.
  * Returns the rendered Containerfile's path.
  */
 export async function stageManagedBuild(
   project: Project,
   config: ManagedConfig,
-  sdk: LocatedSdk,
   stagingDir: string,
   options: { baseImage: string; signal?: AbortSignal | undefined },
 ): Promise<string> {
   const depsDir = join(stagingDir, "deps");
   const appDir = join(stagingDir, "app");
-  await mkdir(join(depsDir, dirname(SDK_TARBALL)), { recursive: true });
   await mkdir(appDir, { recursive: true });
 
   const files = await listPackFiles(project.root, options.signal);
@@ -74,7 +82,6 @@ export async function stageManagedBuild(
       `${JSON.stringify(stageLockfile(lockfile.content), null, 2)}\n`,
     );
   }
-  await packSdk(sdk, join(depsDir, dirname(SDK_TARBALL)), "ociapp-sdk.tgz", options.signal);
 
   const containerfile = join(stagingDir, "Containerfile");
   const rendered = renderContainerfile(await loadTemplate(), { baseImage: options.baseImage, config });

@@ -58,7 +58,10 @@ export async function startApp(image: string): Promise<RunningApp> {
     while (!(await stat(socketPath).catch(() => undefined))) {
       if (Date.now() > deadline) {
         const logs = await docker(["logs", id]).catch((error: Error) => error.message);
-        throw new Error(`the container never created its socket; logs:\n${logs}`);
+        const state = await docker(["inspect", "--format", "{{json .State}}", id]).catch(
+          (error: Error) => error.message,
+        );
+        throw new Error(`the container never created its socket; state ${state.trim()}; logs:\n${logs}`);
       }
       await new Promise((resolve) => setTimeout(resolve, 50));
     }

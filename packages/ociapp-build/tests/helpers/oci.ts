@@ -26,10 +26,11 @@ export async function extractLayout(path: string): Promise<ExtractedLayout> {
     const hash = createHash("sha256");
     const small: Buffer[] = [];
     let size = 0;
-    stream.on("data", (chunk: Buffer) => {
-      hash.update(chunk);
-      size += chunk.length;
-      if (size <= 1024 * 1024) small.push(chunk);
+    stream.on("data", (chunk: unknown) => {
+      const bytes = chunk as Buffer;
+      hash.update(bytes);
+      size += bytes.length;
+      if (size <= 1024 * 1024) small.push(bytes);
     });
     stream.on("end", () => {
       layout.blobHashes.set(header.name, hash.digest("hex"));

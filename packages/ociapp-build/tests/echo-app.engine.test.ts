@@ -1,0 +1,149 @@
+import { mkdtemp, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { readArtifactIndex } from "ociapp/artifact";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { docker } from "../../../tests/engine/docker.js";
+import { type BuildResult, build } from "../src/index.js";
+import { runCliHere } from "./helpers/cli.js";
+import { type RunningApp, removeImage, requestOnce, startApp, uniqueImage } from "./helpers/container.js";
+import { extractLayout } from "./helpers/oci.js";
+import { ECHO_APP } from "./helpers/paths.js";
+import { ensureSdkBuilt } from "./helpers/sdk.js";
+
+// examples/echo-app (TypeScript, "ociapp": "workspace:*", zod) built once for this file, in managed
+// mode, with the build script run on the host and the SDK packed from its node_modules.
+
+let outputDir = "";
+let image = "";
+let result: BuildResult;
+let firstBuildMs = 0;
+let running: RunningApp | undefined;
+
+beforeAll(async () => {
+  await ensureSdkBuilt();
+  outputDir = await mkdtemp(join(tmpdir(), "ociapp-build-echo-"));
+  image = uniqueImage("echo-app");
+  const started = performance.now();
+  result = await build({ projectRoot: ECHO_APP, outputDir, network: "host", image });
+  firstBuildMs = performance.now() - started;
+});
+
+afterAll(async () => {
+  await running?.stop();
+  await removeImage(image);
+  if (outputDir) await rm(outputDir, { recursive: true, force: true });
+});
+
+describe("examples/echo-app", () => {
+  it("writes <name>-<version>.ociapp and reports its path, size, digest and image", async () => {
+    expect(result.path).toBe(join(outputDir, "echo-app-0.1.0.ociapp"));
+    expect(result.bytes).toBe((await stat(result.path)).size);
+    expect(result.digest).toMatch(/^sha256:[a-f0-9]{64}$/);
+    expect(result.digest).toBe((await readArtifactIndex(result.path)).digest);
+    expect(result.image).toBe(image);
+    console.log(
+      `echo-app first build in this run: ${(firstBuildMs / 1000).toFixed(1)} s, ${result.bytes} bytes`,
+    );
+  });
+
+  it("is a valid OCI image layout: oci-layout, index.json, every blob's sha256 matching its name", async () => {
+    const layout = await extractLayout(result.path);
+    expect(layout.names.slice(-2).sort()).toEqual(["index.json", "oci-layout"]);
+    expect(layout.json.get("oci-layout")).toEqual({ imageLayoutVersion: "1.0.0" });
+    for (const name of layout.names) {
+      if (name === "index.json" || name === "oci-layout") continue;
+      expect(name).toMatch(/^blobs\/sha256\/[a-f0-9]{64}$/);
+      expect(layout.blobHashes.get(name)).toBe(name.slice("blobs/sha256/".length));
+    }
+
+    const index = layout.json.get("index.json") as { manifests: { digest: string; annotations: object }[] };
+    expect(index.manifests).toHaveLength(1);
+    expect(index.manifests[0]?.digest).toBe(result.digest);
+    expect(index.manifests[0]?.annotations).toMatchObject({
+      "io.containerd.image.name": `docker.io/${image}`,
+    });
+
+    const manifest = layout.json.get(`blobs/sha256/${result.digest.slice(7)}`) as {
+      config: { digest: string };
+      layers: { mediaType: string }[];
+      annotations: Record<string, string>;
+    };
+    expect(manifest.annotations).toMatchObject({
+      "org.opencontainers.image.title": "echo-app",
+      "org.opencontainers.image.version": "0.1.0",
+      "dev.ociapp.entrypoint": "dist/main.js#app",
+    });
+    for (const layer of manifest.layers)
+      expect(layer.mediaType).toBe("application/vnd.oci.image.layer.v1.tar+gzip");
+
+    const config = layout.json.get(`blobs/sha256/${manifest.config.digest.slice(7)}`) as {
+      config: { User: string; WorkingDir: string; Entrypoint: string[]; Env: string[] };
+    };
+    expect(config.config.User).toBe("10001:10001");
+    expect(config.config.WorkingDir).toBe("/app");
+    expect(config.config.Entrypoint).toEqual([
+      "node",
+      "/app/node_modules/ociapp/bin/ociapp.js",
+      "serve",
+      "--app",
+      "dist/main.js#app",
+    ]);
+    expect(config.config.Env).toContain("NODE_ENV=production");
+  });
+
+  it("ociapp-build inspect reads it without the engine", async () => {
+    const { exitCode, stdout } = await runCliHere(["inspect", result.path, "--json"]);
+    expect(exitCode).toBe(0);
+    expect(JSON.parse(stdout)).toMatchObject({
+      digest: result.digest,
+      bytes: result.bytes,
+      title: "echo-app",
+      version: "0.1.0",
+      entrypoint: "dist/main.js#app",
+      refName: `docker.io/${image}`,
+    });
+  });
+
+  it("docker load accepts it, and a container with no network answers over the socket", async () => {
+    expect(await docker(["load", "-i", result.path])).toContain(image);
+    // With the containerd image store, the image's ID is the artifact's digest.
+    expect((await docker(["image", "inspect", "--format", "{{.Id}}", image])).trim()).toBe(result.digest);
+
+    running = await startApp(image);
+    expect((await docker(["inspect", "--format", "{{.HostConfig.NetworkMode}}", running.id])).trim()).toBe(
+      "none",
+    );
+    const [hello, answer] = await requestOnce(running.socketPath, { value: "hello from the host" });
+    expect(hello).toMatchObject({ type: "hello", protocol: 1, app: { name: "echo-app", version: "0.1.0" } });
+    expect(answer).toEqual({ type: "response", id: "r1", payload: { value: "hello from the host" } });
+
+    const [, invalid] = await requestOnce(running.socketPath, { value: 42 }, "bad");
+    expect(invalid).toMatchObject({ type: "error", id: "bad", error: { type: "ValidationError" } });
+
+    expect((await docker(["exec", running.id, "id", "-u"])).trim()).toBe("10001");
+  });
+
+  it("a rebuild with nothing changed is served from the build cache", async () => {
+    let log = "";
+    const started = performance.now();
+    const again = await build({
+      projectRoot: ECHO_APP,
+      outputDir,
+      network: "host",
+      image,
+      progress: "plain",
+      onProgress: (chunk) => {
+        log += chunk;
+      },
+    });
+    const cachedMs = performance.now() - started;
+    console.log(`echo-app cached rebuild: ${(cachedMs / 1000).toFixed(1)} s`);
+
+    expect(again.digest).toBe(result.digest);
+    const install = /^#(\d+) \[stage-0 \d+\/\d+\] RUN .*npm install/m.exec(log);
+    expect(install).not.toBeNull();
+    expect(log).toMatch(new RegExp(`^#${install?.[1]} CACHED$`, "m"));
+    expect(log).not.toMatch(/^#\d+ \d+\.\d+ added \d+ packages/m);
+  });
+});
