@@ -193,6 +193,17 @@ describe("build() errors carry stable codes", () => {
     expect((error as BuildError).code).toBe("OCIAPP_BUILD_DOCKER_NOT_FOUND");
   });
 
+  it("an engine that does not answer -> OCIAPP_BUILD_ENGINE_UNAVAILABLE", async () => {
+    const error = await build({
+      projectRoot: fixture("failing-build"),
+      outputDir,
+      env: { DOCKER_HOST: `unix://${join(work, "no-engine.sock")}` },
+    }).catch((caught: unknown) => caught);
+    expect((error as BuildError).code).toBe("OCIAPP_BUILD_ENGINE_UNAVAILABLE");
+    expect((error as BuildError).message).toMatch(/^the Docker engine is not reachable \(.*\): start it/);
+    expect(await readdir(outputDir)).toEqual([]);
+  });
+
   it("invalid options name the option and the value", async () => {
     const cases: [object, string][] = [
       [{ progress: "loud" }, 'invalid progress "loud": expected auto | plain | quiet'],
