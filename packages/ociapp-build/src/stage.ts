@@ -9,6 +9,7 @@ import { SDK_TARBALL, stageLockfile, stagePackageJson } from "./staged-package.j
 import { loadTemplate, renderContainerfile } from "./template.js";
 
 const LOCKFILES = ["npm-shrinkwrap.json", "package-lock.json"];
+const ARTIFACT_FILE = /\.ociapp(\.tmp-.*)?$/;
 
 export const SDK_TARBALL_NAME = basename(SDK_TARBALL);
 
@@ -34,8 +35,12 @@ export async function stageManagedBuild(
   const depsDir = join(stagingDir, "deps");
   const appDir = join(stagingDir, "app");
   await mkdir(appDir, { recursive: true });
+  await mkdir(depsDir, { recursive: true });
 
-  const files = await listPackFiles(project.root, options.signal);
+  // Artifacts built into the project (an output folder under "files") never go into the next image.
+  const files = (await listPackFiles(project.root, options.signal)).filter(
+    (file) => !ARTIFACT_FILE.test(basename(file.path)),
+  );
   const entryModule = normalize(splitEntrypoint(config.entrypoint).module);
   if (!files.some((file) => normalize(file.path) === entryModule)) {
     throw new BuildError(

@@ -1,3 +1,16 @@
+/**
+ * Reads .ociapp artifacts: uncompressed tars of an OCI image layout as buildx writes them (blobs first,
+ * index.json and oci-layout last), treated as untrusted input.
+ *
+ * - Only tar headers are walked (positional reads, bodies skipped) and only index.json, a nested index
+ *   and the image manifest are read, each at most ARTIFACT_LIMITS.maxJsonBytes; blobs that are read
+ *   are checked against their sha256 names. Every structural problem is an ArtifactFormatError.
+ * - The artifact's identity is the digest of the image manifest that index.json points at. When it
+ *   points at an index (a multi-platform build), the reader follows it to the one image it lists, or
+ *   else to this host's linux platform, or else linux/amd64, skipping attestation manifests; the
+ *   digest is that manifest's, which (with the containerd image store) is also the image ID the engine
+ *   reports after `docker load`.
+ */
 export { ArtifactFormatError } from "./errors.js";
 export { ARTIFACT_LIMITS } from "./limits.js";
 export {
