@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { Command, CommanderError, Option } from "commander";
 import { ArtifactFormatError, inspectArtifact } from "ociapp/artifact";
 import { build } from "./build.js";
@@ -30,6 +31,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
 
   const program = new Command("ociapp-build")
     .description("Package an ociapp application into a .ociapp OCI image-layout tarball with docker buildx")
+    .version(packageVersion(), "-V, --version")
     .argument("<project-root>", 'the app\'s folder (its package.json holds the "ociapp" configuration)')
     .option("-o, --output-dir <dir>", "where <name>-<version>.ociapp is written (default: the project root)")
     .option("--network <mode>", "network for RUN steps during the build (default: the engine's)")
@@ -134,6 +136,13 @@ function report(error: unknown, io: CliIo): number {
   }
   io.stderr.write(`ociapp-build: unexpected error: ${(error as Error)?.stack ?? String(error)}\n`);
   return 1;
+}
+
+function packageVersion(): string {
+  const packageJson = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
+    version: string;
+  };
+  return packageJson.version;
 }
 
 function indent(text: string): string {

@@ -58,3 +58,8 @@ describe("ociapp-build inspect", () => {
     expect(result.stderr).toMatch(/^ociapp-build: error: ENOENT: no such file or directory.*\n$/);
   });
 });
+
+it("ociapp-build --version prints the package version", async () => {
+  const result = await runCliHere(["--version"]);
+  expect(result).toEqual({ exitCode: 0, stdout: "0.1.0\n", stderr: "" });
+});
