@@ -1,5 +1,5 @@
 import { BuildError } from "./errors.js";
-import { ProgressLog } from "./progress-log.js";
+import { type BuildFailure, ProgressLog } from "./progress-log.js";
 import { lastLines, run } from "./subprocess.js";
 
 export interface BuildxOptions {
@@ -103,24 +103,37 @@ export async function runBuildx(options: BuildxOptions): Promise<void> {
   }
   if (result.exitCode === 0) return;
 
-  const failure = log.failure();
-  const tail = lastLines(result.tail, 20);
-  if (ENGINE_DOWN.test(result.tail)) {
-    throw new BuildError(
+  throw describeFailure(log.failure(), result.tail);
+}
+
+/** Turns a failed buildx run into the one-line BuildError a user can act on. */
+export function describeFailure(failure: BuildFailure, output: string): BuildError {
+  const tail = lastLines(output, 20);
+  // A failed step's output could mention anything: only a build that failed outside any step can be
+  // an unreachable engine.
+  if (!failure.step && ENGINE_DOWN.test(output)) {
+    return new BuildError(
       "OCIAPP_BUILD_ENGINE_UNAVAILABLE",
       `the Docker engine is not reachable (${lastLines(failure.error, 1)}): start it, or point DOCKER_HOST at one`,
       { output: tail },
     );
   }
-  if (NO_OCI_EXPORTER.test(result.tail)) {
-    throw new BuildError(
+  if (NO_OCI_EXPORTER.test(output)) {
+    return new BuildError(
       "OCIAPP_BUILD_FAILED",
       'buildx cannot export OCI tarballs with this builder: enable the containerd image store ({"features":{"containerd-snapshotter":true}} in daemon.json) or use a docker-container builder (docker buildx create --use)',
       { output: tail },
     );
   }
+  const missingImage = failure.step?.match(/^\[internal\] load metadata for (\S+)$/);
+  if (missingImage) {
+    return new BuildError(
+      "OCIAPP_BUILD_FAILED",
+      `base image ${missingImage[1]} is not in the engine and could not be pulled (${failure.error}): pull or load it first, or choose another with baseImage / --base-image`,
+    );
+  }
   const where = failure.step ? ` at ${failure.step}` : "";
-  throw new BuildError("OCIAPP_BUILD_FAILED", `image build failed${where}: ${failure.error}`, {
+  return new BuildError("OCIAPP_BUILD_FAILED", `image build failed${where}: ${failure.error}`, {
     output: failure.output || tail,
   });
 }

@@ -1,4 +1,5 @@
-import { expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
+import { describeFailure } from "../src/buildx.js";
 import { ProgressLog } from "../src/progress-log.js";
 
 // Captured from `docker buildx build --progress plain` (buildx 0.13) for a failing RUN step.
@@ -44,4 +45,53 @@ it("keeps bounded output per step", () => {
   const failure = log.failure();
   expect(failure.output.split("\n")).toHaveLength(40);
   expect(failure.output.endsWith("line 9999")).toBe(true);
+});
+
+describe("describeFailure", () => {
+  it("names a failing step and carries its output", () => {
+    const error = describeFailure(
+      { step: "[stage-0 4/5] RUN npm install", error: "exit code: 1", output: "E404" },
+      "",
+    );
+    expect(error).toMatchObject({
+      code: "OCIAPP_BUILD_FAILED",
+      message: "image build failed at [stage-0 4/5] RUN npm install: exit code: 1",
+      output: "E404",
+    });
+  });
+
+  it("explains a base image the engine does not have", () => {
+    const error = describeFailure(
+      {
+        step: "[internal] load metadata for docker.io/library/node:99-bookworm-slim",
+        error: "no such host",
+        output: "",
+      },
+      "",
+    );
+    expect(error.message).toBe(
+      "base image docker.io/library/node:99-bookworm-slim is not in the engine and could not be pulled (no such host): pull or load it first, or choose another with baseImage / --base-image",
+    );
+  });
+
+  it("recognises an unreachable engine only outside a step", () => {
+    const down =
+      "ERROR: Cannot connect to the Docker daemon at unix:///x.sock. Is the docker daemon running?";
+    expect(describeFailure({ error: down.slice(7), output: "" }, down).code).toBe(
+      "OCIAPP_BUILD_ENGINE_UNAVAILABLE",
+    );
+    expect(
+      describeFailure({ step: "[1/2] RUN docker ps", error: "exit code: 1", output: down }, down).code,
+    ).toBe("OCIAPP_BUILD_FAILED");
+  });
+
+  it("explains a builder that cannot export OCI tarballs", () => {
+    const error = describeFailure(
+      { error: "x", output: "" },
+      "ERROR: OCI exporter is not supported for the docker driver.",
+    );
+    expect(error.message).toMatch(
+      /^buildx cannot export OCI tarballs with this builder: enable the containerd image store/,
+    );
+  });
 });
