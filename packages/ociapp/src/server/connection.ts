@@ -265,18 +265,27 @@ export class Connection {
     this.#socket.uncork();
   };
 
-  /** Pauses reading while this connection holds too much work or unread output; resumes below it. */
+  /**
+   * Pauses reading while this connection holds too much work or unread output, and resumes once all
+   * three are back under half their limit (the gap keeps it from flapping once per frame).
+   */
   readonly #updateFlow = (): void => {
     if (this.#state === "closed" || this.#state === "closing") return;
     const context = this.#context;
-    const full =
-      this.#pending.size >= context.maxPendingRequests ||
-      this.#pendingBytes >= context.maxPendingBytes ||
-      this.#socket.writableLength >= context.maxOutboundBytes;
-    if (full && !this.#readPaused) {
-      this.#readPaused = true;
-      this.#reader.pause();
-    } else if (!full && this.#readPaused) {
+    if (!this.#readPaused) {
+      if (
+        this.#pending.size >= context.maxPendingRequests ||
+        this.#pendingBytes >= context.maxPendingBytes ||
+        this.#socket.writableLength >= context.maxOutboundBytes
+      ) {
+        this.#readPaused = true;
+        this.#reader.pause();
+      }
+    } else if (
+      this.#pending.size <= context.maxPendingRequests >>> 1 &&
+      this.#pendingBytes <= context.maxPendingBytes / 2 &&
+      this.#socket.writableLength <= context.maxOutboundBytes >>> 1
+    ) {
       this.#readPaused = false;
       this.#reader.resume();
     }
