@@ -35,7 +35,7 @@ export async function startHostEcho(): Promise<RawEcho> {
 }
 
 /** The same echo server inside a container of the base image, with the runtime's default limits. */
-export async function startContainerEcho(image: string, hardening: string[]): Promise<RawEcho> {
+export async function startContainerEcho(image: string, runFlags: string[]): Promise<RawEcho> {
   const dir = await mkdtemp(join(tmpdir(), "ociapp-bench-"));
   await chmod(dir, 0o777);
   const { stdout } = await execFileAsync("docker", [
@@ -44,7 +44,7 @@ export async function startContainerEcho(image: string, hardening: string[]): Pr
     "--rm",
     "--label",
     "dev.ociapp.bench=true",
-    ...hardening,
+    ...runFlags,
     "-v",
     `${ECHO_SERVER}:/bench/echo-server.cjs:ro`,
     "-v",

@@ -1,0 +1,288 @@
+// pnpm bench: every figure measured in one run on this machine, each runtime figure beside its
+// baseline. Writes bench/results.json and prints a table. Nothing here is asserted: speed goals are
+// read off this output, not enforced by tests.
+
+import { execFile } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { cpus, hostname, tmpdir, totalmem } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { build } from "ociapp-build";
+import { DockerEngine, Runtime, type RuntimeOptions } from "ociapp-runtime";
+import { DEFAULT_RUN_FLAGS, measureEngineFloor } from "./engine-floor.js";
+import {
+  type Latency,
+  measureLatency,
+  measureThroughput,
+  ratio,
+  round,
+  type Throughput,
+  timeIt,
+} from "./measure.js";
+import { type RawEcho, startContainerEcho, startHostEcho } from "./raw-baselines.js";
+
+const execFileAsync = promisify(execFile);
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const RESULTS = fileURLToPath(new URL("./results.json", import.meta.url));
+const PAYLOAD = { value: "hello" };
+const LATENCY_CALLS = 5_000;
+const THROUGHPUT_CALLS = 20_000;
+const CALLERS = [1, 16, 256] as const;
+const REPEATS = 3;
+
+async function docker(args: string[]): Promise<string> {
+  return (await execFileAsync("docker", args, { maxBuffer: 16 * 1024 * 1024 })).stdout.trim();
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return round(sorted[Math.floor(sorted.length / 2)] ?? Number.NaN);
+}
+
+function rssMiB(): number {
+  globalThis.gc?.();
+  return round(process.memoryUsage().rss / 1024 / 1024);
+}
+
+async function echoFigures(call: () => Promise<unknown>) {
+  const latency = await measureLatency(call, LATENCY_CALLS);
+  const throughput: Throughput[] = [];
+  for (const callers of CALLERS) throughput.push(await measureThroughput(call, callers, THROUGHPUT_CALLS));
+  return { latency, throughput };
+}
+
+async function rawFigures(start: () => Promise<RawEcho>) {
+  const echo = await start();
+  try {
+    return await echoFigures(() => echo.client.call(PAYLOAD));
+  } finally {
+    await echo.close();
+  }
+}
+
+async function withRuntime<T>(options: RuntimeOptions, fn: (runtime: Runtime) => Promise<T>): Promise<T> {
+  const runtime = new Runtime(options);
+  try {
+    return await fn(runtime);
+  } finally {
+    await runtime.close();
+  }
+}
+
+function log(message: string): void {
+  process.stderr.write(`[bench] ${message}\n`);
+}
+
+const work = await mkdtemp(join(tmpdir(), "ociapp-bench-"));
+try {
+  log("building examples/echo-app: cold (--no-cache), then cached");
+  const cold = await timeIt(() =>
+    build({
+      projectRoot: join(ROOT, "examples/echo-app"),
+      outputDir: work,
+      network: "host",
+      noCache: true,
+      progress: "quiet",
+    }),
+  );
+  const cached = await timeIt(() =>
+    build({
+      projectRoot: join(ROOT, "examples/echo-app"),
+      outputDir: work,
+      network: "host",
+      progress: "quiet",
+    }),
+  );
+  const artifact = cached.value;
+  const nodeMajor = process.versions.node.split(".")[0];
+  const baseImage = `node:${nodeMajor}-bookworm-slim`;
+  const baseImageBytes = Number(await docker(["image", "inspect", "--format", "{{.Size}}", baseImage]));
+
+  log("artifact load: docker load beside the runtime's streamed load");
+  const dropImage = async () => {
+    await docker(["image", "rm", "-f", artifact.image]).catch(() => "");
+    await docker(["image", "rm", "-f", artifact.digest]).catch(() => "");
+  };
+  await dropImage();
+  const dockerLoad = await timeIt(() => docker(["load", "-i", artifact.path]));
+  await dropImage();
+  const engine = new DockerEngine();
+  const runtimeLoad = await timeIt(() => engine.loadImage(artifact.path));
+  const skipped = await withRuntime({}, async (runtime) => {
+    await runtime.execute(artifact.path, PAYLOAD);
+    return runtime.stats().artifacts[0]?.imageLoads ?? -1;
+  });
+
+  log("cold start: engine floor, docker run, first execute on a new Runtime");
+  const floors: number[] = [];
+  const dockerRuns: number[] = [];
+  const colds: number[] = [];
+  const afterWarm: number[] = [];
+  for (let i = 0; i < REPEATS; i++) {
+    floors.push(await measureEngineFloor(artifact.digest));
+    dockerRuns.push(
+      (await timeIt(() => docker(["run", "--rm", "--network=none", "--entrypoint", "true", artifact.digest])))
+        .ms,
+    );
+    colds.push(
+      await withRuntime(
+        {},
+        async (runtime) => (await timeIt(() => runtime.execute(artifact.path, PAYLOAD))).ms,
+      ),
+    );
+    afterWarm.push(
+      await withRuntime({}, async (runtime) => {
+        await runtime.warm(artifact.path);
+        return (await timeIt(() => runtime.execute(artifact.path, PAYLOAD))).ms * 1000;
+      }),
+    );
+  }
+
+  log("raw baselines: host process, then hardened container");
+  const rawHost = await rawFigures(() => startHostEcho());
+  const rawContainer = await rawFigures(() => startContainerEcho(artifact.digest, DEFAULT_RUN_FLAGS));
+
+  log("runtime: one container");
+  const one = await withRuntime({ minInstances: 1 }, async (runtime) => {
+    await runtime.warm(artifact.path);
+    return echoFigures(() => runtime.execute(artifact.path, PAYLOAD));
+  });
+  log("runtime: two containers");
+  const two = await withRuntime({ minInstances: 2, maxInstances: 2 }, async (runtime) => {
+    await runtime.warm(artifact.path);
+    const throughput: Throughput[] = [];
+    for (const callers of CALLERS) {
+      throughput.push(
+        await measureThroughput(() => runtime.execute(artifact.path, PAYLOAD), callers, THROUGHPUT_CALLS),
+      );
+    }
+    return { throughput, containers: runtime.stats().artifacts[0]?.instances.ready ?? 0 };
+  });
+
+  log("host RSS over 100,000 calls");
+  const rss = await withRuntime({}, async (runtime) => {
+    const before = rssMiB();
+    await measureThroughput(() => runtime.execute(artifact.path, PAYLOAD), 16, 1_000);
+    const after1k = rssMiB();
+    await measureThroughput(() => runtime.execute(artifact.path, PAYLOAD), 16, 99_000);
+    const after100k = rssMiB();
+    return {
+      beforeMiB: before,
+      after1kMiB: after1k,
+      after100kMiB: after100k,
+      growthVs1k: ratio(after100k, after1k),
+    };
+  });
+
+  const warmP50 = one.latency.p50Us;
+  const results = {
+    measuredAt: new Date().toISOString(),
+    machine: {
+      hostname: hostname(),
+      cpus: `${cpus().length} x ${cpus()[0]?.model ?? "?"}`,
+      memoryGiB: round(totalmem() / 1024 ** 3),
+      node: process.version,
+      engine: await docker(["version", "--format", "{{.Server.Version}}"]),
+    },
+    payload: PAYLOAD,
+    raw: { host: rawHost, container: rawContainer },
+    runtime: {
+      oneContainer: one,
+      twoContainers: two,
+      ratios: {
+        warmP50VsContainerRaw: ratio(warmP50, rawContainer.latency.p50Us),
+        warmP50VsHostRaw: ratio(warmP50, rawHost.latency.p50Us),
+        throughput256VsContainerRaw: ratio(
+          one.throughput[2]?.callsPerSecond ?? 0,
+          rawContainer.throughput[2]?.callsPerSecond ?? 1,
+        ),
+      },
+    },
+    coldStart: {
+      engineFloorMs: median(floors),
+      dockerRunTrueMs: median(dockerRuns),
+      firstExecuteMs: median(colds),
+      aboveFloorMs: round(median(colds) - median(floors)),
+      firstExecuteAfterWarmUs: median(afterWarm),
+      samples: { floors, dockerRuns, colds, afterWarmUs: afterWarm },
+    },
+    artifact: {
+      bytes: artifact.bytes,
+      baseImageBytes,
+      dockerLoadMs: dockerLoad.ms,
+      runtimeLoadMs: runtimeLoad.ms,
+      loadsWhenEngineHoldsImage: skipped,
+    },
+    build: { coldMs: cold.ms, cachedMs: cached.ms },
+    rss,
+  };
+  await writeFile(RESULTS, `${JSON.stringify(results, null, 2)}\n`);
+
+  const rows: [string, string, string, string][] = [];
+  const lat = (l: Latency) => `${l.p50Us} / ${l.p99Us} us`;
+  rows.push([
+    "warm execute p50 / p99",
+    lat(one.latency),
+    lat(rawContainer.latency),
+    `${results.runtime.ratios.warmP50VsContainerRaw}x`,
+  ]);
+  rows.push(["  raw echo, host processes", lat(rawHost.latency), "", ""]);
+  CALLERS.forEach((callers, i) => {
+    const runtimeOne = one.throughput[i]?.callsPerSecond ?? 0;
+    const runtimeTwo = two.throughput[i]?.callsPerSecond ?? 0;
+    const raw = rawContainer.throughput[i]?.callsPerSecond ?? 1;
+    rows.push([
+      `throughput, ${callers} callers, 1 container`,
+      `${runtimeOne}/s`,
+      `${raw}/s`,
+      `${ratio(runtimeOne, raw)}x`,
+    ]);
+    rows.push([
+      `throughput, ${callers} callers, 2 containers`,
+      `${runtimeTwo}/s`,
+      `${raw}/s`,
+      `${ratio(runtimeTwo, raw)}x`,
+    ]);
+  });
+  rows.push([
+    "cold start (first execute)",
+    `${median(colds)} ms`,
+    `floor ${median(floors)} ms`,
+    `+${results.coldStart.aboveFloorMs} ms`,
+  ]);
+  rows.push(["  docker run --rm image true", `${median(dockerRuns)} ms`, "", ""]);
+  rows.push([
+    "first execute after warm()",
+    `${median(afterWarm)} us`,
+    `warm p50 ${warmP50} us`,
+    `${ratio(median(afterWarm), warmP50)}x`,
+  ]);
+  rows.push([
+    "artifact load (runtime)",
+    `${runtimeLoad.ms} ms`,
+    `docker load ${dockerLoad.ms} ms`,
+    `${ratio(runtimeLoad.ms, dockerLoad.ms)}x`,
+  ]);
+  rows.push(["loads when engine holds image", String(skipped), "0", ""]);
+  rows.push(["build cold / cached", `${cold.ms} / ${cached.ms} ms`, "", ""]);
+  rows.push([
+    "artifact size",
+    `${round(artifact.bytes / 1024 ** 2)} MiB`,
+    `base ${round(baseImageBytes / 1024 ** 2)} MiB`,
+    "",
+  ]);
+  rows.push([
+    "host RSS before / 1k / 100k calls",
+    `${rss.beforeMiB} / ${rss.after1kMiB} / ${rss.after100kMiB} MiB`,
+    "",
+    `${rss.growthVs1k}x`,
+  ]);
+  const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c]?.length ?? 0), 8));
+  const header: [string, string, string, string] = ["figure", "ociapp", "baseline", "ratio"];
+  for (const row of [header, ...rows])
+    console.log(row.map((cell, c) => cell.padEnd(widths[c] ?? 0)).join("  "));
+  console.log(`\nwritten: ${RESULTS}`);
+} finally {
+  await rm(work, { recursive: true, force: true });
+}
