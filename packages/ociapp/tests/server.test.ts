@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, renameSync, rmSync, statSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -83,20 +83,18 @@ describe("serve()", () => {
     expect(await handle.closed).toBe("closed");
   });
 
-  it("replaces a stale socket file, and refuses one a live server listens on", async () => {
+  it("refuses a socket a live server listens on, and replaces a stale one", async () => {
     const path = join(dir, "app.sock");
-    // A stale socket: bound by a server that is gone (the file stays when the process dies).
-    const stale = createServer();
-    await new Promise<void>((resolve) => stale.listen(path, resolve));
-    const live = await expectTaken(path);
-    expect(live.code).toBe("OCIAPP_SOCKET_IN_USE");
-    // Simulate a crashed owner: drop the fd without unlinking.
-    stale.close();
-    writeFileSync(join(dir, "marker"), "");
-    const handle = await start({ socketPath: path }).catch(async () => {
-      // libuv unlinked it on close; make a stale file the way a crash leaves one.
-      return start({ socketPath: path });
-    });
+    const other = createServer();
+    await new Promise<void>((resolve) => other.listen(path, resolve));
+    expect((await expectTaken(path)).code).toBe("OCIAPP_SOCKET_IN_USE");
+    // Leave a stale socket file behind, as a crashed server does: move the live one's file aside
+    // (its close then removes nothing), close it, and put the dead file back in place.
+    renameSync(path, `${path}.moved`);
+    await new Promise<void>((resolve) => other.close(() => resolve()));
+    renameSync(`${path}.moved`, path);
+    expect(statSync(path).isSocket()).toBe(true);
+    const handle = await start({ socketPath: path });
     const client = await TestClient.connect(handle.socketPath);
     expect(await client.request("1", { op: "echo", value: "fresh" })).toMatchObject({ type: "response" });
     client.close();
@@ -178,7 +176,7 @@ describe("serve()", () => {
     const handle = await start({ maxConcurrency: 8 });
     const client = await TestClient.connect(handle.socketPath);
     client.socket.pause();
-    const count = 3000;
+    const count = 1000;
     const responseBytes = 100_000;
     const answers: Promise<unknown>[] = [];
     const frames: Buffer[] = [];
