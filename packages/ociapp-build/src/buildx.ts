@@ -83,6 +83,9 @@ export async function runBuildx(options: BuildxOptions): Promise<void> {
   try {
     result = await run("docker", args, {
       signal: options.signal,
+      // buildx cancels the build in the engine on SIGINT; on SIGTERM it exits and the engine carries on
+      // running the step to its end.
+      killSignal: "SIGINT",
       env: options.env,
       onOutput: (chunk) => {
         log.push(chunk);

@@ -9,6 +9,8 @@ export interface RunOptions {
   onOutput?: ((chunk: string) => void) | undefined;
   /** the most output kept for error reports; older output is dropped */
   tailBytes?: number;
+  /** how the child is asked to stop when the signal aborts (SIGKILL follows after 5 s) */
+  killSignal?: NodeJS.Signals;
 }
 
 export interface RunResult {
@@ -39,6 +41,7 @@ export async function run(file: string, args: string[], options: RunOptions = {}
     stdin: "ignore",
     encoding: "utf8",
     ...(options.signal ? { cancelSignal: options.signal } : {}),
+    killSignal: options.killSignal ?? "SIGTERM",
     forceKillAfterDelay: 5_000,
   });
   const onChunk = (fromStdout: boolean) => (chunk: Buffer | string) => {

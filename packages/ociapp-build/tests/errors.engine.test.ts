@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { access, mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
+import { access, mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -22,6 +22,25 @@ afterAll(async () => {
 });
 
 const fixture = (name: string) => join(FIXTURES, "errors", name);
+
+/** Processes on this host (the engine's build steps included) whose command line contains `text`. */
+async function processesMentioning(text: string): Promise<number> {
+  let count = 0;
+  for (const pid of await readdir("/proc")) {
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+    if (cmdline.includes(text) && !cmdline.includes("vitest")) count++;
+  }
+  return count;
+}
+
+async function waitUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
 
 describe("a failing build step", () => {
   it("rejects with OCIAPP_BUILD_FAILED naming the step and carrying its output", async () => {
@@ -84,9 +103,13 @@ describe("docker buildx missing", () => {
 });
 
 describe("stopping a build half-way", () => {
-  it("an aborted signal kills buildx and leaves nothing behind", async () => {
+  it("an aborted signal kills buildx and the build step, and leaves nothing behind", async () => {
     const controller = new AbortController();
     let log = "";
+    let stepRunning: () => void = () => undefined;
+    const running = new Promise<void>((resolve) => {
+      stepRunning = resolve;
+    });
     const started = performance.now();
     const pending = build({
       projectRoot: fixture("slow-build"),
@@ -96,15 +119,22 @@ describe("stopping a build half-way", () => {
       signal: controller.signal,
       onProgress: (chunk) => {
         log += chunk;
-        if (log.includes("started-slow-step")) controller.abort(new Error("stop it"));
+        // The step's own output (timestamped): its shell is running `sleep 120` now.
+        if (/^#\d+ \d+\.\d+ started-slow-step$/m.test(log)) stepRunning();
       },
-    });
-    const error = await pending.catch((caught: unknown) => caught);
+    }).catch((caught: unknown) => caught);
+    await running;
+    expect(await processesMentioning("started-slow-step")).toBeGreaterThan(0);
+    controller.abort(new Error("stop it"));
+
+    const error = await pending;
     expect((error as BuildError).code).toBe("OCIAPP_BUILD_ABORTED");
     expect(((error as BuildError).cause as Error).message).toBe("stop it");
     // The step sleeps 120 s: the build ended because it was stopped.
     expect(performance.now() - started).toBeLessThan(100_000);
     expect(await readdir(outputDir)).toEqual([]);
+    // BuildKit cancels the step once buildx is gone: its shell leaves the host's process table.
+    await waitUntil(async () => (await processesMentioning("started-slow-step")) === 0, 30_000);
   });
 
   it("SIGINT stops the CLI with exit code 130 and leaves nothing behind", async () => {
@@ -139,5 +169,6 @@ describe("stopping a build half-way", () => {
     expect(await exited).toBe(130);
     expect(stderr.trimEnd().split("\n").at(-1)).toBe("ociapp-build: error: build aborted");
     expect(await readdir(outputDir)).toEqual([]);
+    await waitUntil(async () => (await processesMentioning("started-slow-step")) === 0, 30_000);
   });
 });
