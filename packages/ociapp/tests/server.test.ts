@@ -231,6 +231,20 @@ describe("serve()", () => {
     client.close();
   });
 
+  it("answers null for a response schema whose output is undefined", async () => {
+    const Request = z.object({});
+    const Response = z.void();
+    class Fire extends Application<typeof Request, typeof Response> {
+      readonly request = Request;
+      readonly response = Response;
+      async execute() {}
+    }
+    const handle = await start({ app: new Fire() });
+    const client = await TestClient.connect(handle.socketPath);
+    expect(await client.request("v", {})).toEqual({ type: "response", id: "v", payload: null });
+    client.close();
+  });
+
   it("the orphan timeout closes the server with reason orphaned", async () => {
     const handle = await start({ orphanTimeoutMs: 50 });
     expect(await handle.closed).toBe("orphaned");

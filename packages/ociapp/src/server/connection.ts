@@ -222,7 +222,8 @@ export class Connection {
     try {
       frame = encodeFrame(
         outcome.ok
-          ? { type: "response", id, payload: outcome.payload }
+          ? // JSON has no undefined: a schema whose output is undefined (z.void()) answers null.
+            { type: "response", id, payload: outcome.payload === undefined ? null : outcome.payload }
           : { type: "error", id, error: outcome.error },
         this.#context.maxFrameBytes,
       );
