@@ -68,6 +68,31 @@ describe("FrameDecoder", () => {
     }
   });
 
+  it("decodes the same frames whatever the chunk boundaries (seeded random splits)", () => {
+    let seed = 42;
+    const random = (): number => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const varied = Array.from({ length: 200 }, (_, i) => ({
+      id: String(i),
+      payload: "ü€𝄞".repeat(Math.floor(random() * 50)),
+    }));
+    const bytes = Buffer.concat(varied.map((message) => encodeFrame(message)));
+    for (let round = 0; round < 50; round++) {
+      const decoder = new FrameDecoder();
+      const bodies: Buffer[] = [];
+      let offset = 0;
+      while (offset < bytes.length) {
+        const size = 1 + Math.floor(random() * 300);
+        bodies.push(...decoder.push(bytes.subarray(offset, offset + size)));
+        offset += size;
+      }
+      expect(bodies.map((body) => decodeJson(body))).toEqual(varied);
+      expect(decoder.bufferedBytes).toBe(0);
+    }
+  });
+
   it("reports midFrame from the first byte of a frame until its last", () => {
     const frame = encodeFrame({ type: "cancel", id: "a" });
     const decoder = new FrameDecoder();
