@@ -76,7 +76,13 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   await checkBuildx({ signal, env: opts.env });
 
   const outputDir = resolve(opts.outputDir ?? project.root);
-  await mkdir(outputDir, { recursive: true });
+  await mkdir(outputDir, { recursive: true }).catch((error: NodeJS.ErrnoException) => {
+    throw new BuildError(
+      "OCIAPP_BUILD_INVALID_OPTION",
+      `invalid outputDir ${JSON.stringify(outputDir)}: cannot create it (${error.code ?? error.message})`,
+      { cause: error },
+    );
+  });
   const finalPath = join(outputDir, artifactFileName(packageJson.name, packageJson.version));
   const tempPath = `${finalPath}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
   const image = opts.image ?? defaultImageReference(packageJson.name, packageJson.version);

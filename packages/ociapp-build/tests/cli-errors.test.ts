@@ -221,6 +221,18 @@ describe("build() errors carry stable codes", () => {
     }
   });
 
+  it("an output folder that cannot be made", async () => {
+    const file = join(work, "a-file");
+    await writeFile(file, "");
+    const error = await build({ projectRoot: fixture("failing-build"), outputDir: join(file, "out") }).catch(
+      (caught: unknown) => caught,
+    );
+    expect((error as BuildError).code).toBe("OCIAPP_BUILD_INVALID_OPTION");
+    expect((error as BuildError).message).toMatch(
+      /^invalid outputDir ".*a-file\/out": cannot create it \(ENOTDIR\)$/,
+    );
+  });
+
   it("an aborted signal", async () => {
     const error = await build({ projectRoot: fixture("no-config"), signal: AbortSignal.abort() }).catch(
       (caught: unknown) => caught,
