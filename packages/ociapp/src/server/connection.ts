@@ -30,16 +30,15 @@ export interface ConnectionContext {
 
 /**
  * - open: requests are read and served.
- * - finishing: the server drains: new requests are answered "ShuttingDown" and the socket is ended
+ * - draining: the server drains: new requests are answered "ShuttingDown" and the socket is ended
  *   once every pending request has its final frame.
  * - closing: end() was called; waiting for the socket to close.
  * - closed: the socket is gone; results still arriving are dropped.
  */
-export type ConnectionState = "open" | "finishing" | "closing" | "closed";
+export type ConnectionState = "open" | "draining" | "closing" | "closed";
 
 interface PendingRequest {
   readonly id: string;
-  payload: unknown;
   readonly bytes: number;
   readonly cancellation: Cancellation;
   waiter: Waiter | undefined;
@@ -94,7 +93,7 @@ export class Connection {
   /** Server shutdown, phase 1: answer new requests "ShuttingDown" and end once idle. */
   drain(): void {
     if (this.#state !== "open") return;
-    this.#state = "finishing";
+    this.#state = "draining";
     this.#endIfIdle();
   }
 
@@ -144,7 +143,6 @@ export class Connection {
     }
     const request: PendingRequest = {
       id: message.id,
-      payload: message.payload,
       bytes: frameBytes ?? 0,
       cancellation: new Cancellation(),
       waiter: undefined,
@@ -153,14 +151,12 @@ export class Connection {
     this.#pending.set(request.id, request);
     this.#pendingBytes += request.bytes;
     this.#context.requestAccepted();
-    void this.#start(request);
+    void this.#start(request, message.payload);
     this.#updateFlow();
   };
 
   /** Validates the request, then runs it now or once a concurrency slot frees up. */
-  async #start(request: PendingRequest): Promise<void> {
-    const payload = request.payload;
-    request.payload = undefined;
+  async #start(request: PendingRequest, payload: unknown): Promise<void> {
     const validated = await validateRequest(this.#context.app, payload);
     if (request.done) return;
     if (!validated.ok) {
@@ -206,11 +202,10 @@ export class Connection {
   #finish(request: PendingRequest, outcome: Outcome): void {
     if (request.done) return;
     request.done = true;
-    request.payload = undefined;
     this.#pending.delete(request.id);
     this.#pendingBytes -= request.bytes;
     this.#context.requestSettled();
-    if (this.#state === "open" || this.#state === "finishing") {
+    if (this.#state === "open" || this.#state === "draining") {
       this.#send(request.id, outcome);
       this.#updateFlow();
       this.#endIfIdle();
@@ -293,7 +288,7 @@ export class Connection {
   };
 
   #endIfIdle(): void {
-    if (this.#state === "finishing" && this.#pending.size === 0) this.#end();
+    if (this.#state === "draining" && this.#pending.size === 0) this.#end();
   }
 
   #end(): void {
@@ -314,7 +309,7 @@ export class Connection {
   readonly #onEnd = (): void => {
     // The client ended its side. A half-closed client cannot be told from a gone one until a write
     // fails, so its work stops now rather than running for nobody (node ends our side in turn).
-    if (this.#state === "open" || this.#state === "finishing") this.#state = "closing";
+    if (this.#state === "open" || this.#state === "draining") this.#state = "closing";
     this.#reader.dispose();
     for (const request of this.#pending.values()) this.#abort(request, "the client connection closed");
   };
