@@ -82,6 +82,13 @@ describe.concurrent("ociapp serve load errors: one line on stderr, exit 1, no so
     );
   });
 
+  it("the app spec from OCIAPP_APP", async () => {
+    const line = await failingServe([], { env: { OCIAPP_APP: "app/nope.mjs#app" } });
+    expect(line).toBe(
+      `ociapp: app module app/nope.mjs not found (looked for ${join(installed.root, "app/nope.mjs")})`,
+    );
+  });
+
   it("a module that throws while loading", async () => {
     const line = await failingServe(["--app", "app/throws-on-import.mjs"]);
     expect(line).toBe("ociapp: cannot load app module app/throws-on-import.mjs: boom while importing");

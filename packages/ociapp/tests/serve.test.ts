@@ -55,6 +55,18 @@ describe("ociapp serve (child process)", () => {
     client.close();
   });
 
+  it("answers pipelined requests in completion order, not arrival order", async () => {
+    const client = await TestClient.connect(server.socketPath);
+    const slow = client.request("slow", { op: "sleep", ms: 200 });
+    const fast = client.request("fast", { op: "echo", value: "first" });
+    await Promise.all([slow, fast]);
+    expect(client.received.map((message) => (message.type === "hello" ? "hello" : message.id))).toEqual([
+      "fast",
+      "slow",
+    ]);
+    client.close();
+  });
+
   it("maps each failure to its error type", async () => {
     const client = await TestClient.connect(server.socketPath);
     const [invalid, thrown, rejected, badResponse, tooLarge] = await Promise.all([
