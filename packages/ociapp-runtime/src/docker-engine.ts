@@ -239,13 +239,13 @@ export class DockerEngine implements Engine {
     const id = container.id;
     this.watched.add(id);
     try {
-      const { exit } = await this.watchExit(id);
+      // Both must be in place before start; they do not depend on each other.
+      const [{ exit }, attached] = await Promise.all([
+        this.watchExit(id),
+        container.attach({ stream: true, stdout: true, stderr: true }),
+      ]);
+      const attach = attached as NodeJS.ReadableStream;
       const output = new OutputTail();
-      const attach = (await container.attach({
-        stream: true,
-        stdout: true,
-        stderr: true,
-      })) as NodeJS.ReadableStream;
       unref(attach);
       const demuxer = new AttachDemuxer((chunk) => output.push(chunk));
       attach.on("data", (chunk: Buffer) => demuxer.push(chunk));

@@ -369,7 +369,7 @@ function aborted(signal: AbortSignal): Promise<never> {
  * ENOENT/ECONNREFUSED mean "not yet" and are retried with a short, capped backoff.
  */
 async function connectWhenListening(path: string, signal: AbortSignal): Promise<Socket> {
-  let wait = 5;
+  let wait = 2;
   for (;;) {
     signal.throwIfAborted();
     const socket = await new Promise<Socket | undefined>((resolve, reject) => {
@@ -388,6 +388,7 @@ async function connectWhenListening(path: string, signal: AbortSignal): Promise<
     signal.throwIfAborted();
     if (socket) return socket;
     await delay(wait);
-    wait = Math.min(wait * 2, 40);
+    // Capped low: the socket appears a few hundred ms after start, and each try is one failed connect.
+    wait = Math.min(wait * 2, 10);
   }
 }

@@ -69,7 +69,7 @@ describe("Runtime over the process engine", () => {
 
   afterEach(async () => {
     await Promise.all(runtimes.splice(0).map((runtime) => runtime.close()));
-    expect(engine.containers.size).toBe(0);
+    expect([...engine.containers.values()].map((container) => container.state)).toEqual([]);
     expect(await readdir(socketDir)).toEqual([]);
     await rm(socketDir, { recursive: true, force: true });
     await rm(artifactDir, { recursive: true, force: true });
@@ -346,7 +346,7 @@ describe("Runtime over the process engine", () => {
   it("close() lets calls in flight finish, rejects queued and new calls, and is idempotent", async () => {
     const rt = runtime({ maxConcurrency: 1 });
     await rt.execute(artifact, { op: "echo", value: "warm" });
-    const inFlight = rt.execute<Reply>(artifact, { op: "sleep", ms: 300, value: "finished" });
+    const inFlight = rt.execute<Reply>(artifact, { op: "sleep", ms: 1_000, value: "finished" });
     const queued = rejection(rt.execute(artifact, { op: "echo", value: "queued" }));
     await eventually(() => rt.stats().artifacts[0]?.inFlight === 1);
     const closing = rt.close();
