@@ -245,6 +245,19 @@ describe("serve()", () => {
     client.close();
   });
 
+  it("a second close() with a shorter grace cuts the wait short", async () => {
+    const handle = await start({ shutdownGraceMs: 600_000 });
+    const client = await TestClient.connect(handle.socketPath);
+    const hanging = client.request("hang", { op: "hang" });
+    await expect.poll(() => handle.stats().running).toBe(1);
+    const first = handle.close();
+    const second = handle.close({ graceMs: 0 });
+    expect(second).toBe(first);
+    await first;
+    expect(await hanging).toMatchObject({ type: "error", error: { type: "Cancelled" } });
+    expect(await handle.closed).toBe("closed");
+  });
+
   it("the orphan timeout closes the server with reason orphaned", async () => {
     const handle = await start({ orphanTimeoutMs: 50 });
     expect(await handle.closed).toBe("orphaned");

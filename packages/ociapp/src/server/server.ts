@@ -129,6 +129,8 @@ class AppServer implements ServerHandle, ConnectionContext {
   /** Cuts the current shutdown wait short (a second close() with a smaller grace). */
   #graceTimer: { timer: ReturnType<typeof setTimeout>; resolve: () => void; deadline: number } | undefined;
   #resolveClosed!: (reason: CloseReason) => void;
+  /** When pending requests stop getting time to finish; lowered by a second close(). */
+  #graceDeadline = Number.POSITIVE_INFINITY;
 
   constructor(options: ServeOptions) {
     this.app = options.app;
@@ -236,17 +238,18 @@ class AppServer implements ServerHandle, ConnectionContext {
 
   close(options: { graceMs?: number } = {}): Promise<void> {
     const graceMs = options.graceMs ?? this.#shutdownGraceMs;
-    if (this.#closing) {
-      // Already closing: a shorter grace cuts the current wait.
+    const deadline = Date.now() + graceMs;
+    if (deadline < this.#graceDeadline) {
+      this.#graceDeadline = deadline;
+      // Already waiting out a longer grace: cut that wait short.
       const wait = this.#graceTimer;
-      if (wait && Date.now() + graceMs < wait.deadline) {
+      if (wait && deadline < wait.deadline) {
         clearTimeout(wait.timer);
         wait.timer = setTimeout(wait.resolve, graceMs);
-        wait.deadline = Date.now() + graceMs;
+        wait.deadline = deadline;
       }
-      return this.#closing;
     }
-    this.#closing = this.#shutdown(graceMs, "closed");
+    this.#closing ??= this.#shutdown("closed");
     return this.#closing;
   }
 
@@ -266,7 +269,8 @@ class AppServer implements ServerHandle, ConnectionContext {
       this.#orphanTimer = undefined;
       if (this.#connections.size > 0 || this.#closing) return;
       this.#log(`no client for ${this.#orphanTimeoutMs} ms: shutting down`);
-      this.#closing = this.#shutdown(0, "orphaned");
+      this.#graceDeadline = Date.now();
+      this.#closing = this.#shutdown("orphaned");
     }, this.#orphanTimeoutMs);
     this.#orphanTimer.unref();
   }
@@ -294,13 +298,13 @@ class AppServer implements ServerHandle, ConnectionContext {
     });
   }
 
-  async #shutdown(graceMs: number, reason: CloseReason): Promise<void> {
+  async #shutdown(reason: CloseReason): Promise<void> {
     this.#shuttingDown = true;
     this.#clearOrphanTimer();
     this.#server.close();
     await this.#bound?.remove();
     for (const connection of this.#connections) connection.drain();
-    await this.#waitUntil(() => this.#pending === 0, graceMs);
+    await this.#waitUntil(() => this.#pending === 0, Math.max(0, this.#graceDeadline - Date.now()));
     if (this.#pending > 0) {
       const message = "the server shut down before the request finished";
       for (const connection of this.#connections) connection.abortAll(message);
