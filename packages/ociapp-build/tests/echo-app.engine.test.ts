@@ -18,6 +18,7 @@ let outputDir = "";
 let image = "";
 let result: BuildResult;
 let firstBuildMs = 0;
+let rebuild: { result: BuildResult; log: string; ms: number };
 let running: RunningApp | undefined;
 
 beforeAll(async () => {
@@ -27,6 +28,22 @@ beforeAll(async () => {
   const started = performance.now();
   result = await build({ projectRoot: ECHO_APP, outputDir, network: "host", image });
   firstBuildMs = performance.now() - started;
+
+  // The rebuild with nothing changed follows at once (it is asserted on below): nothing of the
+  // inputs, the SDK's dist included, may change in between.
+  let log = "";
+  const again = performance.now();
+  const second = await build({
+    projectRoot: ECHO_APP,
+    outputDir,
+    network: "host",
+    image,
+    progress: "plain",
+    onProgress: (chunk) => {
+      log += chunk;
+    },
+  });
+  rebuild = { result: second, log, ms: performance.now() - again };
 });
 
 afterAll(async () => {
@@ -125,22 +142,10 @@ describe("examples/echo-app", () => {
   });
 
   it("a rebuild with nothing changed is served from the build cache", async () => {
-    let log = "";
-    const started = performance.now();
-    const again = await build({
-      projectRoot: ECHO_APP,
-      outputDir,
-      network: "host",
-      image,
-      progress: "plain",
-      onProgress: (chunk) => {
-        log += chunk;
-      },
-    });
-    const cachedMs = performance.now() - started;
-    console.log(`echo-app cached rebuild: ${(cachedMs / 1000).toFixed(1)} s`);
-
-    expect(again.digest).toBe(result.digest);
+    console.log(`echo-app cached rebuild: ${(rebuild.ms / 1000).toFixed(1)} s`);
+    const { log } = rebuild;
+    expect(rebuild.result.digest).toBe(result.digest);
+    expect(rebuild.result.path).toBe(result.path);
     const install = /^#(\d+) \[stage-0 \d+\/\d+\] RUN .*npm install/m.exec(log);
     expect(install).not.toBeNull();
     expect(log).toMatch(new RegExp(`^#${install?.[1]} CACHED$`, "m"));
