@@ -9,8 +9,7 @@ import {
   MIN_MAX_FRAME_BYTES,
   serve,
 } from "./server/index.js";
-
-const VERSION = "0.1.0";
+import { VERSION } from "./version.js";
 
 interface ServeCommandOptions {
   app: string;

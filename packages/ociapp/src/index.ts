@@ -2,7 +2,12 @@ export type { AnyApplication, ExecutionContext } from "./application.js";
 export { APPLICATION_BRAND, Application, isApplication } from "./application.js";
 export { OciappError, OciappUsageError } from "./errors.js";
 export { PROTOCOL_VERSION } from "./protocol/constants.js";
-export type { ServeOptions, ServerHandle, ServerStats } from "./server/index.js";
-export { serve } from "./server/index.js";
-
-export const VERSION = "0.1.0";
+export type { CloseReason, ServeOptions, ServerHandle, ServerStats } from "./server/index.js";
+export {
+  DEFAULT_MAX_CONCURRENCY,
+  DEFAULT_SHUTDOWN_GRACE_MS,
+  DEFAULT_SOCKET_PATH,
+  MIN_MAX_FRAME_BYTES,
+  serve,
+} from "./server/index.js";
+export { VERSION } from "./version.js";

@@ -1,4 +1,4 @@
-import { mkdtempSync, renameSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,6 +11,7 @@ import {
   OciappError,
   type ServerHandle,
   serve,
+  VERSION,
 } from "../src/index.js";
 import { encodeFrame } from "../src/protocol/index.js";
 import { app as behaviour } from "./fixtures/behaviour-app.js";
@@ -64,6 +65,13 @@ describe("Application", () => {
     expect(foreign instanceof Doubler).toBe(false);
     expect(isApplication({})).toBe(false);
     expect(isApplication(null)).toBe(false);
+  });
+
+  it("reports the version in package.json", () => {
+    const manifest = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
+      version: string;
+    };
+    expect(VERSION).toBe(manifest.version);
   });
 
   it("refuses to serve something that is not an Application", async () => {
