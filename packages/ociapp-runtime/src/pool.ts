@@ -6,6 +6,8 @@ import type { ResolvedOptions } from "./options.js";
 
 /** Starts in flight per artifact at most: a burst should not fork a thundering herd of containers. */
 const MAX_PARALLEL_STARTS = 2;
+/** After a failed start, the reaper waits at least this long before topping up minInstances again. */
+const START_RETRY_BACKOFF_MS = 5_000;
 
 export interface PoolConfig {
   engine: Engine;
@@ -56,6 +58,8 @@ export class Pool implements CallHolder, InstanceEvents {
   private image: Promise<void> | undefined;
   private closed = false;
   private readonly startWaiters = new Set<(error: unknown) => void>();
+  /** When a start last failed: the reaper does not retry minInstances in a tight loop. */
+  private lastStartFailure = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly config: PoolConfig,
@@ -176,6 +180,7 @@ export class Pool implements CallHolder, InstanceEvents {
 
   private onStartFailed(error: unknown): void {
     this.starting--;
+    this.lastStartFailure = this.config.now();
     this.notifyStart(error);
     // With nothing ready or coming, the calls waiting for this container get its failure.
     if (this.ready.length === 0 && this.starting === 0) {
@@ -236,7 +241,14 @@ export class Pool implements CallHolder, InstanceEvents {
         surplus--;
       }
     }
-    if (this.activated && this.ready.length + this.starting < minInstances) this.scale();
+    const backoff = Math.max(START_RETRY_BACKOFF_MS, this.config.options.startupTimeout);
+    if (
+      this.activated &&
+      this.ready.length + this.starting < minInstances &&
+      now - this.lastStartFailure >= backoff
+    ) {
+      this.scale();
+    }
   }
 
   /** Rejects what waits, aborts starts, stops every container (SIGTERM, SIGKILL after shutdownTimeout). */

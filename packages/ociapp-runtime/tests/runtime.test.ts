@@ -315,6 +315,14 @@ describe("Runtime over the process engine", () => {
     expect(kept.stats().artifacts[0]?.instances.ready).toBe(1);
   });
 
+  it("does not retry a failing start of minInstances in a tight loop", async () => {
+    engine.command = () => [process.execPath, "-e", "process.exit(9)"];
+    const rt = runtime({ minInstances: 1, reaperInterval: 20, startupTimeout: 1_000 });
+    expect(await rejection(rt.warm(artifact))).toBeInstanceOf(InstanceStartupError);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(engine.created).toBe(1);
+  });
+
   it("warm() starts minInstances ahead of traffic", async () => {
     const rt = runtime({ minInstances: 2, maxInstances: 3 });
     await rt.warm(artifact);
