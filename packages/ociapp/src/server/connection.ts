@@ -131,7 +131,7 @@ export class Connection {
     if (this.#pending.has(message.id)) {
       throw new ProtocolViolationError(
         "duplicate-id",
-        `request id ${JSON.stringify(message.id)} is already in flight`,
+        `request id ${JSON.stringify(message.id.length > 64 ? `${message.id.slice(0, 64)}…` : message.id)} is already in flight`,
       );
     }
     if (this.#context.shuttingDown) {

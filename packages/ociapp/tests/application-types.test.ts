@@ -1,0 +1,43 @@
+import { describe, expectTypeOf, it } from "vitest";
+import { z } from "zod";
+import { Application, type ExecutionContext } from "../src/index.js";
+
+// The app code of the issue, verbatim: it must type-check and run.
+const EchoRequest = z.object({ value: z.string() });
+const EchoResponse = z.object({ value: z.string() });
+export class EchoApplication extends Application<typeof EchoRequest, typeof EchoResponse> {
+  readonly request = EchoRequest;
+  readonly response = EchoResponse;
+  async execute(request: z.infer<typeof EchoRequest>, _context: ExecutionContext) {
+    return { value: request.value };
+  }
+}
+
+describe("Application types", () => {
+  it("types execute from the schemas", () => {
+    const app = new EchoApplication();
+    expectTypeOf<
+      Parameters<Application<typeof EchoRequest, typeof EchoResponse>["execute"]>[0]
+    >().toEqualTypeOf<{
+      value: string;
+    }>();
+    expectTypeOf<ExecutionContext>().toEqualTypeOf<{
+      readonly requestId: string;
+      readonly signal: AbortSignal;
+    }>();
+    expectTypeOf(app.execute).returns.resolves.toEqualTypeOf<{ value: string }>();
+  });
+
+  it("rejects an execute whose result does not fit the response schema", () => {
+    const Numbers = z.object({ n: z.number() });
+    class Wrong extends Application<typeof Numbers, typeof Numbers> {
+      readonly request = Numbers;
+      readonly response = Numbers;
+      // @ts-expect-error: a string where the response schema wants a number
+      execute() {
+        return { n: "one" };
+      }
+    }
+    expectTypeOf<Wrong>().toHaveProperty("execute");
+  });
+});
