@@ -266,6 +266,20 @@ describe("serve()", () => {
     expect(await handle.closed).toBe("closed");
   });
 
+  it("closes when its signal aborts, and refuses an aborted signal up front", async () => {
+    const controller = new AbortController();
+    const handle = await start({ signal: controller.signal });
+    controller.abort();
+    expect(await handle.closed).toBe("closed");
+    await expect(start({ signal: AbortSignal.abort(new Error("no")) })).rejects.toThrow("no");
+  });
+
+  it("closes on asyncDispose", async () => {
+    const handle = await start();
+    await handle[Symbol.asyncDispose]();
+    expect(await handle.closed).toBe("closed");
+  });
+
   it("the orphan timeout closes the server with reason orphaned", async () => {
     const handle = await start({ orphanTimeoutMs: 50 });
     expect(await handle.closed).toBe("orphaned");

@@ -37,6 +37,8 @@ export interface ServeOptions {
   appInfo?: { name?: string; version?: string };
   /** One line per noteworthy event (a violation, a client error). Default: stderr. */
   log?: (line: string) => void;
+  /** Aborting it closes the server, as close() does. */
+  signal?: AbortSignal;
 }
 
 export interface ServerStats {
@@ -67,6 +69,8 @@ export interface ServerHandle {
    * calling it again with a smaller grace shortens the wait.
    */
   close(options?: { graceMs?: number }): Promise<void>;
+  /** close() with the default grace, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /** Bounded waits of the last shutdown phases. */
@@ -97,8 +101,18 @@ export async function serve(options: ServeOptions): Promise<ServerHandle> {
   if (!isApplication(options.app)) {
     throw new OciappError("OCIAPP_NOT_AN_APPLICATION", "app is not an ociapp Application");
   }
+  const signal = options.signal;
+  signal?.throwIfAborted();
   const server = new AppServer(options);
   await server.listen();
+  if (signal) {
+    const onAbort = (): void => void server.close();
+    if (signal.aborted) onAbort();
+    else {
+      signal.addEventListener("abort", onAbort, { once: true });
+      void server.closed.then(() => signal.removeEventListener("abort", onAbort));
+    }
+  }
   return server;
 }
 
@@ -251,6 +265,10 @@ class AppServer implements ServerHandle, ConnectionContext {
     }
     this.#closing ??= this.#shutdown("closed");
     return this.#closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   readonly #onConnection = (socket: Socket): void => {
