@@ -74,6 +74,8 @@ export class Instance implements CallHolder {
   private readonly startAbort = new AbortController();
   private finished: Promise<void> | undefined;
   private markGone!: () => void;
+  /** Resolves shutdown()'s wait once the drain is over (stop() began). */
+  private drainWaiter: (() => void) | undefined;
   /** Resolves once the container and its folder are removed. */
   readonly gone = new Promise<void>((resolve) => {
     this.markGone = resolve;
@@ -246,8 +248,29 @@ export class Instance implements CallHolder {
     if (this.inFlight === 0) void this.stop();
   }
 
+  /**
+   * close(): takes no more calls, waits up to shutdownTimeout for the calls in flight to be answered,
+   * then stops. Draining on the host first matters: a request already written but not yet read by
+   * the app when SIGTERM lands would be answered "ShuttingDown".
+   */
+  async shutdown(): Promise<void> {
+    if (this.state === "starting") return this.stop();
+    this.drain();
+    if (!this.finished) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        this.drainWaiter = resolve;
+        timer = setTimeout(resolve, this.config.options.shutdownTimeout);
+      });
+      clearTimeout(timer);
+      this.drainWaiter = undefined;
+    }
+    return this.stop();
+  }
+
   /** SIGTERM (the app finishes what it holds within its grace), SIGKILL after shutdownTimeout, remove. */
   stop(): Promise<void> {
+    this.drainWaiter?.();
     if (this.finished) return this.finished;
     if (this.state === "starting") {
       this.abortStart();

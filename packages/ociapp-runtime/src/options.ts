@@ -38,7 +38,7 @@ export interface RuntimeOptions {
   startupTimeout?: number;
   /** Milliseconds a call may take from execute() to its answer, queue time included. Default 30 000. */
   requestTimeout?: number;
-  /** Milliseconds close() and the reaper give a container after SIGTERM before SIGKILL. Default 10 000. */
+  /** Milliseconds close() waits for calls in flight, and then gives a container after SIGTERM before SIGKILL. Default 10 000. */
   shutdownTimeout?: number;
   /** Milliseconds a ready container may sit with nothing in flight before the reaper stops it. Default 900 000. */
   idleTimeout?: number;

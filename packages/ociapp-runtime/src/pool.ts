@@ -251,14 +251,14 @@ export class Pool implements CallHolder, InstanceEvents {
     }
   }
 
-  /** Rejects what waits, aborts starts, stops every container (SIGTERM, SIGKILL after shutdownTimeout). */
+  /** Rejects what waits, aborts starts, lets calls in flight finish (within shutdownTimeout), stops every container. */
   async close(): Promise<void> {
     this.closed = true;
     for (const call of this.queue.drain())
       call.fail(new RuntimeClosedError("the runtime closed before the request was sent"));
     this.notifyStart(new RuntimeClosedError());
     const instances = [...this.instances];
-    await Promise.all(instances.map((instance) => instance.stop()));
+    await Promise.all(instances.map((instance) => instance.shutdown()));
     await Promise.all(instances.map((instance) => instance.gone));
   }
 

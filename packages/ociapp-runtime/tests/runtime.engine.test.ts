@@ -252,6 +252,8 @@ describe("Runtime against the Docker engine", () => {
     const copied = join(fixture.outputDir, "copied.ociapp");
     await link(artifact.path, linked);
     await copyFile(artifact.path, copied);
+    // Make sure the engine holds the image: then no path of it is loaded again.
+    await runtime().warm(artifact.path);
     const rt = runtime();
     const a = await rt.execute<Reply>(artifact.path, { op: "echo", value: 1 });
     const b = await rt.execute<Reply>(linked, { op: "echo", value: 2 });
@@ -259,6 +261,7 @@ describe("Runtime against the Docker engine", () => {
     expect(new Set([a.host, b.host, c.host]).size).toBe(1);
     expect(rt.stats().artifacts).toHaveLength(1);
     expect(rt.stats().artifacts[0]?.coldStarts).toBe(1);
+    expect(rt.stats().artifacts[0]?.imageLoads).toBe(0);
     await rm(linked);
     await rm(copied);
   });

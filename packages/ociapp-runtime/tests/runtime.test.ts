@@ -370,6 +370,17 @@ describe("Runtime over the process engine", () => {
     expect(await rejection(rt.warm(artifact))).toBeInstanceOf(RuntimeClosedError);
   });
 
+  it("close() right after a request was written still lets it finish", async () => {
+    const rt = runtime();
+    await rt.execute(artifact, { op: "echo", value: "warm" });
+    // A second call refreshes the path's digest, so the next one is written synchronously.
+    await rt.execute(artifact, { op: "echo", value: "fresh" });
+    const inFlight = rt.execute<Reply>(artifact, { op: "sleep", ms: 200, value: "answered" });
+    expect(rt.stats().artifacts[0]?.inFlight).toBe(1);
+    await rt.close();
+    expect((await inFlight).value).toBe("answered");
+  });
+
   it("close() during a start removes the half-started container", async () => {
     const rt = runtime();
     const pending = rejection(rt.execute(artifact, { op: "echo", value: 1 }));
