@@ -23,11 +23,16 @@ export async function fixtureProject(): Promise<FixtureProject> {
   const work = await mkdtemp(join(tmpdir(), "ociapp-runtime-fixture-"));
   const root = join(work, "behaviours-app");
   const outputDir = join(work, "dist");
-  await cp(FIXTURE, root, { recursive: true });
-  await mkdir(join(root, "node_modules"), { recursive: true });
-  await symlink(SDK, join(root, "node_modules", "ociapp"), "dir");
-  // The image runs the SDK's compiled output; CI builds it before the tests (`pnpm build`).
-  await stat(join(SDK, "dist", "cli.js"));
+  try {
+    // The image runs the SDK's compiled output; CI builds it before the tests (`pnpm build`).
+    await stat(join(SDK, "dist", "cli.js"));
+    await cp(FIXTURE, root, { recursive: true });
+    await mkdir(join(root, "node_modules"), { recursive: true });
+    await symlink(SDK, join(root, "node_modules", "ociapp"), "dir");
+  } catch (error) {
+    await rm(work, { recursive: true, force: true });
+    throw error;
+  }
   return {
     root,
     outputDir,
