@@ -14,8 +14,9 @@ export default defineConfig({
         test: {
           name: "unit",
           include: ["packages/*/tests/**/*.test.ts", "tests/**/*.test.ts"],
-          exclude: ["**/*.engine.test.ts", "**/node_modules/**"],
+          exclude: ["**/*.engine.test.ts", "**/*.disruptive.test.ts", "**/node_modules/**"],
           testTimeout: 20_000,
+          sequence: { groupOrder: 0 },
         },
       },
       {
@@ -29,6 +30,22 @@ export default defineConfig({
           fileParallelism: false,
           testTimeout: 180_000,
           hookTimeout: 600_000,
+          sequence: { groupOrder: 0 },
+        },
+      },
+      {
+        // Tests that take the engine away from everything else (restarting dockerd) run alone, after
+        // every other project has finished.
+        extends: true,
+        test: {
+          name: "engine-disruptive",
+          include: ["packages/*/tests/**/*.disruptive.test.ts"],
+          exclude: ["**/node_modules/**"],
+          globalSetup: ["tests/engine/global-setup.ts"],
+          fileParallelism: false,
+          testTimeout: 300_000,
+          hookTimeout: 600_000,
+          sequence: { groupOrder: 1 },
         },
       },
     ],
