@@ -226,8 +226,13 @@ export class Pool implements CallHolder, InstanceEvents {
 
   onGone(instance: Instance): void {
     this.instances.delete(instance);
-    this.onRetired(instance);
+    const index = this.ready.indexOf(instance);
+    if (index >= 0) this.ready.splice(index, 1);
     this.lastUsed = this.config.now();
+    // No scale() here: a ready instance already asked for its replacement when it retired, and a
+    // failed start must not start the next one from its own clean-up. That would loop for as long
+    // as starts fail (the engine is down, say): each failure starting another before it is
+    // counted, so the queued calls never learn that nothing can start.
   }
 
   /** Stops containers idle for idleTimeout beyond minInstances, and tops the pool up to minInstances. */

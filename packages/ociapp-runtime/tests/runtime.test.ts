@@ -291,6 +291,37 @@ describe("Runtime over the process engine", () => {
     expect((error as EngineUnavailableError).code).toBe("OCIAPP_ENGINE_UNAVAILABLE");
   });
 
+  it("fails every waiting call once all starts failed (engine down, minInstances 2), without starting more", async () => {
+    // The engine went away after the image was checked: each create fails, one a little after the other.
+    let creates = 0;
+    engine.createContainer = async () => {
+      creates++;
+      await new Promise((resolve) => setTimeout(resolve, 10 * creates));
+      throw new EngineUnavailableError("cannot reach the Docker engine (ENOENT) while trying to create");
+    };
+    const rt = runtime({ minInstances: 2, maxInstances: 2, requestTimeout: 5_000 });
+    const started = Date.now();
+    const errors = await Promise.all(
+      [1, 2, 3].map((value) => rejection(rt.execute(artifact, { op: "echo", value }))),
+    );
+    for (const error of errors) expect(error).toBeInstanceOf(EngineUnavailableError);
+    expect(Date.now() - started).toBeLessThan(4_000);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(creates).toBe(2);
+    expect(rt.stats().artifacts[0]?.coldStarts).toBe(2);
+  });
+
+  it("fails the queue with the start's error when every start fails, and does not restart in a loop", async () => {
+    engine.command = () => [process.execPath, "-e", "console.error('cannot load the app'); process.exit(7)"];
+    const rt = runtime({ maxInstances: 2, maxConcurrency: 1, requestTimeout: 10_000 });
+    const errors = await Promise.all(
+      [1, 2, 3].map((value) => rejection(rt.execute(artifact, { op: "echo", value }))),
+    );
+    for (const error of errors) expect(error).toBeInstanceOf(InstanceStartupError);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(engine.created).toBe(2);
+  });
+
   it("fails a start whose container sends a second hello", async () => {
     engine.command = (_spec, socketPath) => [process.execPath, HOSTILE, "second-hello", socketPath];
     const rt = runtime();
