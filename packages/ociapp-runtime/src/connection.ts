@@ -15,6 +15,11 @@ export interface ConnectionEvents {
   onHello(hello: HelloMessage): void;
   /** A final frame arrived for `call` (already settled if its caller gave up): its slot is free. */
   onFinal(call: Call): void;
+  /**
+   * The app answered "ShuttingDown": it is draining (something other than this host signalled it)
+   * and never ran the request. Called before onFinal; the call is left unsettled for the owner.
+   */
+  onRefused(call: Call): void;
   /** The connection is over: a violation by the container, or the stream ended or failed. */
   onEnd(violation: ProtocolViolationError | undefined, cause: unknown): void;
 }
@@ -124,6 +129,7 @@ export class Connection {
       this.socket.unref();
     }
     if (message.type === "response") call.succeed(message.payload);
+    else if (message.error.type === "ShuttingDown") this.events.onRefused(call);
     else call.fail(new RemoteExecutionError(message.error));
     this.events.onFinal(call);
   }

@@ -24,6 +24,8 @@ export type InstanceState = "starting" | "ready" | "draining" | "stopping" | "go
 export interface InstanceEvents {
   onReady(instance: Instance): void;
   onFinal(instance: Instance, call: Call): void;
+  /** The container refused `call` because it is shutting down (it never ran): send it elsewhere. */
+  onRefused(instance: Instance, call: Call): void;
   /** The instance left the ready/starting states for stopping (it takes no more calls). */
   onRetired(instance: Instance): void;
   onGone(instance: Instance): void;
@@ -198,6 +200,7 @@ export class Instance implements CallHolder {
         {
           onHello: (hello) => resolve(hello),
           onFinal: (call) => this.events.onFinal(this, call),
+          onRefused: (call) => this.onRefused(call),
           onEnd: (violation, cause) => {
             if (this.state === "starting") {
               reject(new StartupAbort(violation ? `protocol:${violation.message}` : "closed", { cause }));
@@ -299,6 +302,16 @@ export class Instance implements CallHolder {
       await this.cleanUp(false);
     })();
     return this.finished;
+  }
+
+  /**
+   * The app is draining although this host did not ask it to (`docker stop`, or a daemon stopping
+   * its containers): it takes no more calls from here, and the refused call, which never ran, goes
+   * back to the pool for another container. A call whose caller already gave up just ends.
+   */
+  private onRefused(call: Call): void {
+    this.drain();
+    if (!call.settled) this.events.onRefused(this, call);
   }
 
   /** Notified by pool after a final frame: a draining instance stops once empty. */

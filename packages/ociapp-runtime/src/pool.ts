@@ -1,4 +1,4 @@
-import { type Call, type CallHolder, CallQueue, QUEUED } from "./call.js";
+import { type Call, type CallHolder, CallQueue, PENDING, QUEUED } from "./call.js";
 import type { Engine } from "./engine.js";
 import { ArtifactError, QueueFullError, RuntimeClosedError } from "./errors.js";
 import { Instance, type InstanceEvents, type InstanceState } from "./instance.js";
@@ -216,6 +216,13 @@ export class Pool implements CallHolder, InstanceEvents {
       }
     }
     instance.afterFinal();
+  }
+
+  onRefused(_instance: Instance, call: Call): void {
+    // The refusing instance is draining already, so this goes to another container or the queue.
+    call.stage = PENDING;
+    call.holder = undefined;
+    this.submit(call);
   }
 
   onRetired(instance: Instance): void {

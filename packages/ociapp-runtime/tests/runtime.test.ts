@@ -205,6 +205,28 @@ describe("Runtime over the process engine", () => {
     expect(rt.stats().artifacts[0]?.coldStarts).toBe(2);
   });
 
+  it("sends calls a container refuses while it shuts down (stopped by someone else) to a new container", async () => {
+    const rt = runtime({ maxInstances: 2, shutdownTimeout: 1_500 });
+    const first = await rt.execute<Reply>(artifact, { op: "echo", value: "before" });
+    // A call in flight keeps the connection open while the app drains (its grace is about 1.2 s).
+    const sleeping = rejection(rt.execute(artifact, { op: "sleep", ms: 60_000 }));
+    await eventually(() => rt.stats().artifacts[0]?.inFlight === 1);
+    // Sent is not yet running: a request the app has not read when SIGTERM lands is refused too.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    // As `docker stop` or a stopping daemon would: the app drains and answers new requests "ShuttingDown".
+    for (const container of engine.containers.values()) container.child?.kill("SIGTERM");
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const replies = await Promise.all(
+      [1, 2, 3].map((value) => rt.execute<Reply>(artifact, { op: "echo", value })),
+    );
+    expect(replies.map((reply) => reply.value)).toEqual([1, 2, 3]);
+    for (const reply of replies) expect(reply.pid).not.toBe(first.pid);
+    const cut = await sleeping;
+    expect(cut).toBeInstanceOf(RemoteExecutionError);
+    expect((cut as RemoteExecutionError).remote.type).toBe("Cancelled");
+    expect(rt.stats().artifacts[0]?.coldStarts).toBe(2);
+  });
+
   it("reports a killed container's exit code", async () => {
     const rt = runtime();
     await rt.execute(artifact, { op: "echo", value: "warm" });
