@@ -39,6 +39,26 @@ function engineError(action: string, error: unknown): EngineUnavailableError {
   });
 }
 
+/** How long opening the event stream may take: it is shared, so no one caller's signal may end it. */
+const EVENTS_OPEN_TIMEOUT_MS = 10_000;
+
+/** Settles with `promise`, or rejects once `signal` aborts: a caller stops waiting on a wedged engine. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined, action: string): Promise<T> {
+  if (!signal) return promise;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () =>
+      reject(
+        new EngineUnavailableError(`the Docker engine did not ${action} in time`, { cause: signal.reason }),
+      );
+    if (signal.aborted) {
+      onAbort();
+      return;
+    }
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
 /** Reads newline-delimited JSON from a stream, each line bounded. */
 function onJsonLines(stream: NodeJS.ReadableStream, onLine: (value: unknown) => void): void {
   let pending = "";
@@ -202,7 +222,7 @@ export class DockerEngine implements Engine {
   }
 
   async createContainer(spec: ContainerSpec, signal?: AbortSignal): Promise<ContainerHandle> {
-    await this.openEvents();
+    await untilAborted(this.openEvents(), signal, "open its event stream");
     const c = spec.container;
     let container: Dockerode.Container;
     try {
@@ -320,9 +340,14 @@ export class DockerEngine implements Engine {
     if (this.events) return Promise.resolve();
     if (!this.eventsOpening) {
       this.eventsOpening = (async () => {
+        // An engine that accepts the connection but never answers must not hold every start forever.
+        const opening = new AbortController();
+        const timer = setTimeout(() => opening.abort(), EVENTS_OPEN_TIMEOUT_MS);
+        timer.unref();
         try {
           const stream = (await this.docker.getEvents({
             filters: { type: ["container"], event: ["oom"] },
+            abortSignal: opening.signal,
           })) as NodeJS.ReadableStream;
           unref(stream);
           onJsonLines(stream, (value) => {
@@ -334,10 +359,12 @@ export class DockerEngine implements Engine {
           };
           stream.on("end", lost);
           stream.on("error", lost);
+          stream.on("close", lost);
           this.events = stream;
         } catch (error) {
           throw engineError("open its event stream", error);
         } finally {
+          clearTimeout(timer);
           this.eventsOpening = undefined;
         }
       })();
