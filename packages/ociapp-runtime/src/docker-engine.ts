@@ -225,45 +225,54 @@ export class DockerEngine implements Engine {
     await untilAborted(this.openEvents(), signal, "open its event stream");
     const c = spec.container;
     let container: Dockerode.Container;
+    // Not aborted with the caller's signal: an engine that got the request may create the container
+    // anyway. The caller stops waiting at once, and a container that appears late is removed (it is
+    // never started, so AutoRemove would never remove it).
+    const creating = this.docker.createContainer({
+      name: spec.name,
+      Image: spec.image,
+      User: c.user,
+      Env: Object.entries(spec.env).map(([key, value]) => `${key}=${value}`),
+      Labels: spec.labels,
+      AttachStdout: true,
+      AttachStderr: true,
+      HostConfig: {
+        AutoRemove: true,
+        Binds: [`${spec.socketFolder}:/run/ociapp:rw`],
+        NetworkMode: c.networkMode,
+        ReadonlyRootfs: c.readonlyRootfs,
+        Tmpfs: c.tmpfs,
+        CapDrop: c.capDrop,
+        SecurityOpt: c.noNewPrivileges ? ["no-new-privileges"] : [],
+        Init: c.init,
+        // Swap equal to memory: no swap, so a memory-hungry app is OOM-killed rather than slowed.
+        Memory: c.memory,
+        MemorySwap: c.memory === 0 ? 0 : c.memory,
+        NanoCpus: c.nanoCpus,
+        PidsLimit: c.pidsLimit === 0 ? -1 : c.pidsLimit,
+        LogConfig: { Type: "json-file", Config: { "max-size": c.logMaxSize, "max-file": "1" } },
+      },
+    });
     try {
-      container = await this.docker.createContainer({
-        name: spec.name,
-        Image: spec.image,
-        User: c.user,
-        Env: Object.entries(spec.env).map(([key, value]) => `${key}=${value}`),
-        Labels: spec.labels,
-        AttachStdout: true,
-        AttachStderr: true,
-        HostConfig: {
-          AutoRemove: true,
-          Binds: [`${spec.socketFolder}:/run/ociapp:rw`],
-          NetworkMode: c.networkMode,
-          ReadonlyRootfs: c.readonlyRootfs,
-          Tmpfs: c.tmpfs,
-          CapDrop: c.capDrop,
-          SecurityOpt: c.noNewPrivileges ? ["no-new-privileges"] : [],
-          Init: c.init,
-          // Swap equal to memory: no swap, so a memory-hungry app is OOM-killed rather than slowed.
-          Memory: c.memory,
-          MemorySwap: c.memory === 0 ? 0 : c.memory,
-          NanoCpus: c.nanoCpus,
-          PidsLimit: c.pidsLimit === 0 ? -1 : c.pidsLimit,
-          LogConfig: { Type: "json-file", Config: { "max-size": c.logMaxSize, "max-file": "1" } },
-        },
-        abortSignal: signal,
-      });
+      container = await untilAborted(creating, signal, `create a container of ${spec.image}`);
     } catch (error) {
+      if (signal?.aborted) {
+        creating.then((late) => this.removeContainer(late.id)).catch(() => undefined);
+      }
       this.closeEventsIfIdle();
-      throw engineError(`create a container of ${spec.image}`, error);
+      throw error instanceof EngineUnavailableError
+        ? error
+        : engineError(`create a container of ${spec.image}`, error);
     }
     const id = container.id;
     this.watched.add(id);
     try {
       // Both must be in place before start; they do not depend on each other.
-      const [{ exit }, attached] = await Promise.all([
-        this.watchExit(id),
-        container.attach({ stream: true, stdout: true, stderr: true }),
-      ]);
+      const [{ exit }, attached] = await untilAborted(
+        Promise.all([this.watchExit(id), container.attach({ stream: true, stdout: true, stderr: true })]),
+        signal,
+        `watch container ${id}`,
+      );
       const attach = attached as NodeJS.ReadableStream;
       const output = new OutputTail();
       unref(attach);
@@ -277,9 +286,11 @@ export class DockerEngine implements Engine {
         detachOutput: () => (attach as unknown as { destroy(): void }).destroy(),
       };
     } catch (error) {
-      await this.removeContainer(id).catch(() => undefined);
+      // A caller that gave up does not wait for the removal (the engine may be wedged).
+      const removal = this.removeContainer(id).catch(() => undefined);
+      if (!signal?.aborted) await removal;
       this.forget(id);
-      throw engineError(`watch container ${id}`, error);
+      throw error instanceof EngineUnavailableError ? error : engineError(`watch container ${id}`, error);
     }
   }
 

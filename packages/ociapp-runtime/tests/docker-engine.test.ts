@@ -1,4 +1,5 @@
 import { mkdtemp, rm } from "node:fs/promises";
+import { createServer as createHttpServer } from "node:http";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -6,8 +7,18 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DockerEngine, EngineUnavailableError } from "../src/index.js";
 import { resolveOptions } from "../src/options.js";
 
-// DockerEngine against an "engine" that accepts connections and never answers: a daemon that is
-// wedged, or one whose socket is bound while it is still starting up.
+// DockerEngine against fake engines on a Unix socket: one that accepts connections and never
+// answers (a wedged daemon, or one whose socket is bound while it is still starting up), and one
+// that answers a create only after the caller gave up.
+
+const spec = (dir: string) => ({
+  name: "ociapp-fake-1",
+  image: `sha256:${"a".repeat(64)}`,
+  env: {},
+  labels: {},
+  socketFolder: dir,
+  container: resolveOptions({}).container,
+});
 
 describe("DockerEngine with an engine that never answers", () => {
   let dir: string;
@@ -33,24 +44,60 @@ describe("DockerEngine with an engine that never answers", () => {
   it("lets a start's signal end createContainer, even while the event stream is still opening", async () => {
     const engine = new DockerEngine({ socketPath: join(dir, "engine.sock") });
     const started = Date.now();
-    const error = await engine
-      .createContainer(
-        {
-          name: "ociapp-wedged-1",
-          image: `sha256:${"a".repeat(64)}`,
-          env: {},
-          labels: {},
-          socketFolder: dir,
-          container: resolveOptions({}).container,
-        },
-        AbortSignal.timeout(200),
-      )
-      .then(
-        () => undefined,
-        (reason: unknown) => reason,
-      );
+    const error = await engine.createContainer(spec(dir), AbortSignal.timeout(200)).then(
+      () => undefined,
+      (reason: unknown) => reason,
+    );
     expect(error).toBeInstanceOf(EngineUnavailableError);
     expect((error as EngineUnavailableError).message).toContain("open its event stream");
     expect(Date.now() - started).toBeLessThan(2_000);
+  });
+});
+
+describe("DockerEngine when a create completes after the caller gave up", () => {
+  it("rejects at once and removes the container the engine created late", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "ort-late-"));
+    const removed: string[] = [];
+    const server = createHttpServer((request, response) => {
+      const url = request.url ?? "";
+      if (url.startsWith("/events")) {
+        response.writeHead(200, { "content-type": "application/json" });
+        response.flushHeaders();
+      } else if (url.startsWith("/containers/create?")) {
+        request.resume();
+        setTimeout(() => {
+          response.writeHead(201, { "content-type": "application/json" });
+          response.end(JSON.stringify({ Id: "created-late", Warnings: [] }));
+        }, 400);
+      } else if (request.method === "DELETE" && url.startsWith("/containers/created-late")) {
+        removed.push(url);
+        response.writeHead(204);
+        response.end();
+      } else {
+        response.writeHead(404, { "content-type": "application/json" });
+        response.end(JSON.stringify({ message: `no route ${request.method} ${url}` }));
+      }
+    });
+    await new Promise<void>((resolve) => server.listen(join(dir, "engine.sock"), resolve));
+    try {
+      const engine = new DockerEngine({ socketPath: join(dir, "engine.sock") });
+      const started = Date.now();
+      const error = await engine.createContainer(spec(dir), AbortSignal.timeout(100)).then(
+        () => undefined,
+        (reason: unknown) => reason,
+      );
+      expect(error).toBeInstanceOf(EngineUnavailableError);
+      expect(Date.now() - started).toBeLessThan(350);
+      const deadline = Date.now() + 5_000;
+      while (removed.length === 0 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(removed).toHaveLength(1);
+      expect(removed[0]).toContain("force=true");
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
