@@ -59,7 +59,7 @@ describe("Runtime across a dockerd restart", () => {
   let fixture: FixtureProject | undefined;
   let artifact: { path: string; digest: string };
   let socketDir: string | undefined;
-  let runtime: Runtime | undefined;
+  const runtimes: Runtime[] = [];
 
   beforeAll(async () => {
     fixture = await fixtureProject();
@@ -70,7 +70,7 @@ describe("Runtime across a dockerd restart", () => {
   afterAll(async () => {
     // Whatever happened above, the engine is left running: later CI steps (pnpm demo) need it.
     if (!(await daemonAnswers())) await startDaemon();
-    await runtime?.close();
+    await Promise.all(runtimes.map((runtime) => runtime.close()));
     if (artifact)
       await execFileAsync("docker", ["image", "rm", "-f", artifact.digest]).catch(() => undefined);
     if (socketDir) await rm(socketDir, { recursive: true, force: true });
@@ -91,14 +91,19 @@ describe("Runtime across a dockerd restart", () => {
       // Small enough that an OOM kill after the restart is quick to provoke.
       container: { memory: 128 * 1024 * 1024 },
     });
-    runtime = rt;
+    // A second runtime whose one warm container is idle when the daemon stops.
+    const idle = new Runtime({ socketDir, startupTimeout: 5_000, shutdownTimeout: 3_000 });
+    runtimes.push(rt, idle);
     const labels = { [LABELS.managed]: "true", [LABELS.runtime]: rt.id };
+    const idleLabels = { [LABELS.managed]: "true", [LABELS.runtime]: idle.id };
     const containerIds = async () => new Set((await engine.listContainers(labels)).map((c) => c.id));
 
     await rt.warm(artifact.path);
     const oldIds = await containerIds();
     expect(oldIds.size).toBe(2);
     const oldHosts = new Set([...oldIds].map((id) => id.slice(0, 12)));
+    const idleBefore = await idle.execute<Reply>(artifact.path, { op: "echo", value: "idle" });
+    const [idleOldId] = (await engine.listContainers(idleLabels)).map((c) => c.id);
     const warmReplies = await Promise.all(
       [1, 2, 3, 4].map((i) => rt.execute<Reply>(artifact.path, { op: "echo", value: i })),
     );
@@ -176,6 +181,10 @@ describe("Runtime across a dockerd restart", () => {
     const firstAfterMs = performance.now() - afterStarted;
     expect(after.map((reply) => reply.value)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
     for (const reply of after) expect(oldHosts.has(reply.host)).toBe(false);
+    const idleAfter = await idle.execute<Reply>(artifact.path, { op: "echo", value: "idle again" });
+    expect(idleAfter.value).toBe("idle again");
+    expect(idleAfter.host).not.toBe(idleBefore.host);
+    expect(idle.stats().artifacts[0]?.coldStarts).toBe(2);
     const newIds = await containerIds();
     expect(newIds.size).toBeGreaterThanOrEqual(1);
     expect(newIds.size).toBeLessThanOrEqual(2);
@@ -192,12 +201,13 @@ describe("Runtime across a dockerd restart", () => {
     expect((oom.error as WorkerExitedError).exitCode).toBe(137);
     expect((await rt.execute<Reply>(artifact.path, { op: "echo", value: "still" })).value).toBe("still");
 
-    await rt.close();
+    await Promise.all([rt.close(), idle.close()]);
+    expect(await engine.listContainers(idleLabels)).toEqual([]);
     expect(await engine.listContainers(labels)).toEqual([]);
     expect(await readdir(socketDir as string)).toEqual([]);
     // The old containers are gone from the engine too, not just unlabelled.
     const all = new Set((await engine.docker.listContainers({ all: true })).map((c) => c.Id));
-    for (const id of oldIds) expect(all.has(id)).toBe(false);
+    for (const id of [...oldIds, idleOldId]) expect(all.has(id as string)).toBe(false);
     console.info(
       `[engine-restart] dockerd answered again ${Math.round(startMs)} ms after start; 8 calls after it in ${Math.round(firstAfterMs)} ms on new containers; whole test ${Math.round(performance.now() - testStarted)} ms`,
     );
