@@ -181,6 +181,9 @@ export class Pool implements CallHolder, InstanceEvents {
   private onStartFailed(error: unknown): void {
     this.starting--;
     this.lastStartFailure = this.config.now();
+    // The next start checks the engine for the image again: it may have been removed under the
+    // pool (`docker image rm`, a prune), and a pool that trusted its first answer would fail forever.
+    this.image = undefined;
     this.notifyStart(error);
     // With nothing ready or coming, the calls waiting for this container get its failure.
     if (this.ready.length === 0 && this.starting === 0) {

@@ -247,6 +247,24 @@ describe("Runtime against the Docker engine", () => {
     expect((await rt.execute<Reply>(artifact.path, { op: "echo", value: "after" })).value).toBe("after");
   });
 
+  it("loads the artifact again when its image was removed from the engine under the pool", async () => {
+    const rt = runtime();
+    const before = await rt.execute<Reply>(artifact.path, { op: "echo", value: "before" });
+    const loadsBefore = rt.stats().artifacts[0]?.imageLoads ?? 0;
+    // Its container dies, then the image is removed (a prune, say) while the pool still trusts it.
+    const [container] = await containersOf(rt);
+    await execFileAsync("docker", ["kill", container?.id as string]);
+    await eventually(async () => (await containersOf(rt)).length === 0, 10_000);
+    await execFileAsync("docker", ["image", "rm", "-f", artifact.digest]);
+    // The start that finds the image gone fails, typed; the pool checks the engine again next time.
+    const lost = await rejection(rt.execute(artifact.path, { op: "echo", value: "lost" }));
+    expect(lost).toBeInstanceOf(OciappRuntimeError);
+    const after = await rt.execute<Reply>(artifact.path, { op: "echo", value: "after" });
+    expect(after.value).toBe("after");
+    expect(after.host).not.toBe(before.host);
+    expect(rt.stats().artifacts[0]?.imageLoads).toBe(loadsBefore + 1);
+  });
+
   it("shares one pool between two paths to one artifact (a hard link and a copy)", async () => {
     const linked = join(fixture.outputDir, "linked.ociapp");
     const copied = join(fixture.outputDir, "copied.ociapp");

@@ -227,6 +227,24 @@ describe("Runtime over the process engine", () => {
     expect(rt.stats().artifacts[0]?.coldStarts).toBe(2);
   });
 
+  it("loads the image again after a start failed because the engine no longer holds it", async () => {
+    const rt = runtime();
+    const first = await rt.execute<Reply>(artifact, { op: "echo", value: "before" });
+    expect(engine.loads).toBe(1);
+    // The image is removed under the pool (a prune, say), then its container dies.
+    engine.images.clear();
+    for (const id of engine.containers.keys()) engine.kill(id);
+    await eventually(() => rt.stats().artifacts[0]?.instances.ready === 0);
+    expect(await rejection(rt.execute(artifact, { op: "echo", value: "lost" }))).toBeInstanceOf(
+      InstanceStartupError,
+    );
+    const after = await rt.execute<Reply>(artifact, { op: "echo", value: "after" });
+    expect(after.value).toBe("after");
+    expect(after.pid).not.toBe(first.pid);
+    expect(engine.loads).toBe(2);
+    expect(rt.stats().artifacts[0]?.imageLoads).toBe(2);
+  });
+
   it("reports a killed container's exit code", async () => {
     const rt = runtime();
     await rt.execute(artifact, { op: "echo", value: "warm" });
