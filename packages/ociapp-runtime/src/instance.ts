@@ -117,9 +117,13 @@ export class Instance implements CallHolder {
   /** Creates, starts and connects the container. Rejects with InstanceStartupError (or the engine's error). */
   async start(image: Promise<void>): Promise<void> {
     const { engine, options, digest } = this.config;
-    const signal = this.startAbort.signal;
+    // Everything this attempt waits on (connect retries, engine calls) listens to `signal`, which
+    // also ends when the attempt itself does: a container that exits before its hello must not leave
+    // the connect loop retrying behind the rejected start.
+    const attempt = new AbortController();
+    const signal = AbortSignal.any([this.startAbort.signal, attempt.signal]);
     let deadline: ReturnType<typeof setTimeout> | undefined;
-    const stopped = aborted(signal);
+    const stopped = aborted(this.startAbort.signal);
     stopped.catch(() => undefined);
     try {
       // The image load is not part of startupTimeout; a close() still interrupts it.
@@ -173,14 +177,16 @@ export class Instance implements CallHolder {
       this.idleSince = this.config.now();
       this.state = "ready";
     } catch (error) {
+      attempt.abort("failed");
       const failure = await this.startupFailure(error);
       this.state = "stopping";
       await this.cleanUp(true);
       throw failure;
     } finally {
       clearTimeout(deadline);
+      attempt.abort("done");
     }
-    if (signal.aborted) {
+    if (this.startAbort.signal.aborted) {
       // close() arrived in the same tick as the hello.
       await this.stop();
       throw new RuntimeClosedError();

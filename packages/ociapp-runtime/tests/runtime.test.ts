@@ -278,6 +278,26 @@ describe("Runtime over the process engine", () => {
     expect(Date.now() - started).toBeLessThan(10_000);
   });
 
+  it("leaves no timer or connect attempt behind after a container exits before its hello", async () => {
+    engine.command = () => [process.execPath, "-e", "setTimeout(() => process.exit(3), 200)"];
+    const handles = () =>
+      process.getActiveResourcesInfo().filter((kind) => kind === "Timeout" || kind === "PipeWrap").length;
+    const before = handles();
+    const rt = runtime({ startupTimeout: 60_000 });
+    const error = await rejection(rt.execute(artifact, { op: "echo", value: 1 }));
+    expect((error as InstanceStartupError).message).toContain("exited with code 3 before it was ready");
+    await rt.close();
+    // Before the fix the connect loop kept retrying every 10 ms: a timer or a connect attempt was
+    // live at every sample.
+    const samples: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      await new Promise((resolve) => setImmediate(resolve));
+      samples.push(handles());
+      await new Promise((resolve) => setTimeout(resolve, 7).unref());
+    }
+    expect(Math.max(...samples)).toBeLessThanOrEqual(before);
+  });
+
   for (const [mode, reason] of [
     ["unknown-id", "unknown-id"],
     ["huge-length", "frame-too-large"],
