@@ -45,12 +45,14 @@ export async function startContainerEcho(image: string, runFlags: string[]): Pro
     "--label",
     "dev.ociapp.bench=true",
     ...runFlags,
+    // The artifact's own entrypoint is `ociapp serve`; the baseline runs the bare echo server instead.
+    "--entrypoint",
+    "node",
     "-v",
     `${ECHO_SERVER}:/bench/echo-server.cjs:ro`,
     "-v",
     `${dir}:/run/ociapp`,
     image,
-    "node",
     "/bench/echo-server.cjs",
     "/run/ociapp/echo.sock",
   ]);

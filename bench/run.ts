@@ -160,6 +160,28 @@ try {
     return { throughput, containers: runtime.stats().artifacts[0]?.instances.ready ?? 0 };
   });
 
+  // The default confinement gives each container one CPU; these show how much of the gap to the raw
+  // echo is that quota (the server's CPU per call) rather than the host.
+  log("without the CPU quota: raw container echo and runtime, 256 callers");
+  const unlimitedRaw = await (async () => {
+    const echo = await startContainerEcho(
+      artifact.digest,
+      DEFAULT_RUN_FLAGS.filter((flag) => !flag.startsWith("--cpus")),
+    );
+    try {
+      return await measureThroughput(() => echo.client.call(PAYLOAD), 256, THROUGHPUT_CALLS);
+    } finally {
+      await echo.close();
+    }
+  })();
+  const unlimitedRuntime = await withRuntime(
+    { minInstances: 1, container: { nanoCpus: 0 } },
+    async (runtime) => {
+      await runtime.warm(artifact.path);
+      return measureThroughput(() => runtime.execute(artifact.path, PAYLOAD), 256, THROUGHPUT_CALLS);
+    },
+  );
+
   log("host RSS over 100,000 calls");
   const rss = await withRuntime({}, async (runtime) => {
     const before = rssMiB();
@@ -215,6 +237,11 @@ try {
       loadsWhenEngineHoldsImage: skipped,
     },
     build: { coldMs: cold.ms, cachedMs: cached.ms },
+    noCpuQuota: {
+      raw256: unlimitedRaw,
+      runtime256: unlimitedRuntime,
+      ratio: ratio(unlimitedRuntime.callsPerSecond, unlimitedRaw.callsPerSecond),
+    },
     rss,
   };
   await writeFile(RESULTS, `${JSON.stringify(results, null, 2)}\n`);
