@@ -39,6 +39,9 @@ function engineError(action: string, error: unknown): EngineUnavailableError {
   });
 }
 
+/** How long a load may go without a byte sent or received before it is given up. */
+const LOAD_IDLE_TIMEOUT_MS = 120_000;
+
 /** How long opening the event stream may take: it is shared, so no one caller's signal may end it. */
 const EVENTS_OPEN_TIMEOUT_MS = 10_000;
 
@@ -153,7 +156,7 @@ export class DockerEngine implements Engine {
   private async checkEngine(signal?: AbortSignal): Promise<void> {
     let info: { ServerVersion?: string; DriverStatus?: [string, string][] };
     try {
-      info = await this.docker.info();
+      info = await untilAborted(this.docker.info(), signal, "answer an info request");
       signal?.throwIfAborted();
     } catch (error) {
       throw engineError("answer an info request", error);
@@ -176,7 +179,7 @@ export class DockerEngine implements Engine {
 
   async hasImage(reference: string, signal?: AbortSignal): Promise<boolean> {
     try {
-      await this.docker.getImage(reference).inspect();
+      await untilAborted(this.docker.getImage(reference).inspect(), signal, `inspect image ${reference}`);
       signal?.throwIfAborted();
       return true;
     } catch (error) {
@@ -186,13 +189,42 @@ export class DockerEngine implements Engine {
   }
 
   async loadImage(path: string, signal?: AbortSignal): Promise<void> {
+    // A load that stops making progress (no file bytes sent, no answer bytes received) for
+    // LOAD_IDLE_TIMEOUT_MS is given up: a wedged engine must not hold the first call forever.
+    const idle = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const progress = () => {
+      clearTimeout(timer);
+      timer = setTimeout(
+        () =>
+          idle.abort(
+            new EngineUnavailableError(
+              `the Docker engine made no progress loading ${path} for ${LOAD_IDLE_TIMEOUT_MS} ms`,
+            ),
+          ),
+        LOAD_IDLE_TIMEOUT_MS,
+      );
+    };
+    const abortSignal = signal ? AbortSignal.any([signal, idle.signal]) : idle.signal;
+    progress();
+    try {
+      return await untilAborted(this.streamImage(path, abortSignal, progress), abortSignal, `load ${path}`);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async streamImage(path: string, signal: AbortSignal, progress: () => void): Promise<void> {
     const file = createReadStream(path);
+    file.on("data", progress);
+    signal.addEventListener("abort", () => file.destroy(), { once: true });
     let response: NodeJS.ReadableStream;
     try {
       response = (await this.docker.loadImage(file, {
         quiet: true,
         abortSignal: signal,
       })) as NodeJS.ReadableStream;
+      response.on("data", progress);
     } catch (error) {
       file.destroy();
       if (statusOf(error) !== undefined) {
@@ -398,9 +430,9 @@ export class DockerEngine implements Engine {
     }
   }
 
-  async killContainer(id: string, signal: "SIGTERM" | "SIGKILL"): Promise<void> {
+  async killContainer(id: string, signal: "SIGTERM" | "SIGKILL", abort?: AbortSignal): Promise<void> {
     try {
-      await this.docker.getContainer(id).kill({ signal });
+      await this.docker.getContainer(id).kill({ signal, abortSignal: abort });
     } catch (error) {
       const status = statusOf(error);
       if (status === 404 || status === 409) return;
@@ -408,10 +440,10 @@ export class DockerEngine implements Engine {
     }
   }
 
-  async removeContainer(id: string): Promise<void> {
+  async removeContainer(id: string, abort?: AbortSignal): Promise<void> {
     const container = this.docker.getContainer(id);
     try {
-      await container.remove({ force: true });
+      await container.remove({ force: true, abortSignal: abort });
       return;
     } catch (error) {
       const status = statusOf(error);
@@ -420,8 +452,9 @@ export class DockerEngine implements Engine {
     }
     // 409: AutoRemove is already removing it; wait until it is gone (bounded).
     for (let attempt = 0; attempt < 100; attempt++) {
+      abort?.throwIfAborted();
       try {
-        await container.inspect();
+        await container.inspect({ abortSignal: abort });
       } catch (error) {
         if (statusOf(error) === 404) return;
         throw engineError(`inspect container ${id}`, error);

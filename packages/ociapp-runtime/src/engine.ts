@@ -43,15 +43,15 @@ export interface Engine {
   /** Resolves when the engine answers and can run the runtime's containers; else EngineUnavailableError. */
   ping(signal?: AbortSignal): Promise<void>;
   hasImage(reference: string, signal?: AbortSignal): Promise<boolean>;
-  /** Streams an image tarball to the engine. */
+  /** Streams an image tarball to the engine. The runtime bounds the whole load; an engine may bound idle time. */
   loadImage(path: string, signal?: AbortSignal): Promise<void>;
   /** Creates the container (removed by the engine once it exits), arms its exit watch and output capture. */
   createContainer(spec: ContainerSpec, signal?: AbortSignal): Promise<ContainerHandle>;
   startContainer(id: string, signal?: AbortSignal): Promise<void>;
-  /** Sends a signal; a container that is already gone is not an error. */
-  killContainer(id: string, signal: "SIGTERM" | "SIGKILL"): Promise<void>;
+  /** Sends a signal; a container that is already gone is not an error. `abort` ends the request. */
+  killContainer(id: string, signal: "SIGTERM" | "SIGKILL", abort?: AbortSignal): Promise<void>;
   /** Force-removes the container and resolves once it is gone; a container already gone is not an error. */
-  removeContainer(id: string): Promise<void>;
+  removeContainer(id: string, abort?: AbortSignal): Promise<void>;
   /** Containers (running or not) carrying every given label. */
   listContainers(labels: Record<string, string>): Promise<ListedContainer[]>;
 }

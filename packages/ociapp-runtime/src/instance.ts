@@ -1,6 +1,7 @@
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { FRAME_HEADER_BYTES, type HelloMessage, type ProtocolViolationError } from "ociapp/protocol";
+import { engineCall } from "./bounded.js";
 import { type Call, type CallHolder, RUNNING } from "./call.js";
 import { Connection } from "./connection.js";
 import type { ContainerExit, ContainerHandle, Engine } from "./engine.js";
@@ -44,8 +45,13 @@ export interface InstanceConfig {
 
 /** How long a broken connection waits for the engine to report the container's exit code. */
 const EXIT_REPORT_GRACE_MS = 1_000;
-/** Upper bound on waiting for an exit after SIGKILL (the engine itself may be gone). */
-const KILL_WAIT_MS = 10_000;
+/**
+ * Upper bound on each engine call made while stopping (kill, remove) and on the wait for an exit
+ * after SIGKILL: shutdownTimeout, clamped to 1..10 s. The engine itself may be wedged or gone.
+ */
+function engineBound(shutdownTimeout: number): number {
+  return Math.min(10_000, Math.max(1_000, shutdownTimeout));
+}
 
 class StartupAbort extends Error {}
 
@@ -289,14 +295,15 @@ export class Instance implements CallHolder {
     this.state = "stopping";
     if (wasLive) this.events.onRetired(this);
     this.finished = (async () => {
-      const { engine, options } = this.config;
+      const { options } = this.config;
       const id = this.containerId as string;
       const exit = (this.handle as ContainerHandle).exit;
-      await engine.killContainer(id, "SIGTERM").catch(() => undefined);
+      const bound = engineBound(options.shutdownTimeout);
+      await this.kill(id, "SIGTERM");
       let outcome = await Promise.race([exit, delay(options.shutdownTimeout)]);
       if (outcome === "timeout") {
-        await engine.killContainer(id, "SIGKILL").catch(() => undefined);
-        outcome = await Promise.race([exit, delay(KILL_WAIT_MS)]);
+        await this.kill(id, "SIGKILL");
+        outcome = await Promise.race([exit, delay(bound)]);
       }
       const report = outcome === "timeout" ? { exitCode: null, oomKilled: false } : outcome;
       this.failPending(
@@ -373,6 +380,16 @@ export class Instance implements CallHolder {
     this.state = "stopping";
   }
 
+  /** Best effort and bounded: a wedged engine must not hang a stop or a close(). */
+  private async kill(id: string, signal: "SIGTERM" | "SIGKILL"): Promise<void> {
+    const { engine, options } = this.config;
+    await engineCall(
+      (abort) => engine.killContainer(id, signal, abort),
+      engineBound(options.shutdownTimeout),
+      `send ${signal} to container ${id}`,
+    ).catch(() => undefined);
+  }
+
   private failPending(error: Error): void {
     const connection = this.connection;
     if (!connection) return;
@@ -387,8 +404,11 @@ export class Instance implements CallHolder {
     this.connection?.destroy();
     const id = this.containerId;
     if (id) {
-      if (kill) await engine.killContainer(id, "SIGKILL").catch(() => undefined);
-      await engine.removeContainer(id).catch(() => undefined);
+      if (kill) await this.kill(id, "SIGKILL");
+      const bound = engineBound(this.config.options.shutdownTimeout);
+      await engineCall((abort) => engine.removeContainer(id, abort), bound, `remove container ${id}`).catch(
+        () => undefined,
+      );
     }
     if (this.folder) await removeSocketFolder(this.folder).catch(() => undefined);
     this.handle?.detachOutput();

@@ -1,3 +1,4 @@
+import { engineCall, untilAborted } from "./bounded.js";
 import { type Call, type CallHolder, CallQueue, PENDING, QUEUED } from "./call.js";
 import type { Engine } from "./engine.js";
 import { ArtifactError, QueueFullError, RuntimeClosedError } from "./errors.js";
@@ -58,6 +59,8 @@ export class Pool implements CallHolder, InstanceEvents {
   private image: Promise<void> | undefined;
   private closed = false;
   private readonly startWaiters = new Set<(error: unknown) => void>();
+  /** Aborted by close(): ends image work (ping, inspect, load) in progress. */
+  private readonly closeAbort = new AbortController();
   /** When a start last failed: the reaper does not retry minInstances in a tight loop. */
   private lastStartFailure = Number.NEGATIVE_INFINITY;
 
@@ -116,15 +119,27 @@ export class Pool implements CallHolder, InstanceEvents {
   }
 
   /** Loads the image when needed, starts max(1, minInstances) containers and waits until they are ready. */
-  async warm(): Promise<void> {
+  async warm(signal?: AbortSignal): Promise<void> {
     this.activated = true;
     const target = Math.max(1, this.config.options.minInstances);
     for (;;) {
       if (this.closed) throw new RuntimeClosedError();
+      signal?.throwIfAborted();
       if (this.ready.length >= target) return;
       const room = Math.min(target - this.ready.length - this.starting, MAX_PARALLEL_STARTS - this.starting);
       for (let i = 0; i < room; i++) this.startInstance();
-      const failure = await new Promise<unknown>((resolve) => this.startWaiters.add(resolve));
+      // An abort ends the wait, not the starts: they finish and serve later calls.
+      let waiter: ((outcome: unknown) => void) | undefined;
+      const outcome = new Promise<unknown>((resolve) => {
+        waiter = resolve;
+        this.startWaiters.add(resolve);
+      });
+      let failure: unknown;
+      try {
+        failure = await untilAborted(outcome, signal);
+      } finally {
+        if (waiter) this.startWaiters.delete(waiter);
+      }
       if (failure !== undefined) throw failure;
     }
   }
@@ -155,15 +170,21 @@ export class Pool implements CallHolder, InstanceEvents {
 
   private ensureImage(): Promise<void> {
     if (!this.image) {
-      const { engine, digest } = this.config;
+      const { engine, digest, options } = this.config;
       const path = this.path;
+      const closing = this.closeAbort.signal;
+      // Each engine question is bounded by startupTimeout (the engine ignoring its signal included);
+      // the load is bounded by the engine's own progress check (DockerEngine: 2 min without a byte).
+      const ask = <T>(run: (signal: AbortSignal) => Promise<T>, action: string) =>
+        engineCall(run, options.startupTimeout, action, closing);
       const image = (async () => {
-        await engine.ping();
+        await ask((signal) => engine.ping(signal), "answer a ping");
         await this.config.prepare();
-        if (await engine.hasImage(digest)) return;
+        const inspect = `say whether it holds image ${digest}`;
+        if (await ask((signal) => engine.hasImage(digest, signal), inspect)) return;
         this.imageLoads++;
-        await engine.loadImage(path);
-        if (!(await engine.hasImage(digest))) {
+        await untilAborted(engine.loadImage(path, closing), closing);
+        if (!(await ask((signal) => engine.hasImage(digest, signal), inspect))) {
           throw new ArtifactError(
             path,
             `the engine loaded ${path} but holds no image ${digest}; is the file being replaced, or is the engine not using the containerd image store?`,
@@ -269,6 +290,7 @@ export class Pool implements CallHolder, InstanceEvents {
   /** Rejects what waits, aborts starts, lets calls in flight finish (within shutdownTimeout), stops every container. */
   async close(): Promise<void> {
     this.closed = true;
+    this.closeAbort.abort(new RuntimeClosedError());
     for (const call of this.queue.drain())
       call.fail(new RuntimeClosedError("the runtime closed before the request was sent"));
     this.notifyStart(new RuntimeClosedError());

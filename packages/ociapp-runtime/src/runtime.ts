@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { encodeFrame } from "ociapp/protocol";
 import { ArtifactCache, type ReadArtifactIndex } from "./artifact-cache.js";
+import { untilAborted } from "./bounded.js";
 import { Call } from "./call.js";
 import { DockerEngine } from "./docker-engine.js";
 import type { Engine } from "./engine.js";
@@ -128,12 +129,18 @@ export class Runtime implements AsyncDisposable {
     });
   }
 
-  /** Loads the artifact's image when the engine lacks it and starts max(1, minInstances) containers. */
-  async warm(path: string): Promise<void> {
+  /**
+   * Loads the artifact's image when the engine lacks it and starts max(1, minInstances) containers.
+   * An abort of `signal` rejects with its reason at once; starts already under way go on and serve
+   * later calls.
+   */
+  async warm(path: string, options?: { signal?: AbortSignal }): Promise<void> {
+    const signal = options?.signal;
     if (this.closing) throw new RuntimeClosedError();
-    const digest = await this.cache.resolve(path);
+    signal?.throwIfAborted();
+    const digest = await untilAborted(this.cache.resolve(path), signal);
     if (this.closing) throw new RuntimeClosedError();
-    await this.poolFor(digest, path).warm();
+    await this.poolFor(digest, path).warm(signal);
   }
 
   /** Per artifact: instances by state, in flight, queued, cold starts, image loads. */
@@ -195,10 +202,16 @@ export class Runtime implements AsyncDisposable {
    */
   private sweepOnce(): Promise<void> {
     if (!this.swept) {
-      this.swept = sweepOrphans(this.engine, this.options.socketDir, hostname()).then(
+      // Bounded by startupTimeout: a wedged engine's list must not hold every first start.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const bound = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.options.startupTimeout);
+      });
+      const sweep = sweepOrphans(this.engine, this.options.socketDir, hostname()).then(
         () => undefined,
         () => undefined,
       );
+      this.swept = Promise.race([sweep, bound]).finally(() => clearTimeout(timer));
     }
     return this.swept;
   }

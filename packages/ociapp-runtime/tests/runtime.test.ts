@@ -351,6 +351,52 @@ describe("Runtime over the process engine", () => {
     expect((error as EngineUnavailableError).code).toBe("OCIAPP_ENGINE_UNAVAILABLE");
   });
 
+  for (const step of ["ping", "hasImage"] as const) {
+    it(`bounds a ${step} the engine never answers by startupTimeout (EngineUnavailableError)`, async () => {
+      engine[step] = () => new Promise(() => undefined);
+      const rt = runtime({ startupTimeout: 300 });
+      const started = Date.now();
+      const error = await rejection(rt.execute(artifact, { op: "echo", value: 1 }));
+      expect(error).toBeInstanceOf(EngineUnavailableError);
+      expect((error as Error).message).toContain("within 300 ms");
+      expect(Date.now() - started).toBeLessThan(3_000);
+      expect(engine.created).toBe(0);
+    });
+  }
+
+  it("close() ends on an engine that stops answering kill and remove", async () => {
+    const rt = runtime({ shutdownTimeout: 1_000 });
+    await rt.execute(artifact, { op: "echo", value: 1 });
+    const { killContainer, removeContainer } = engine;
+    engine.killContainer = () => new Promise(() => undefined);
+    engine.removeContainer = () => new Promise(() => undefined);
+    try {
+      const started = Date.now();
+      await rt.close();
+      // SIGTERM (1 s bound), exit wait (1 s), SIGKILL (1 s), exit wait (1 s), remove (1 s).
+      expect(Date.now() - started).toBeLessThan(50_000);
+    } finally {
+      engine.killContainer = killContainer;
+      engine.removeContainer = removeContainer;
+      await Promise.all([...engine.containers.keys()].map((id) => engine.removeContainer(id)));
+    }
+  });
+
+  it("warm() with a signal rejects with its reason at once, and the start goes on", async () => {
+    engine.extraEnv = { OCIAPP_FIXTURE_HANG_ON_LOAD: "1" };
+    const rt = runtime({ startupTimeout: 60_000 });
+    const reason = new Error("warm cancelled");
+    const started = Date.now();
+    const error = await rejection(rt.warm(artifact, { signal: AbortSignal.timeout(200) }));
+    expect((error as Error).name).toBe("TimeoutError");
+    expect(Date.now() - started).toBeLessThan(5_000);
+    const controller = new AbortController();
+    const second = rejection(rt.warm(artifact, { signal: controller.signal }));
+    controller.abort(reason);
+    expect(await second).toBe(reason);
+    expect(rt.stats().artifacts[0]?.instances.starting).toBe(1);
+  });
+
   it("fails every waiting call once all starts failed (engine down, minInstances 2), without starting more", async () => {
     // The engine went away after the image was checked: each create fails, one a little after the other.
     let creates = 0;
