@@ -353,7 +353,7 @@ describe("Runtime over the process engine", () => {
 
   for (const step of ["ping", "hasImage"] as const) {
     it(`bounds a ${step} the engine never answers by startupTimeout (EngineUnavailableError)`, async () => {
-      engine[step] = () => new Promise(() => undefined);
+      Object.assign(engine, { [step]: () => new Promise<never>(() => undefined) });
       const rt = runtime({ startupTimeout: 300 });
       const started = Date.now();
       const error = await rejection(rt.execute(artifact, { op: "echo", value: 1 }));
