@@ -4,6 +4,7 @@ import { FRAME_HEADER_BYTES, type HelloMessage, type ProtocolViolationError } fr
 import { engineCall } from "./bounded.js";
 import { type Call, type CallHolder, RUNNING } from "./call.js";
 import { Connection } from "./connection.js";
+import { DeadlineList } from "./deadline-list.js";
 import type { ContainerExit, ContainerHandle, Engine } from "./engine.js";
 import {
   InstanceStartupError,
@@ -60,6 +61,15 @@ function delay(ms: number): Promise<"timeout"> {
   return new Promise((resolve) => setTimeout(resolve, ms, "timeout"));
 }
 
+/** How long a cancelled call's final frame may take: shutdownTimeout, at least 1 s. */
+function cancelGrace(shutdownTimeout: number): number {
+  return Math.max(1_000, shutdownTimeout);
+}
+
+function onCancelTimer(instance: Instance): void {
+  instance.checkCancels();
+}
+
 function exitText(exit: ContainerExit): string {
   if (exit.oomKilled) return `was OOM-killed (exit code ${exit.exitCode ?? "unknown"})`;
   return exit.exitCode === null ? "ended (exit code unknown)" : `exited with code ${exit.exitCode}`;
@@ -80,6 +90,9 @@ export class Instance implements CallHolder {
   private handle: ContainerHandle | undefined;
   private folder: string | undefined;
   private readonly startAbort = new AbortController();
+  /** Cancelled calls awaiting their final frame, by deadline (one timer for all of them). */
+  private readonly cancelled = new DeadlineList<Call>();
+  private cancelTimer: ReturnType<typeof setTimeout> | undefined;
   private finished: Promise<void> | undefined;
   private markGone!: () => void;
   /** Resolves shutdown()'s wait once the drain is over (stop() began). */
@@ -117,7 +130,39 @@ export class Instance implements CallHolder {
   }
 
   abandon(call: Call): void {
-    this.connection?.cancel(call.id);
+    const connection = this.connection;
+    if (!connection?.pending.has(call.id)) return;
+    connection.cancel(call.id);
+    // The slot stays taken until the container's final frame. An app that ignores its signal could
+    // pin every slot forever, so the answer to a cancel is awaited for cancelGrace at most.
+    this.cancelled.push(call, this.config.now() + cancelGrace(this.config.options.shutdownTimeout));
+    if (this.cancelTimer === undefined) this.armCancelTimer();
+  }
+
+  private armCancelTimer(): void {
+    const due = this.cancelled.nextDue();
+    if (due === undefined) return;
+    this.cancelTimer = setTimeout(onCancelTimer, Math.max(0, due - this.config.now()), this);
+    this.cancelTimer.unref();
+  }
+
+  /** Timer callback: a cancelled call whose final frame is overdue retires the container. */
+  checkCancels(): void {
+    this.cancelTimer = undefined;
+    const pending = this.connection?.pending;
+    if (!pending || this.finished || this.state === "gone") return;
+    const overdue = this.cancelled.takeOverdue(this.config.now(), (call) => pending.get(call.id) === call);
+    if (overdue) {
+      const grace = cancelGrace(this.config.options.shutdownTimeout);
+      this.breakOff(
+        new ProtocolError(
+          "cancel-timeout",
+          `the container did not answer a cancelled request within ${grace} ms; it was retired`,
+        ),
+      );
+      return;
+    }
+    this.armCancelTimer();
   }
 
   /** Creates, starts and connects the container. Rejects with InstanceStartupError (or the engine's error). */
@@ -342,23 +387,26 @@ export class Instance implements CallHolder {
   private async onConnectionEnd(violation: ProtocolViolationError | undefined): Promise<void> {
     if (this.state === "gone" || this.finished) return;
     if (violation) {
-      this.retire();
-      this.failPending(
+      this.breakOff(
         new ProtocolError(
           violation.reason,
           `the container broke the protocol (${violation.reason}): ${violation.message}`,
-          {
-            cause: violation,
-          },
+          { cause: violation },
         ),
       );
-      this.finished = this.cleanUp(true);
       return;
     }
     this.retire();
     const exit = (this.handle as ContainerHandle).exit;
     const outcome = await Promise.race([exit, delay(EXIT_REPORT_GRACE_MS)]);
     await this.crash(outcome === "timeout" ? { exitCode: null, oomKilled: false } : outcome);
+  }
+
+  /** The container cannot be trusted any more: fail what it holds, kill and remove it. */
+  private breakOff(error: ProtocolError): void {
+    this.retire();
+    this.failPending(error);
+    this.finished = this.cleanUp(true);
   }
 
   private crash(exit: ContainerExit): Promise<void> {
@@ -401,6 +449,9 @@ export class Instance implements CallHolder {
   /** Kills (when asked) and removes the container, removes its folder; the instance is gone after. */
   private async cleanUp(kill: boolean): Promise<void> {
     const { engine } = this.config;
+    clearTimeout(this.cancelTimer);
+    this.cancelTimer = undefined;
+    this.cancelled.clear();
     this.connection?.destroy();
     const id = this.containerId;
     if (id) {

@@ -150,6 +150,35 @@ describe("Runtime over the process engine", () => {
     expect(after.pid).toBe(first.pid);
   });
 
+  it("retires a container that does not answer a cancel within shutdownTimeout (ProtocolError cancel-timeout)", async () => {
+    const rt = runtime({ shutdownTimeout: 1_000, maxConcurrency: 4 });
+    const first = await rt.execute<Reply>(artifact, { op: "echo", value: "warm" });
+    // "busy" ignores its signal: without the bound its slot (and the container) stayed pinned.
+    const ignored = rejection(rt.execute(artifact, { op: "busy", ms: 20_000 }, { timeout: 200 }));
+    const bystander = rejection(rt.execute(artifact, { op: "sleep", ms: 20_000 }));
+    expect(await ignored).toBeInstanceOf(RequestTimeoutError);
+    const started = Date.now();
+    const error = await bystander;
+    expect(error).toBeInstanceOf(ProtocolError);
+    expect((error as ProtocolError).reason).toBe("cancel-timeout");
+    expect(Date.now() - started).toBeLessThan(10_000);
+    const after = await rt.execute<Reply>(artifact, { op: "echo", value: "after" });
+    expect(after.pid).not.toBe(first.pid);
+    expect(rt.stats().artifacts[0]?.coldStarts).toBe(2);
+  });
+
+  it("keeps a container whose app answers its cancels in time", async () => {
+    const rt = runtime({ shutdownTimeout: 1_000 });
+    const first = await rt.execute<Reply>(artifact, { op: "echo", value: "warm" });
+    // "busy" for 300 ms ignores the cancel but answers within the grace.
+    expect(await rejection(rt.execute(artifact, { op: "busy", ms: 300 }, { timeout: 50 }))).toBeInstanceOf(
+      RequestTimeoutError,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    const after = await rt.execute<Reply>(artifact, { op: "echo", value: "after" });
+    expect(after.pid).toBe(first.pid);
+  });
+
   it("rejects an aborted call with the signal's reason and keeps serving", async () => {
     const rt = runtime();
     await rt.execute(artifact, { op: "echo", value: "warm" });
