@@ -162,6 +162,15 @@ describe("decodeJson", () => {
     );
   });
 
+  it("accepts a real U+FFFD, and rejects invalid bytes beside one", () => {
+    // The strict check runs only when the decoded text holds U+FFFD: a genuine one must pass it.
+    expect(decodeJson(Buffer.from('{"a":"\uFFFD"}', "utf8"))).toEqual({ a: "\uFFFD" });
+    const mixed = Buffer.concat([Buffer.from('"\uFFFD', "utf8"), Buffer.from([0xff]), Buffer.from('"')]);
+    expect(violation(() => decodeJson(mixed)).reason).toBe("invalid-utf8");
+    // Invalid input that is not JSON either is reported as invalid UTF-8, as before.
+    expect(violation(() => decodeJson(Buffer.from([0xff]))).reason).toBe("invalid-utf8");
+  });
+
   it("rejects invalid JSON", () => {
     expect(violation(() => decodeJson(Buffer.from("{nope"))).reason).toBe("invalid-json");
   });

@@ -253,6 +253,74 @@ describe("serve()", () => {
     client.close();
   });
 
+  it("parses with schemas that turn out to be async, every time after the first", async () => {
+    const Request = z.object({ value: z.string() }).refine(async (r) => r.value !== "bad", "bad value");
+    const Response = z.object({ value: z.string() }).transform(async (r) => ({ value: `${r.value}!` }));
+    class AsyncSchemas extends Application<typeof Request, typeof Response> {
+      readonly request = Request;
+      readonly response = Response;
+      execute(request: { value: string }) {
+        return { value: request.value };
+      }
+    }
+    const handle = await start({ app: new AsyncSchemas() });
+    const client = await TestClient.connect(handle.socketPath);
+    for (const id of ["1", "2", "3"]) {
+      expect(await client.request(id, { value: id })).toEqual({
+        type: "response",
+        id,
+        payload: { value: `${id}!` },
+      });
+    }
+    expect(await client.request("b", { value: "bad" })).toMatchObject({
+      error: { type: "ValidationError", message: expect.stringContaining("bad value") },
+    });
+    client.close();
+  });
+
+  it("runs synchronous executes, and a long queue of them, without recursing", async () => {
+    const Request = z.object({ n: z.number(), hold: z.boolean().optional() });
+    const Response = z.object({ n: z.number() });
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    class Sync extends Application<typeof Request, typeof Response> {
+      readonly request = Request;
+      readonly response = Response;
+      execute(request: { n: number; hold?: boolean }) {
+        if (request.n < 0) throw new RangeError("negative");
+        // Only the first request is async: it holds the one slot while the rest queue up behind it.
+        return request.hold ? gate.then(() => ({ n: request.n })) : { n: request.n };
+      }
+    }
+    const handle = await start({ app: new Sync(), maxConcurrency: 1 });
+    const first = await TestClient.connect(handle.socketPath);
+    expect(await first.request("neg", { n: -1 })).toMatchObject({
+      error: { type: "RangeError", message: "negative" },
+    });
+    const held = first.request("held", { n: 0, hold: true });
+    await expect.poll(() => handle.stats().running).toBe(1);
+    // Each connection may hold 256 pending requests: 20 connections queue 4,000 synchronous executes.
+    const clients = await Promise.all(
+      Array.from({ length: 20 }, () => TestClient.connect(handle.socketPath)),
+    );
+    const answers = clients.flatMap((client, c) =>
+      Array.from({ length: 200 }, (_, i) => client.request(`${c}-${i}`, { n: c * 1000 + i })),
+    );
+    await expect.poll(() => handle.stats().queued, { timeout: 10_000 }).toBe(4000);
+    release();
+    expect(await held).toMatchObject({ type: "response", payload: { n: 0 } });
+    const results = await Promise.all(answers);
+    expect(results.every((message) => message.type === "response")).toBe(true);
+    expect(results.map((message) => (message as { payload: { n: number } }).payload.n)).toEqual(
+      clients.flatMap((_, c) => Array.from({ length: 200 }, (_, i) => c * 1000 + i)),
+    );
+    expect(handle.stats()).toMatchObject({ running: 0, queued: 0, pending: 0 });
+    first.close();
+    for (const client of clients) client.close();
+  });
+
   it("a second close() with a shorter grace cuts the wait short", async () => {
     const handle = await start({ shutdownGraceMs: 600_000 });
     const client = await TestClient.connect(handle.socketPath);

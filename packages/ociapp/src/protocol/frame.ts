@@ -185,12 +185,20 @@ export class FrameDecoder {
   }
 }
 
-/** Strict UTF-8 then JSON.parse. Throws ProtocolViolationError("invalid-utf8" | "invalid-json"). */
+/**
+ * Strict UTF-8 then JSON.parse. Throws ProtocolViolationError("invalid-utf8" | "invalid-json").
+ *
+ * Decoding replaces every invalid sequence with U+FFFD, so a body whose text has no U+FFFD was valid
+ * UTF-8: the strict (second) scan runs only when one appears, which a well-behaved client rarely sends.
+ */
 export function decodeJson(body: Uint8Array): unknown {
-  if (!isUtf8(body)) throw new ProtocolViolationError("invalid-utf8", "frame body is not valid UTF-8");
   const buffer = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  const text = buffer.toString("utf8");
+  if (text.includes("\uFFFD") && !isUtf8(buffer)) {
+    throw new ProtocolViolationError("invalid-utf8", "frame body is not valid UTF-8");
+  }
   try {
-    return JSON.parse(buffer.toString("utf8"));
+    return JSON.parse(text);
   } catch (error) {
     throw new ProtocolViolationError("invalid-json", "frame body is not valid JSON", { cause: error });
   }

@@ -4,14 +4,24 @@ import { encodeFrame } from "../protocol/frame.js";
 import { type ClientMessage, parseClientMessage, type RemoteError } from "../protocol/messages.js";
 import { MessageReader } from "../protocol/reader.js";
 import { ProtocolViolationError } from "../protocol/violation.js";
-import { Cancellation } from "./cancellation.js";
-import { cancelled, execute, type Outcome, validateRequest } from "./invoke.js";
-import type { ConcurrencyLimiter, Waiter } from "./limiter.js";
+import {
+  cancelledError,
+  isThenable,
+  type ParseResult,
+  type SchemaParser,
+  thrownError,
+  validationError,
+} from "./invoke.js";
+import type { ConcurrencyLimiter } from "./limiter.js";
+import { type RequestOwner, ServerRequest } from "./request.js";
 
 /** What a connection needs from its server. */
 export interface ConnectionContext {
   readonly app: AnyApplication;
   readonly limiter: ConcurrencyLimiter;
+  /** The app's request and response schemas. */
+  readonly requestParser: SchemaParser;
+  readonly responseParser: SchemaParser;
   readonly maxFrameBytes: number;
   readonly frameTimeoutMs: number;
   /** Reading pauses while this many requests of the connection are pending ... */
@@ -37,24 +47,21 @@ export interface ConnectionContext {
  */
 export type ConnectionState = "open" | "draining" | "closing" | "closed";
 
-interface PendingRequest {
-  readonly id: string;
-  readonly bytes: number;
-  readonly cancellation: Cancellation;
-  waiter: Waiter | undefined;
-  done: boolean;
-}
+/** Up to this many bytes of frames are copied into one buffer per write. */
+const MAX_COALESCED_BYTES = 256 * 1024;
 
-export class Connection {
+export class Connection implements RequestOwner {
   readonly id: number;
   readonly #socket: Socket;
   readonly #context: ConnectionContext;
   readonly #reader: MessageReader;
-  readonly #pending = new Map<string, PendingRequest>();
+  readonly #pending = new Map<string, ServerRequest>();
   #pendingBytes = 0;
   #state: ConnectionState = "open";
   #readPaused = false;
-  #corked = false;
+  /** Frames finished in this tick, written together by #flush (one write per tick, not per frame). */
+  #outbox: Buffer[] = [];
+  #outboxBytes = 0;
 
   constructor(id: number, socket: Socket, context: ConnectionContext, hello: Buffer) {
     this.id = id;
@@ -83,7 +90,7 @@ export class Connection {
   }
 
   get outboundBytes(): number {
-    return this.#socket.writableLength;
+    return this.#socket.writableLength + this.#outboxBytes;
   }
 
   get readPaused(): boolean {
@@ -107,7 +114,7 @@ export class Connection {
 
   /** Server shutdown, last phase: any request still pending gets its "Cancelled" frame now. */
   cancelRemaining(message: string): void {
-    for (const request of [...this.#pending.values()]) this.#finish(request, cancelled(message));
+    for (const request of [...this.#pending.values()]) this.#finish(request, false, cancelledError(message));
   }
 
   /** Ends the socket after its queued writes, or destroys it when force is set. */
@@ -135,108 +142,181 @@ export class Connection {
       );
     }
     if (this.#context.shuttingDown) {
-      this.#send(message.id, {
-        ok: false,
-        error: { type: "ShuttingDown", message: "the server is shutting down and accepts no new requests" },
+      this.#send(message.id, false, {
+        type: "ShuttingDown",
+        message: "the server is shutting down and accepts no new requests",
       });
       return;
     }
-    const request: PendingRequest = {
-      id: message.id,
-      bytes: frameBytes ?? 0,
-      cancellation: new Cancellation(),
-      waiter: undefined,
-      done: false,
-    };
-    this.#pending.set(request.id, request);
+    const request = new ServerRequest(this, message.id, frameBytes ?? 0);
+    this.#pending.set(request.requestId, request);
     this.#pendingBytes += request.bytes;
     this.#context.requestAccepted();
-    void this.#start(request, message.payload);
+    let parsed: ParseResult | Promise<ParseResult>;
+    try {
+      parsed = this.#context.requestParser.parse(message.payload);
+    } catch (error) {
+      this.#finish(request, false, thrownError(error, "request validation"));
+      return;
+    }
+    if (isThenable(parsed)) void this.#awaitValidation(request, parsed);
+    else this.#start(request, parsed);
     this.#updateFlow();
   };
 
-  /** Validates the request, then runs it now or once a concurrency slot frees up. */
-  async #start(request: PendingRequest, payload: unknown): Promise<void> {
-    const validated = await validateRequest(this.#context.app, payload);
-    if (request.done) return;
-    if (!validated.ok) {
-      this.#finish(request, validated);
-      return;
-    }
-    if (request.cancellation.aborted) {
-      this.#finish(request, cancelled(request.cancellation.message));
-      return;
-    }
-    const limiter = this.#context.limiter;
-    if (limiter.tryAcquire()) {
-      await this.#execute(request, validated.payload);
-    } else {
-      request.waiter = limiter.enqueue(() => {
-        request.waiter = undefined;
-        void this.#execute(request, validated.payload);
-      });
-    }
-  }
-
-  /** Runs execute holding a slot, which it releases whatever happens. */
-  async #execute(request: PendingRequest, input: unknown): Promise<void> {
-    let outcome: Outcome;
+  async #awaitValidation(request: ServerRequest, parsing: Promise<ParseResult>): Promise<void> {
+    let parsed: ParseResult;
     try {
-      outcome = await execute(this.#context.app, input, request.id, request.cancellation);
-    } finally {
-      this.#context.limiter.release();
+      parsed = await parsing;
+    } catch (error) {
+      this.#finish(request, false, thrownError(error, "request validation"));
+      return;
     }
-    this.#finish(request, outcome);
+    this.#start(request, parsed);
   }
 
-  #abort(request: PendingRequest, message: string): void {
-    request.cancellation.abort(message);
-    if (request.waiter) {
+  /** Runs a validated request now, or once a concurrency slot frees up. */
+  #start(request: ServerRequest, parsed: ParseResult): void {
+    if (request.done) return;
+    if (!parsed.success) {
+      this.#finish(request, false, validationError("ValidationError", "request", parsed.error?.issues));
+      return;
+    }
+    if (request.aborted) {
+      this.#finish(request, false, cancelledError(request.abortMessage));
+      return;
+    }
+    request.input = parsed.data;
+    const limiter = this.#context.limiter;
+    if (limiter.tryAcquire()) this.#run(request);
+    else limiter.enqueue(request);
+  }
+
+  /** The limiter gave a queued request its slot. */
+  runQueued(request: ServerRequest): void {
+    this.#run(request);
+  }
+
+  /**
+   * Calls execute holding a slot. A synchronous result is handled at once; only a thenable costs an
+   * await. Every path ends in #settle, which releases the slot.
+   */
+  #run(request: ServerRequest): void {
+    const input = request.input;
+    request.input = undefined;
+    let result: unknown;
+    try {
+      result = this.#context.app.execute(input, request);
+    } catch (error) {
+      this.#settle(request, false, thrownError(error, "execute"));
+      return;
+    }
+    if (isThenable(result)) void this.#awaitResult(request, result);
+    else this.#validateResponse(request, result);
+  }
+
+  async #awaitResult(request: ServerRequest, pending: PromiseLike<unknown>): Promise<void> {
+    let result: unknown;
+    try {
+      result = await pending;
+    } catch (error) {
+      this.#settle(request, false, thrownError(error, "execute"));
+      return;
+    }
+    this.#validateResponse(request, result);
+  }
+
+  #validateResponse(request: ServerRequest, result: unknown): void {
+    if (request.aborted) {
+      this.#settle(request, false, cancelledError(request.abortMessage));
+      return;
+    }
+    let parsed: ParseResult | Promise<ParseResult>;
+    try {
+      parsed = this.#context.responseParser.parse(result);
+    } catch (error) {
+      this.#settle(request, false, thrownError(error, "response validation"));
+      return;
+    }
+    if (isThenable(parsed)) void this.#awaitResponse(request, parsed);
+    else this.#responseParsed(request, parsed);
+  }
+
+  async #awaitResponse(request: ServerRequest, parsing: Promise<ParseResult>): Promise<void> {
+    let parsed: ParseResult;
+    try {
+      parsed = await parsing;
+    } catch (error) {
+      this.#settle(request, false, thrownError(error, "response validation"));
+      return;
+    }
+    this.#responseParsed(request, parsed);
+  }
+
+  #responseParsed(request: ServerRequest, parsed: ParseResult): void {
+    if (parsed.success) this.#settle(request, true, parsed.data);
+    else
+      this.#settle(
+        request,
+        false,
+        validationError("ResponseValidationError", "response", parsed.error?.issues),
+      );
+  }
+
+  /** Ends a request that held a slot: its final frame, then the slot goes to the next waiter. */
+  #settle(request: ServerRequest, ok: boolean, value: unknown): void {
+    // An execute that failed after a cancel ended because of it.
+    if (!ok && request.aborted) value = cancelledError(request.abortMessage);
+    this.#finish(request, ok, value);
+    this.#context.limiter.release();
+  }
+
+  #abort(request: ServerRequest, message: string): void {
+    request.abort(message);
+    if (request.queued) {
       // Never started: it frees no slot and ends now.
-      this.#context.limiter.cancel(request.waiter);
-      request.waiter = undefined;
-      this.#finish(request, cancelled(request.cancellation.message));
+      this.#context.limiter.cancel(request);
+      this.#finish(request, false, cancelledError(request.abortMessage));
     }
   }
 
-  #finish(request: PendingRequest, outcome: Outcome): void {
+  /** value is the response payload when ok, else the RemoteError. */
+  #finish(request: ServerRequest, ok: boolean, value: unknown): void {
     if (request.done) return;
     request.done = true;
-    this.#pending.delete(request.id);
+    request.input = undefined;
+    this.#pending.delete(request.requestId);
     this.#pendingBytes -= request.bytes;
     this.#context.requestSettled();
     if (this.#state === "open" || this.#state === "draining") {
-      this.#send(request.id, outcome);
+      this.#send(request.requestId, ok, value);
       this.#updateFlow();
       this.#endIfIdle();
     }
   }
 
-  #send(id: string, outcome: Outcome): void {
+  #send(id: string, ok: boolean, value: unknown): void {
     let frame: Buffer;
     try {
       frame = encodeFrame(
-        outcome.ok
+        ok
           ? // JSON has no undefined: a schema whose output is undefined (z.void()) answers null.
-            { type: "response", id, payload: outcome.payload === undefined ? null : outcome.payload }
-          : { type: "error", id, error: outcome.error },
+            { type: "response", id, payload: value === undefined ? null : value }
+          : { type: "error", id, error: value },
         this.#context.maxFrameBytes,
       );
     } catch (error) {
-      frame = this.#encodeFallback(id, outcome, error);
+      frame = this.#encodeFallback(id, ok, value, error);
     }
-    if (!this.#corked) {
-      // Responses finished in the same tick leave in one writev.
-      this.#corked = true;
-      this.#socket.cork();
-      process.nextTick(this.#uncork);
-    }
-    this.#socket.write(frame);
+    if (this.#outbox.length === 0) process.nextTick(this.#flush);
+    this.#outbox.push(frame);
+    this.#outboxBytes += frame.length;
   }
 
-  #encodeFallback(id: string, outcome: Outcome, cause: unknown): Buffer {
+  #encodeFallback(id: string, ok: boolean, value: unknown, cause: unknown): Buffer {
     const tooLarge = cause instanceof ProtocolViolationError;
-    const error: RemoteError = outcome.ok
+    const failed = value as RemoteError;
+    const error: RemoteError = ok
       ? tooLarge
         ? { type: "ResponseTooLarge", message: `${cause.message} (the response payload)` }
         : {
@@ -244,7 +324,7 @@ export class Connection {
             message: `response is not JSON-serialisable: ${errorText(cause)}`,
           }
       : // The error itself did not encode: its details are the likely culprit.
-        { type: outcome.error.type, message: outcome.error.message };
+        { type: failed.type, message: failed.message };
     try {
       return encodeFrame({ type: "error", id, error }, this.#context.maxFrameBytes);
     } catch {
@@ -256,9 +336,26 @@ export class Connection {
     }
   }
 
-  readonly #uncork = (): void => {
-    this.#corked = false;
-    this.#socket.uncork();
+  /**
+   * Writes the frames finished in this tick as one buffer. Copying small frames into one is cheaper
+   * than a stream write per frame (cork and writev still pay the stream's bookkeeping per chunk).
+   */
+  readonly #flush = (): void => {
+    const outbox = this.#outbox;
+    if (outbox.length === 0) return;
+    const bytes = this.#outboxBytes;
+    this.#outbox = [];
+    this.#outboxBytes = 0;
+    const socket = this.#socket;
+    if (socket.destroyed || socket.writableEnded) return;
+    if (outbox.length === 1) socket.write(outbox[0]!);
+    else if (bytes <= MAX_COALESCED_BYTES) socket.write(Buffer.concat(outbox, bytes));
+    else {
+      // Large frames are not worth copying: one writev instead.
+      socket.cork();
+      for (const frame of outbox) socket.write(frame);
+      socket.uncork();
+    }
   };
 
   /**
@@ -272,7 +369,7 @@ export class Connection {
       if (
         this.#pending.size >= context.maxPendingRequests ||
         this.#pendingBytes >= context.maxPendingBytes ||
-        this.#socket.writableLength >= context.maxOutboundBytes
+        this.outboundBytes >= context.maxOutboundBytes
       ) {
         this.#readPaused = true;
         this.#reader.pause();
@@ -280,7 +377,7 @@ export class Connection {
     } else if (
       this.#pending.size <= context.maxPendingRequests >>> 1 &&
       this.#pendingBytes <= context.maxPendingBytes / 2 &&
-      this.#socket.writableLength <= context.maxOutboundBytes >>> 1
+      this.outboundBytes <= context.maxOutboundBytes >>> 1
     ) {
       this.#readPaused = false;
       this.#reader.resume();
@@ -295,7 +392,7 @@ export class Connection {
     if (this.#state === "closing" || this.#state === "closed") return;
     this.#state = "closing";
     this.#reader.dispose();
-    if (this.#corked) this.#uncork();
+    this.#flush();
     this.#socket.end();
   }
 

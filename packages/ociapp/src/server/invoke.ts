@@ -1,67 +1,80 @@
-import type { AnyApplication } from "../application.js";
 import type { RemoteError } from "../protocol/messages.js";
-import { type Cancellation, RequestContext } from "./cancellation.js";
-
-export type Outcome = { ok: true; payload: unknown } | { ok: false; error: RemoteError };
 
 /** Longest error message sent back; a runaway message must not turn into an oversize frame. */
 const MAX_MESSAGE_CHARS = 8 * 1024;
 const MAX_ISSUES = 100;
 
-interface ParseResult {
+export interface ParseResult {
   success: boolean;
   data?: unknown;
   error?: { issues?: unknown };
 }
 
-/** Parses with the app's own zod schema (zod 4's safeParseAsync). */
-type Schema = { safeParseAsync(value: unknown): Promise<ParseResult> };
-
-export function cancelled(message: string): Outcome {
-  return { ok: false, error: { type: "Cancelled", message } };
+/** The part of the app's own zod schema the server uses. */
+interface Schema {
+  safeParse(value: unknown): ParseResult;
+  safeParseAsync(value: unknown): Promise<ParseResult>;
 }
 
-/** Parses the payload with the app's request schema. Never throws. */
-export async function validateRequest(app: AnyApplication, payload: unknown): Promise<Outcome> {
-  try {
-    const request = await (app.request as unknown as Schema).safeParseAsync(payload);
-    if (request.success) return { ok: true, payload: request.data };
-    return { ok: false, error: validationError("ValidationError", "request", request.error?.issues) };
-  } catch (error) {
-    return { ok: false, error: thrownError(error, "request validation") };
+/**
+ * Parses with one of the app's schemas. safeParse first: safeParseAsync costs several times more
+ * (a promise and microtask hops per call) and almost every schema is synchronous. A schema with an
+ * async refinement or transform makes zod throw its async error from safeParse; the parser then
+ * remembers that the schema is async and uses safeParseAsync from that call on.
+ */
+export class SchemaParser {
+  readonly #schema: Schema;
+  #async = false;
+
+  constructor(schema: unknown) {
+    this.#schema = schema as Schema;
+  }
+
+  get async(): boolean {
+    return this.#async;
+  }
+
+  /** The result, or a promise of it once the schema proved async. Throws what the schema throws. */
+  parse(value: unknown): ParseResult | Promise<ParseResult> {
+    if (this.#async) return this.#schema.safeParseAsync(value);
+    try {
+      return this.#schema.safeParse(value);
+    } catch (error) {
+      if (!isZodAsyncError(error)) throw error;
+      this.#async = true;
+      return this.#schema.safeParseAsync(value);
+    }
   }
 }
 
 /**
- * Runs execute on a validated request, then the response schema. Never throws: every failure
- * becomes the error outcome the wire protocol names.
+ * zod's "use parseAsync" error, recognised by name and message rather than by class: the app's copy
+ * of zod is not necessarily ours. zod 4 throws $ZodAsyncError; zod 3 threw a plain Error.
  */
-export async function execute(
-  app: AnyApplication,
-  request: unknown,
-  requestId: string,
-  cancellation: Cancellation,
-): Promise<Outcome> {
-  let stage = "execute";
-  try {
-    const result = await app.execute(request, new RequestContext(requestId, cancellation));
-    if (cancellation.aborted) return cancelled(cancellation.message);
-    stage = "response validation";
-    const response = await (app.response as unknown as Schema).safeParseAsync(result);
-    if (!response.success) {
-      return {
-        ok: false,
-        error: validationError("ResponseValidationError", "response", response.error?.issues),
-      };
-    }
-    return { ok: true, payload: response.data };
-  } catch (error) {
-    if (cancellation.aborted) return cancelled(cancellation.message);
-    return { ok: false, error: thrownError(error, stage) };
-  }
+export function isZodAsyncError(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  if (error.constructor?.name === "$ZodAsyncError") return true;
+  const message = String(error.message);
+  return (
+    message.startsWith("Encountered Promise during synchronous parse") ||
+    message.startsWith("Synchronous parse encountered promise") ||
+    message.startsWith("Asynchronous refinement encountered during synchronous parse")
+  );
 }
 
-function validationError(type: string, what: string, issues: unknown): RemoteError {
+export function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    value !== null &&
+    (typeof value === "object" || typeof value === "function") &&
+    typeof (value as { then?: unknown }).then === "function"
+  );
+}
+
+export function cancelledError(message: string): RemoteError {
+  return { type: "Cancelled", message };
+}
+
+export function validationError(type: string, what: string, issues: unknown): RemoteError {
   const list = Array.isArray(issues) ? issues.slice(0, MAX_ISSUES) : [];
   const summary = list
     .slice(0, 3)
@@ -77,7 +90,7 @@ function validationError(type: string, what: string, issues: unknown): RemoteErr
   };
 }
 
-function thrownError(error: unknown, stage: string): RemoteError {
+export function thrownError(error: unknown, stage: string): RemoteError {
   if (error instanceof Error) {
     const remote: RemoteError = {
       type: typeof error.name === "string" && error.name ? error.name : "Error",

@@ -1,7 +1,7 @@
-/** A place in the limiter's queue. */
+/** A place in the limiter's queue: the limiter sets queued and calls run() holding a slot. */
 export interface Waiter {
-  readonly run: () => void;
-  cancelled: boolean;
+  queued: boolean;
+  run(): void;
 }
 
 /**
@@ -14,6 +14,7 @@ export class ConcurrencyLimiter {
   #queue: Waiter[] = [];
   #head = 0;
   #waiting = 0;
+  #dispatching = false;
 
   constructor(max: number) {
     this.max = max;
@@ -34,34 +35,42 @@ export class ConcurrencyLimiter {
     return true;
   }
 
-  /** Queues run() to be called, holding a slot, once one frees up. */
-  enqueue(run: () => void): Waiter {
-    const waiter: Waiter = { run, cancelled: false };
+  /** Queues waiter.run() to be called, holding a slot, once one frees up. */
+  enqueue(waiter: Waiter): void {
+    waiter.queued = true;
     this.#queue.push(waiter);
     this.#waiting++;
-    return waiter;
   }
 
   cancel(waiter: Waiter): void {
-    if (waiter.cancelled) return;
-    waiter.cancelled = true;
+    if (!waiter.queued) return;
+    waiter.queued = false;
     this.#waiting--;
   }
 
-  /** Frees a slot and hands it to the next waiter, if any. */
+  /**
+   * Frees a slot and hands free slots to the next waiters. A waiter's run() may finish at once and
+   * release again: that inner release only frees its slot, and this loop hands it on, so a queue of
+   * synchronous executes never recurses.
+   */
   release(): void {
     this.#active--;
-    while (this.#head < this.#queue.length) {
-      const waiter = this.#queue[this.#head]!;
-      this.#queue[this.#head] = undefined as never;
-      this.#head++;
-      this.#compact();
-      if (waiter.cancelled) continue;
-      waiter.cancelled = true;
-      this.#waiting--;
-      this.#active++;
-      waiter.run();
-      return;
+    if (this.#dispatching) return;
+    this.#dispatching = true;
+    try {
+      while (this.#active < this.max && this.#head < this.#queue.length) {
+        const waiter = this.#queue[this.#head]!;
+        this.#queue[this.#head] = undefined as never;
+        this.#head++;
+        this.#compact();
+        if (!waiter.queued) continue;
+        waiter.queued = false;
+        this.#waiting--;
+        this.#active++;
+        waiter.run();
+      }
+    } finally {
+      this.#dispatching = false;
     }
   }
 

@@ -10,6 +10,7 @@ import {
 import { encodeFrame } from "../protocol/frame.js";
 import type { HelloMessage } from "../protocol/messages.js";
 import { Connection, type ConnectionContext } from "./connection.js";
+import { SchemaParser } from "./invoke.js";
 import { ConcurrencyLimiter } from "./limiter.js";
 import { type BoundSocket, bindSocket } from "./socket-file.js";
 
@@ -120,6 +121,8 @@ class AppServer implements ServerHandle, ConnectionContext {
   readonly app: AnyApplication;
   readonly socketPath: string;
   readonly limiter: ConcurrencyLimiter;
+  readonly requestParser: SchemaParser;
+  readonly responseParser: SchemaParser;
   readonly maxFrameBytes: number;
   readonly frameTimeoutMs: number;
   readonly maxPendingRequests: number;
@@ -148,6 +151,8 @@ class AppServer implements ServerHandle, ConnectionContext {
 
   constructor(options: ServeOptions) {
     this.app = options.app;
+    this.requestParser = new SchemaParser(this.app.request);
+    this.responseParser = new SchemaParser(this.app.response);
     this.socketPath = resolve(options.socketPath ?? DEFAULT_SOCKET_PATH);
     const maxConcurrency = integerOption(
       "maxConcurrency",
