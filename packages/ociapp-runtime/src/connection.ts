@@ -20,6 +20,11 @@ export interface ConnectionEvents {
    * and never ran the request. Called before onFinal; the call is left unsettled for the owner.
    */
   onRefused(call: Call): void;
+  /**
+   * The app answered "Cancelled" for a call this host never cancelled (the call is still unsettled):
+   * something else is shutting the container down. Called before onFinal; the owner settles it.
+   */
+  onUnaskedCancel(call: Call): void;
   /** The connection is over: a violation by the container, or the stream ended or failed. */
   onEnd(violation: ProtocolViolationError | undefined, cause: unknown): void;
 }
@@ -130,6 +135,7 @@ export class Connection {
     }
     if (message.type === "response") call.succeed(message.payload);
     else if (message.error.type === "ShuttingDown") this.events.onRefused(call);
+    else if (message.error.type === "Cancelled" && !call.settled) this.events.onUnaskedCancel(call);
     else call.fail(new RemoteExecutionError(message.error));
     this.events.onFinal(call);
   }

@@ -44,8 +44,12 @@ export interface InstanceConfig {
   now: () => number;
 }
 
-/** How long a broken connection waits for the engine to report the container's exit code. */
-const EXIT_REPORT_GRACE_MS = 1_000;
+/**
+ * How long calls on a connection that ended (no violation) wait for the engine's exit report, so
+ * their WorkerExitedError can carry the exit code and the OOM flag. Kept tiny: the socket's EOF
+ * usually trails the exit by less than this, and a container that hung up but runs on gets no more.
+ */
+const EXIT_REPORT_GRACE_MS = 100;
 /**
  * Upper bound on each engine call made while stopping (kill, remove) and on the wait for an exit
  * after SIGKILL: shutdownTimeout, clamped to 1..10 s. The engine itself may be wedged or gone.
@@ -86,6 +90,8 @@ export class Instance implements CallHolder {
   idleSince: number;
   hello: HelloMessage | undefined;
   containerId: string | undefined;
+  /** The container's exit, once the engine reported it. */
+  private exitReport: ContainerExit | undefined;
   private connection: Connection | undefined;
   private handle: ContainerHandle | undefined;
   private folder: string | undefined;
@@ -220,7 +226,10 @@ export class Instance implements CallHolder {
       // A violation in the same chunk as the hello (a second hello, say) ended the connection already.
       const endedBy = this.connection?.endedBy;
       if (endedBy) throw new StartupAbort(endedBy === "closed" ? "closed" : `protocol:${endedBy.message}`);
-      this.handle.exit.then((exit) => this.onExit(exit));
+      this.handle.exit.then((exit) => {
+        this.exitReport = exit;
+        this.onExit(exit);
+      });
       this.hello = hello;
       this.capacity = Math.min(options.maxConcurrency, hello.maxConcurrency);
       this.maxFrameBytes = Math.min(options.maxFrameBytes, hello.maxFrameBytes);
@@ -258,6 +267,7 @@ export class Instance implements CallHolder {
           onHello: (hello) => resolve(hello),
           onFinal: (call) => this.events.onFinal(this, call),
           onRefused: (call) => this.onRefused(call),
+          onUnaskedCancel: (call) => this.onUnaskedCancel(call),
           onEnd: (violation, cause) => {
             if (this.state === "starting") {
               reject(new StartupAbort(violation ? `protocol:${violation.message}` : "closed", { cause }));
@@ -370,6 +380,21 @@ export class Instance implements CallHolder {
   private onRefused(call: Call): void {
     this.drain();
     if (!call.settled) this.events.onRefused(this, call);
+  }
+
+  /**
+   * The app cancelled a request this host never cancelled: its container is being stopped by
+   * someone else (`docker stop`, a daemon shutting down), so the caller learns the container went
+   * away, as it would from the exit itself. The instance drains: it takes no more calls.
+   */
+  private onUnaskedCancel(call: Call): void {
+    this.drain();
+    call.fail(
+      new WorkerExitedError(
+        "the container was stopped by something other than this runtime (docker stop, or the engine shutting down) while the request was in flight; its app cancelled the request",
+        this.exitReport ?? { exitCode: null, oomKilled: false },
+      ),
+    );
   }
 
   /** Notified by pool after a final frame: a draining instance stops once empty. */

@@ -250,9 +250,11 @@ describe("Runtime over the process engine", () => {
     );
     expect(replies.map((reply) => reply.value)).toEqual([1, 2, 3]);
     for (const reply of replies) expect(reply.pid).not.toBe(first.pid);
+    // The app cancelled it on its way down, though this runtime never asked: to the caller the
+    // container went away.
     const cut = await sleeping;
-    expect(cut).toBeInstanceOf(RemoteExecutionError);
-    expect((cut as RemoteExecutionError).remote.type).toBe("Cancelled");
+    expect(cut).toBeInstanceOf(WorkerExitedError);
+    expect((cut as WorkerExitedError).message).toContain("stopped by something other than this runtime");
     expect(rt.stats().artifacts[0]?.coldStarts).toBe(2);
   });
 
@@ -272,6 +274,18 @@ describe("Runtime over the process engine", () => {
     expect(after.pid).not.toBe(first.pid);
     expect(engine.loads).toBe(2);
     expect(rt.stats().artifacts[0]?.imageLoads).toBe(2);
+  });
+
+  it("fails calls at once when a container hangs up without exiting", async () => {
+    engine.command = (_spec, socketPath) => [process.execPath, HOSTILE, "hang-up", socketPath];
+    const rt = runtime();
+    await rt.warm(artifact);
+    const started = Date.now();
+    const error = await rejection(rt.execute(artifact, { op: "echo", value: 1 }));
+    expect(error).toBeInstanceOf(WorkerExitedError);
+    expect((error as WorkerExitedError).exitCode).toBeNull();
+    // Before: a 1 s wait for an exit report that never came. Now at most the 100 ms grace.
+    expect(Date.now() - started).toBeLessThan(800);
   });
 
   it("reports a killed container's exit code", async () => {

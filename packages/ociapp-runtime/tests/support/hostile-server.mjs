@@ -36,6 +36,10 @@ const server = createServer((socket) => {
       case "garbage":
         socket.write(Buffer.from([0, 0, 0, 5, 0xff, 0xfe, 0x00, 0x01, 0x02]));
         break;
+      case "hang-up":
+        // Ends the connection but keeps running: no exit code to wait for.
+        socket.end();
+        break;
       case "stall":
         socket.write(Buffer.from([0, 0, 0, 100, 0x7b]));
         break;
