@@ -65,6 +65,11 @@ function delay(ms: number): Promise<"timeout"> {
   return new Promise((resolve) => setTimeout(resolve, ms, "timeout"));
 }
 
+/** What the app's shutdown grace leaves of shutdownTimeout, for its Cancelled answers to get out. */
+function killMargin(shutdownTimeout: number): number {
+  return Math.min(1_000, Math.floor(shutdownTimeout / 5));
+}
+
 /** How long a cancelled call's final frame may take: shutdownTimeout, at least 1 s. */
 function cancelGrace(shutdownTimeout: number): number {
   return Math.max(1_000, shutdownTimeout);
@@ -199,7 +204,7 @@ export class Instance implements CallHolder {
         OCIAPP_MAX_FRAME_BYTES: String(options.maxFrameBytes),
         // The app cancels what is left a little before SIGKILL, so its Cancelled answers get out.
         OCIAPP_SHUTDOWN_GRACE_MS: String(
-          Math.max(0, options.shutdownTimeout - Math.min(1_000, Math.floor(options.shutdownTimeout / 5))),
+          Math.max(0, options.shutdownTimeout - killMargin(options.shutdownTimeout)),
         ),
         OCIAPP_ORPHAN_TIMEOUT_MS: String(options.orphanTimeout),
       };
@@ -335,11 +340,16 @@ export class Instance implements CallHolder {
       clearTimeout(timer);
       this.drainWaiter = undefined;
     }
-    return this.stop();
+    // The calls still in flight had shutdownTimeout already: SIGKILL follows SIGTERM after the margin
+    // only, so close() takes at most shutdownTimeout + margin (plus bounded engine calls).
+    return this.stop(this.inFlight > 0 ? killMargin(this.config.options.shutdownTimeout) : undefined);
   }
 
-  /** SIGTERM (the app finishes what it holds within its grace), SIGKILL after shutdownTimeout, remove. */
-  stop(): Promise<void> {
+  /**
+   * SIGTERM (the app finishes what it holds within its grace), SIGKILL after `termWait` (by default
+   * shutdownTimeout), remove.
+   */
+  stop(termWait?: number): Promise<void> {
     this.drainWaiter?.();
     if (this.finished) return this.finished;
     if (this.state === "starting") {
@@ -355,7 +365,7 @@ export class Instance implements CallHolder {
       const exit = (this.handle as ContainerHandle).exit;
       const bound = engineBound(options.shutdownTimeout);
       await this.kill(id, "SIGTERM");
-      let outcome = await Promise.race([exit, delay(options.shutdownTimeout)]);
+      let outcome = await Promise.race([exit, delay(termWait ?? options.shutdownTimeout)]);
       if (outcome === "timeout") {
         await this.kill(id, "SIGKILL");
         outcome = await Promise.race([exit, delay(bound)]);

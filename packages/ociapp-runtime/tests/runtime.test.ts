@@ -550,6 +550,23 @@ describe("Runtime over the process engine", () => {
     expect(await rejection(rt.warm(artifact))).toBeInstanceOf(RuntimeClosedError);
   });
 
+  it("close() with a call that outlives shutdownTimeout ends within shutdownTimeout plus the kill margin", async () => {
+    const rt = runtime({ shutdownTimeout: 3_000 });
+    await rt.warm(artifact);
+    // "busy" ignores every signal: only SIGKILL ends it.
+    const stuck = rejection(rt.execute(artifact, { op: "busy", ms: 60_000 }));
+    await eventually(() => rt.stats().artifacts[0]?.inFlight === 1);
+    const started = Date.now();
+    await rt.close();
+    const took = Date.now() - started;
+    // 3 s drain, then SIGKILL 600 ms after SIGTERM (before: another 3 s, 6 s in all).
+    expect(took).toBeGreaterThanOrEqual(3_000);
+    expect(took).toBeLessThan(5_000);
+    const error = await stuck;
+    expect(error).toBeInstanceOf(WorkerExitedError);
+    expect((error as WorkerExitedError).exitCode).toBe(137);
+  });
+
   it("close() right after a request was written still lets it finish", async () => {
     const rt = runtime();
     await rt.execute(artifact, { op: "echo", value: "warm" });
