@@ -1,4 +1,3 @@
-export type { ArtifactCacheOptions, FileIdentity, ReadArtifactIndex } from "./artifact-cache.js";
 export { DockerEngine } from "./docker-engine.js";
 export type { ContainerExit, ContainerHandle, ContainerSpec, Engine, ListedContainer } from "./engine.js";
 export {
@@ -6,13 +5,16 @@ export {
   EngineUnavailableError,
   InstanceStartupError,
   InvalidRequestError,
+  type KnownRuntimeError,
   OciappRuntimeError,
   OptionsError,
   ProtocolError,
+  type ProtocolErrorReason,
   QueueFullError,
   RemoteExecutionError,
   RequestTimeoutError,
   RuntimeClosedError,
+  type RuntimeErrorCode,
   WorkerExitedError,
 } from "./errors.js";
 export type { InstanceState } from "./instance.js";

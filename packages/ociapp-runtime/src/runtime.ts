@@ -7,6 +7,7 @@ import { Call } from "./call.js";
 import { DockerEngine } from "./docker-engine.js";
 import type { Engine } from "./engine.js";
 import { InvalidRequestError, OptionsError, RuntimeClosedError } from "./errors.js";
+import { seamsOf } from "./internal/seams.js";
 import { LABELS } from "./labels.js";
 import {
   type CallOptions,
@@ -26,12 +27,6 @@ export interface RuntimeStats {
   runtimeId: string;
   closed: boolean;
   artifacts: ArtifactStats[];
-}
-
-/** Internal seams for tests of pure logic; not part of the public options. */
-export interface RuntimeInternals {
-  readIndex?: ReadArtifactIndex;
-  now?: () => number;
 }
 
 let defaultReadIndex: ReadArtifactIndex | undefined;
@@ -66,8 +61,9 @@ export class Runtime implements AsyncDisposable {
   private closing: Promise<void> | undefined;
   private swept: Promise<void> | undefined;
 
-  constructor(options: RuntimeOptions = {}, internals: RuntimeInternals = {}) {
+  constructor(options: RuntimeOptions = {}) {
     this.options = resolveOptions(options);
+    const internals = seamsOf(options);
     if (options.engine !== undefined && !isEngine(options.engine)) {
       throw new OptionsError(
         "Runtime option engine must be an Engine such as new DockerEngine() (got a non-engine value)",

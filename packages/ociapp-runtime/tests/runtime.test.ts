@@ -19,6 +19,7 @@ import {
   type RuntimeOptions,
   WorkerExitedError,
 } from "../src/index.js";
+import { createRuntime } from "../src/internal/create-runtime.js";
 import { ProcessEngine } from "./support/process-engine.js";
 
 // The pool, instance and connection logic against real `ociapp serve` processes (the process
@@ -76,7 +77,7 @@ describe("Runtime over the process engine", () => {
   });
 
   function runtime(options: RuntimeOptions = {}): Runtime {
-    const created = new Runtime(
+    const created = createRuntime(
       { engine, socketDir, startupTimeout: 15_000, ...options },
       { readIndex: async (path) => ({ digest: path.includes("other") ? OTHER_DIGEST : DIGEST }) },
     );
@@ -383,7 +384,7 @@ describe("Runtime over the process engine", () => {
 
   it("rejects with EngineUnavailableError when the engine cannot be reached", async () => {
     const unreachable = new DockerEngine({ socketPath: join(socketDir, "no-engine.sock") });
-    const rt = new Runtime(
+    const rt = createRuntime(
       { engine: unreachable, socketDir },
       { readIndex: async () => ({ digest: DIGEST }) },
     );
