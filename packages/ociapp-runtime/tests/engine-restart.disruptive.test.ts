@@ -156,10 +156,7 @@ describe("Runtime across a dockerd restart", () => {
       expect(downCall.ms).toBeLessThan(10_000);
       console.info(
         `[engine-restart] dockerd stopped ${Math.round(stopMs)} ms after SIGTERM; calls in flight settled after ${cutOff
-          .map(
-            (outcome) =>
-              `${Math.round(outcome.ms)} ms (${(outcome.error as OciappRuntimeError).code})`,
-          )
+          .map((outcome) => `${Math.round(outcome.ms)} ms (${(outcome.error as OciappRuntimeError).code})`)
           .join(", ")}; calls made 0.5 s into the stop settled after ${refused
           .map((outcome) => `${Math.round(outcome.ms)} ms (${(outcome.error as OciappRuntimeError).code})`)
           .join(", ")}; a call while down failed in ${downCall.ms.toFixed(1)} ms`,
