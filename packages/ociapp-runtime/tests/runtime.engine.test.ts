@@ -5,6 +5,8 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   DockerEngine,
@@ -143,7 +145,7 @@ describe("Runtime against the Docker engine", () => {
     const started = performance.now();
     const replies = await Promise.all(
       Array.from({ length: 1_000 }, (_, i) =>
-        rt.execute<Reply>(artifact.path, { op: "sleep", ms: 5, value: i }),
+        rt.execute<Reply>(artifact.path, { op: "sleep", ms: 50, value: i }),
       ),
     );
     const elapsed = performance.now() - started;
@@ -151,12 +153,14 @@ describe("Runtime against the Docker engine", () => {
     await sampler;
     expect(replies.map((reply) => reply.value)).toEqual(Array.from({ length: 1_000 }, (_, i) => i));
     const hosts = new Set(replies.map((reply) => reply.host));
-    expect(hosts.size).toBeGreaterThanOrEqual(1);
+    // The burst needs about 3 s on one container (1,000 x 50 ms / 16 slots): the pool scales out.
+    expect(hosts.size).toBeGreaterThanOrEqual(2);
     expect(hosts.size).toBeLessThanOrEqual(3);
+    expect(rt.stats().artifacts[0]?.coldStarts).toBeGreaterThanOrEqual(2);
     expect(rt.stats().artifacts[0]?.coldStarts).toBeLessThanOrEqual(3);
     expect(most).toBeLessThanOrEqual(3);
     console.info(
-      `[runtime.engine] 1,000 concurrent calls (5 ms sleeps) in ${Math.round(elapsed)} ms on ${hosts.size} containers`,
+      `[runtime.engine] 1,000 concurrent calls (50 ms sleeps) in ${Math.round(elapsed)} ms on ${hosts.size} containers`,
     );
   });
 
@@ -226,7 +230,9 @@ describe("Runtime against the Docker engine", () => {
     expect(Date.now() - killed).toBeLessThan(10_000);
     for (const error of errors) {
       expect(error).toBeInstanceOf(WorkerExitedError);
-      expect((error as WorkerExitedError).exitCode).toBe(137);
+      // The calls fail within 100 ms of the connection's end; the engine's exit report (137) usually
+      // trails it by more (its wait answer, then a wait for a late oom event), so it may be unknown.
+      expect([137, null]).toContain((error as WorkerExitedError).exitCode);
       expect((error as WorkerExitedError).oomKilled).toBe(false);
       expect((error as WorkerExitedError).code).toBe("OCIAPP_WORKER_EXITED");
     }
@@ -398,75 +404,145 @@ describe("Runtime against the Docker engine", () => {
     );
   });
 
-  it("retires hostile containers with ProtocolError without buffering what they declare", async () => {
-    const good = runtime();
-    await good.warm(artifact.path);
-    const cases = [
-      ["huge-length", "frame-too-large"],
-      ["oversize", "frame-too-large"],
-      ["garbage", "invalid-utf8"],
-      ["unknown-id", "unknown-id"],
-      ["trickle", "frame-timeout"],
-    ] as const;
-    const heapBefore = process.memoryUsage().heapUsed;
-    for (const [mode, reason] of cases) {
-      const rt = runtime({ env: { OCIAPP_FIXTURE_HOSTILE: mode }, frameTimeout: 3_000 });
-      const error = await rejection(rt.execute(artifact.path, { op: "echo", value: mode }));
-      expect(error, mode).toBeInstanceOf(ProtocolError);
-      expect((error as ProtocolError).reason, mode).toBe(reason);
-      expect((await good.execute<Reply>(artifact.path, { op: "echo", value: mode })).value).toBe(mode);
-      await eventually(async () => (await containersOf(rt)).length === 0);
+  it("retires hostile containers with ProtocolError without buffering what they declare; other artifacts of the same runtime keep serving", async () => {
+    // A second build of the fixture, with hostile.flag: another digest, hostile when the env says so.
+    const hostileProject = await fixtureProject();
+    try {
+      await hostileProject.markHostile();
+      const hostile = await hostileProject.build();
+      digests.add(hostile.digest);
+      expect(hostile.digest).not.toBe(artifact.digest);
+      const cases = [
+        ["huge-length", "frame-too-large"],
+        ["oversize", "frame-too-large"],
+        ["garbage", "invalid-utf8"],
+        ["unknown-id", "unknown-id"],
+        ["trickle", "frame-timeout"],
+      ] as const;
+      setFlagsFromString("--expose-gc");
+      const gc = runInNewContext("gc") as () => void;
+      gc();
+      const before = process.memoryUsage();
+      for (const [mode, reason] of cases) {
+        // One runtime, one env: the good build ignores the variable, the hostile build obeys it.
+        const rt = runtime({ env: { OCIAPP_FIXTURE_HOSTILE: mode }, frameTimeout: 3_000 });
+        const good = await rt.execute<Reply>(artifact.path, { op: "echo", value: `before ${mode}` });
+        const error = await rejection(rt.execute(hostile.path, { op: "echo", value: mode }));
+        expect(error, mode).toBeInstanceOf(ProtocolError);
+        expect((error as ProtocolError).reason, mode).toBe(reason);
+        const after = await rt.execute<Reply>(artifact.path, { op: "echo", value: mode });
+        expect(after.value).toBe(mode);
+        expect(after.host, "the good artifact's container is untouched").toBe(good.host);
+        const stats = rt.stats().artifacts;
+        expect(stats.find((entry) => entry.digest === artifact.digest)?.coldStarts).toBe(1);
+        await eventually(async () => (await containersOf(rt)).length === 1);
+      }
+      gc();
+      const after = process.memoryUsage();
+      const heapGrowth = after.heapUsed - before.heapUsed;
+      const bufferGrowth = after.arrayBuffers - before.arrayBuffers;
+      console.info(
+        `[runtime.engine] after gc, growth over 5 hostile containers: heap ${(heapGrowth / 1048576).toFixed(1)} MiB, array buffers ${(bufferGrowth / 1048576).toFixed(1)} MiB`,
+      );
+      expect(Math.max(heapGrowth, bufferGrowth)).toBeLessThan(64 * 1024 * 1024);
+    } finally {
+      await hostileProject.remove();
     }
-    const heapGrowth = process.memoryUsage().heapUsed - heapBefore;
-    console.info(
-      `[runtime.engine] heap growth over 5 hostile containers: ${(heapGrowth / 1048576).toFixed(1)} MiB`,
-    );
-    expect(heapGrowth).toBeLessThan(64 * 1024 * 1024);
   });
 
   it("settles every one of 20,000 mixed calls with faults injected, and leaks nothing", async () => {
-    const rt = runtime({ maxInstances: 2, maxQueue: 20_000 });
+    class CallerGaveUp extends Error {}
+    const rt = runtime({ maxInstances: 2, minInstances: 2, maxQueue: 20_000, reaperInterval: 200 });
     await rt.warm(artifact.path);
     const rssBefore = process.memoryUsage().rss;
     const started = performance.now();
-    let answered = 0;
-    let typedFailures = 0;
+    type Kind = "echo" | "timeout" | "abort" | "pinned";
+    const tally = new Map<string, number>();
+    const count = (kind: Kind, outcome: string) =>
+      tally.set(`${kind}:${outcome}`, (tally.get(`${kind}:${outcome}`) ?? 0) + 1);
+    const classify = (reason: unknown): string => {
+      if (reason instanceof CallerGaveUp) return "abort-reason";
+      if (reason instanceof OciappRuntimeError) return reason.name;
+      return `untyped ${String(reason)}`;
+    };
     let kills = 0;
-    const untyped: unknown[] = [];
     for (let batch = 0; batch < 40; batch++) {
-      if (batch % 10 === 5) {
-        const [victim] = await containersOf(rt);
-        if (victim) {
-          kills++;
-          void execFileAsync("docker", ["kill", victim.id]).catch(() => undefined);
+      const calls: [Kind, Promise<unknown>][] = [];
+      const killBatch = batch % 10 === 5;
+      if (killBatch) {
+        // Both containers up (the last kill's replacement included), so no start races the kill.
+        await eventually(async () => {
+          const stats = rt.stats().artifacts[0];
+          return stats?.instances.ready === 2 && stats.instances.starting === 0;
+        }, 30_000);
+        // Long calls sent first, spread over the ready containers, so the victim surely holds some.
+        for (let k = 0; k < 4; k++) {
+          calls.push(["pinned", rt.execute(artifact.path, { op: "sleep", ms: 3_000, value: k })]);
         }
       }
-      const calls = Array.from({ length: 500 }, (_, j) => {
+      for (let j = 0; j < 500; j++) {
         const i = batch * 500 + j;
-        if (i % 50 === 1) return rt.execute(artifact.path, { op: "sleep", ms: 2_000 }, { timeout: 20 });
-        if (i % 50 === 2) {
+        if (i % 50 === 1) {
+          calls.push(["timeout", rt.execute(artifact.path, { op: "sleep", ms: 2_000 }, { timeout: 20 })]);
+        } else if (i % 50 === 2) {
           const controller = new AbortController();
-          setTimeout(() => controller.abort(new RequestTimeoutError(1)), 10);
-          return rt.execute(artifact.path, { op: "sleep", ms: 2_000 }, { signal: controller.signal });
+          setTimeout(() => controller.abort(new CallerGaveUp("gave up")), 10);
+          calls.push([
+            "abort",
+            rt.execute(artifact.path, { op: "sleep", ms: 2_000 }, { signal: controller.signal }),
+          ]);
+        } else {
+          calls.push([
+            "echo",
+            rt.execute<Reply>(artifact.path, { op: "echo", value: i }).then((reply) => {
+              expect(reply.value).toBe(i);
+              return reply;
+            }),
+          ]);
         }
-        return rt.execute<Reply>(artifact.path, { op: "echo", value: i }).then((reply) => {
-          expect(reply.value).toBe(i);
-          return reply;
-        });
-      });
-      for (const outcome of await Promise.allSettled(calls)) {
-        if (outcome.status === "fulfilled") answered++;
-        else if (outcome.reason instanceof OciappRuntimeError) typedFailures++;
-        else untyped.push(outcome.reason);
       }
+      const settled = Promise.allSettled(calls.map(([, call]) => call));
+      if (killBatch) {
+        const running = (await containersOf(rt)).filter((container) => container.state === "running");
+        expect(running.length).toBeGreaterThan(0);
+        await execFileAsync("docker", ["kill", (running[0] as { id: string }).id]);
+        kills++;
+      }
+      const outcomes = await settled;
+      outcomes.forEach((outcome, index) => {
+        const kind = (calls[index] as [Kind, Promise<unknown>])[0];
+        count(kind, outcome.status === "fulfilled" ? "answered" : classify(outcome.reason));
+      });
     }
     const elapsed = performance.now() - started;
     const rssAfter = process.memoryUsage().rss;
-    expect(untyped).toEqual([]);
-    expect(answered + typedFailures).toBe(20_000);
-    expect(answered).toBeGreaterThan(15_000);
+    const summary = Object.fromEntries([...tally.entries()].sort());
+    const of = (key: string) => tally.get(key) ?? 0;
+    // Every outcome is one the kind allows; nothing untyped.
+    const allowed: Record<Kind, string[]> = {
+      echo: ["answered", "WorkerExitedError"],
+      timeout: ["RequestTimeoutError", "WorkerExitedError"],
+      abort: ["abort-reason", "WorkerExitedError"],
+      pinned: ["answered", "WorkerExitedError"],
+    };
+    for (const key of tally.keys()) {
+      const [kind, outcome] = key.split(":") as [Kind, string];
+      expect(allowed[kind], `${key} (${JSON.stringify(summary)})`).toContain(outcome);
+    }
+    const total = (kind: Kind) => allowed[kind].reduce((sum, outcome) => sum + of(`${kind}:${outcome}`), 0);
+    expect([total("echo"), total("timeout"), total("abort"), total("pinned")]).toEqual([
+      19_200, 400, 400, 16,
+    ]);
+    expect(kills).toBe(4);
+    // Each kill cut off at least one pinned call on the victim.
+    expect(of("pinned:WorkerExitedError")).toBeGreaterThanOrEqual(4);
+    expect(of("timeout:RequestTimeoutError")).toBeGreaterThanOrEqual(300);
+    expect(of("abort:abort-reason")).toBeGreaterThanOrEqual(300);
+    expect(of("echo:answered")).toBeGreaterThan(15_000);
+    const coldStarts = rt.stats().artifacts[0]?.coldStarts ?? 0;
+    expect(coldStarts).toBeGreaterThan(1);
     console.info(
-      `[runtime.engine] 20,000 mixed calls in ${Math.round(elapsed)} ms: ${answered} answered, ${typedFailures} typed failures, ${kills} kills, ${rt.stats().artifacts[0]?.coldStarts} cold starts; RSS ${(rssBefore / 1048576).toFixed(0)} -> ${(rssAfter / 1048576).toFixed(0)} MiB`,
+      `[runtime.engine] 20,000 mixed calls in ${Math.round(elapsed)} ms: ${JSON.stringify(summary)}, ${kills} kills, ${coldStarts} cold starts; RSS ${(rssBefore / 1048576).toFixed(0)} -> ${(rssAfter / 1048576).toFixed(0)} MiB`,
     );
     expect(rssAfter - rssBefore).toBeLessThan(256 * 1024 * 1024);
   });

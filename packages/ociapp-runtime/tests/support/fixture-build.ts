@@ -1,4 +1,4 @@
-import { appendFile, cp, mkdir, mkdtemp, rm, stat, symlink } from "node:fs/promises";
+import { appendFile, cp, mkdir, mkdtemp, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -15,6 +15,8 @@ export interface FixtureProject {
   build(): Promise<{ path: string; digest: string }>;
   /** Changes the app's code, so the next build yields a different artifact. */
   change(): Promise<void>;
+  /** Adds hostile.flag: a build of this copy breaks the protocol when OCIAPP_FIXTURE_HOSTILE is set. */
+  markHostile(): Promise<void>;
   remove(): Promise<void>;
 }
 
@@ -42,6 +44,9 @@ export async function fixtureProject(): Promise<FixtureProject> {
     },
     async change() {
       await appendFile(join(root, "main.js"), `\n// rebuilt ${Date.now()}\n`);
+    },
+    async markHostile() {
+      await writeFile(join(root, "hostile.flag"), "hostile build\n");
     },
     async remove() {
       await rm(work, { recursive: true, force: true });
