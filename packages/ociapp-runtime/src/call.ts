@@ -25,8 +25,17 @@ export class Call {
   /** Links in its pool's queue. */
   prev: Call | undefined;
   next: Call | undefined;
+  /** Links in its runtime's deadline list, and when it times out there (performance.now()). */
+  deadlinePrev: Call | undefined;
+  deadlineNext: Call | undefined;
+  deadline = 0;
+  private deadlines: CallDeadlines | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
 
+  /**
+   * `deadlines` serves calls with the runtime's requestTimeout (their deadlines only increase, so
+   * one list and one timer cover them all); a call with its own timeout gets its own timer.
+   */
   constructor(
     readonly id: string,
     readonly frame: Buffer,
@@ -34,9 +43,15 @@ export class Call {
     private readonly rejectCall: (reason: unknown) => void,
     private readonly signal: AbortSignal | undefined,
     private readonly timeoutMs: number,
+    deadlines?: CallDeadlines,
   ) {
-    this.timer = setTimeout(onCallTimeout, timeoutMs, this);
-    this.timer.unref();
+    if (deadlines) {
+      this.deadlines = deadlines;
+      deadlines.add(this, timeoutMs);
+    } else {
+      this.timer = setTimeout(onCallTimeout, timeoutMs, this);
+      this.timer.unref();
+    }
     signal?.addEventListener("abort", this);
   }
 
@@ -66,12 +81,16 @@ export class Call {
 
   onTimeout(): void {
     this.timer = undefined;
+    this.deadlines = undefined;
     this.giveUp(new RequestTimeoutError(this.timeoutMs));
   }
 
   private finish(): void {
     this.settled = true;
-    if (this.timer !== undefined) {
+    if (this.deadlines !== undefined) {
+      this.deadlines.remove(this);
+      this.deadlines = undefined;
+    } else if (this.timer !== undefined) {
       clearTimeout(this.timer);
       this.timer = undefined;
     }
@@ -81,6 +100,70 @@ export class Call {
 
 function onCallTimeout(call: Call): void {
   call.onTimeout();
+}
+
+/**
+ * The unsettled calls of one timeout length, in deadline order (they are added as they are made, so
+ * their deadlines only increase): add and remove are O(1) linked-list operations, and one unref'd
+ * timer, armed for the earliest deadline, times them all out. It holds only unsettled calls, so it
+ * does not grow with history. The timer may fire for a call that has settled since; it then re-arms
+ * for the new earliest deadline, so it fires about once per timeout length, not once per call.
+ */
+export class CallDeadlines {
+  private head: Call | undefined;
+  private tail: Call | undefined;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the armed timer fires. */
+  private timerAt = Number.POSITIVE_INFINITY;
+  size = 0;
+
+  add(call: Call, timeoutMs: number): void {
+    call.deadline = performance.now() + timeoutMs;
+    call.deadlinePrev = this.tail;
+    call.deadlineNext = undefined;
+    if (this.tail) this.tail.deadlineNext = call;
+    else this.head = call;
+    this.tail = call;
+    this.size++;
+    if (this.timer === undefined) this.arm();
+  }
+
+  remove(call: Call): void {
+    if (call.deadlinePrev) call.deadlinePrev.deadlineNext = call.deadlineNext;
+    else if (this.head === call) this.head = call.deadlineNext;
+    else return;
+    if (call.deadlineNext) call.deadlineNext.deadlinePrev = call.deadlinePrev;
+    else this.tail = call.deadlinePrev;
+    call.deadlinePrev = undefined;
+    call.deadlineNext = undefined;
+    this.size--;
+  }
+
+  /** Timer callback. */
+  expire(): void {
+    this.timer = undefined;
+    this.timerAt = Number.POSITIVE_INFINITY;
+    const now = performance.now();
+    for (let call = this.head; call !== undefined && call.deadline <= now; call = this.head) {
+      this.remove(call);
+      call.onTimeout();
+    }
+    this.arm();
+  }
+
+  private arm(): void {
+    const head = this.head;
+    if (head === undefined || this.timerAt <= head.deadline) return;
+    clearTimeout(this.timer);
+    this.timerAt = head.deadline;
+    // +1: timers round to whole milliseconds; firing a little late beats re-arming for the remainder.
+    this.timer = setTimeout(expireDeadlines, Math.max(0, head.deadline - performance.now()) + 1, this);
+    this.timer.unref();
+  }
+}
+
+function expireDeadlines(deadlines: CallDeadlines): void {
+  deadlines.expire();
 }
 
 /** FIFO of calls with O(1) removal from anywhere (a queued call that times out leaves at once). */

@@ -3,7 +3,7 @@ import { hostname } from "node:os";
 import { encodeFrame } from "ociapp/protocol";
 import { ArtifactCache, type ReadArtifactIndex } from "./artifact-cache.js";
 import { untilAborted } from "./bounded.js";
-import { Call } from "./call.js";
+import { Call, CallDeadlines } from "./call.js";
 import { DockerEngine } from "./docker-engine.js";
 import type { Engine } from "./engine.js";
 import { InvalidRequestError, OptionsError, RuntimeClosedError } from "./errors.js";
@@ -56,6 +56,8 @@ export class Runtime implements AsyncDisposable {
   private readonly reaper: Reaper;
   private readonly now: () => number;
   private readonly short: string;
+  /** Timeouts of the calls made with requestTimeout: one list, one timer. */
+  private readonly deadlines = new CallDeadlines();
   private counter = 0;
   private containers = 0;
   private closing: Promise<void> | undefined;
@@ -108,7 +110,15 @@ export class Runtime implements AsyncDisposable {
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise<Res>((resolve, reject) => {
-      const call = new Call(id, frame, resolve as (value: unknown) => void, reject, signal, timeout);
+      const call = new Call(
+        id,
+        frame,
+        resolve as (value: unknown) => void,
+        reject,
+        signal,
+        timeout,
+        timeout === this.options.requestTimeout ? this.deadlines : undefined,
+      );
       const digest = this.cache.lookup(path);
       if (digest !== undefined) {
         this.poolFor(digest, path).submit(call);

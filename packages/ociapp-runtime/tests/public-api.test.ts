@@ -1,6 +1,6 @@
 import { describe, expect, expectTypeOf, it } from "vitest";
-import * as api from "../src/index.js";
 import type { KnownRuntimeError, RuntimeOptions } from "../src/index.js";
+import * as api from "../src/index.js";
 import { ProtocolError, Runtime } from "../src/index.js";
 
 describe("public API", () => {
