@@ -146,14 +146,15 @@ export class Instance implements CallHolder {
     connection.cancel(call.id);
     // The slot stays taken until the container's final frame. An app that ignores its signal could
     // pin every slot forever, so the answer to a cancel is awaited for cancelGrace at most.
-    this.cancelled.push(call, this.config.now() + cancelGrace(this.config.options.shutdownTimeout));
+    // Real time, not the injectable clock: it arms a real timer.
+    this.cancelled.push(call, performance.now() + cancelGrace(this.config.options.shutdownTimeout));
     if (this.cancelTimer === undefined) this.armCancelTimer();
   }
 
   private armCancelTimer(): void {
     const due = this.cancelled.nextDue();
     if (due === undefined) return;
-    this.cancelTimer = setTimeout(onCancelTimer, Math.max(0, due - this.config.now()), this);
+    this.cancelTimer = setTimeout(onCancelTimer, Math.max(0, due - performance.now()) + 1, this);
     this.cancelTimer.unref();
   }
 
@@ -162,7 +163,7 @@ export class Instance implements CallHolder {
     this.cancelTimer = undefined;
     const pending = this.connection?.pending;
     if (!pending || this.finished || this.state === "gone") return;
-    const overdue = this.cancelled.takeOverdue(this.config.now(), (call) => pending.get(call.id) === call);
+    const overdue = this.cancelled.takeOverdue(performance.now(), (call) => pending.get(call.id) === call);
     if (overdue) {
       const grace = cancelGrace(this.config.options.shutdownTimeout);
       this.breakOff(
@@ -398,10 +399,13 @@ export class Instance implements CallHolder {
    * away, as it would from the exit itself. The instance drains: it takes no more calls.
    */
   private onUnaskedCancel(call: Call): void {
+    const ours = this.finished !== undefined;
     this.drain();
     call.fail(
       new WorkerExitedError(
-        "the container was stopped by something other than this runtime (docker stop, or the engine shutting down) while the request was in flight; its app cancelled the request",
+        ours
+          ? "the container was stopped by this runtime (close() after shutdownTimeout) before answering the request; its app cancelled it"
+          : "the container was stopped by something other than this runtime (docker stop, or the engine shutting down) while the request was in flight; its app cancelled the request",
         this.exitReport ?? { exitCode: null, oomKilled: false },
       ),
     );
