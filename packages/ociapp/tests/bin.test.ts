@@ -139,6 +139,13 @@ describe.concurrent("ociapp serve load errors: one line on stderr, exit 1, no so
     expect(fromEnv).toContain("'lots' from env 'OCIAPP_MAX_FRAME_BYTES' is invalid");
   });
 
+  it("a socket path whose folder cannot be created", async () => {
+    const line = await failingServe(["--app", "app/echo-app.mjs#echo", "--socket", "/proc/nope/app.sock"]);
+    expect(line).toBe(
+      "ociapp: cannot use socket path /proc/nope/app.sock: cannot create its folder /proc/nope: ENOENT: no such file or directory",
+    );
+  });
+
   it("a socket path taken by something that is not a socket", async () => {
     const line = await failingServe(["--app", "app/echo-app.mjs#echo", "--socket", "app"]);
     expect(line).toBe(`ociapp: socket path ${join(installed.root, "app")} exists and is not a socket`);

@@ -9,6 +9,7 @@ import {
   type ExecutionContext,
   isApplication,
   OciappError,
+  OciappUsageError,
   type ServerHandle,
   serve,
   VERSION,
@@ -117,6 +118,19 @@ describe("serve()", () => {
     }
     throw new Error("expected serve() to refuse the socket");
   }
+
+  it("reports a socket path it cannot use as one error, and logs nothing besides", async () => {
+    const error = await start({ socketPath: "/proc/nope/app.sock" }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(OciappUsageError);
+    expect(error).toMatchObject({ code: "OCIAPP_SOCKET_PATH" });
+    expect((error as Error).message).toMatch(/^cannot use socket path \/proc\/nope\/app.sock: .*ENOENT/);
+    // The folder exists but refuses a socket, even to root: listen itself fails (EACCES).
+    await expect(start({ socketPath: "/proc/self/app.sock" })).rejects.toMatchObject({
+      code: "OCIAPP_SOCKET_BIND",
+      message: expect.stringMatching(/^cannot listen on \/proc\/self\/app.sock: .*EACCES/),
+    });
+    expect(logs).toEqual([]);
+  });
 
   it("validates its options, naming the option and the value", async () => {
     await expect(start({ maxConcurrency: 0 })).rejects.toThrow(

@@ -207,7 +207,6 @@ class AppServer implements ServerHandle, ConnectionContext {
       this.#resolveClosed = resolve;
     });
     this.#server.on("connection", this.#onConnection);
-    this.#server.on("error", (error) => this.#log(`server error: ${error.message}`));
   }
 
   get shuttingDown(): boolean {
@@ -216,6 +215,8 @@ class AppServer implements ServerHandle, ConnectionContext {
 
   async listen(): Promise<void> {
     this.#bound = await bindSocket(this.#server, this.socketPath);
+    // Only now: a failed bind is reported once, by bindSocket's error, not also as a logged line.
+    this.#server.on("error", (error) => this.#log(`server error: ${error.message}`));
     this.#armOrphanTimer();
   }
 

@@ -1,4 +1,4 @@
-import { chmod, lstat, mkdir, rename, unlink } from "node:fs/promises";
+import { chmod, lstat, mkdir, rename, stat, unlink } from "node:fs/promises";
 import { connect, type Server } from "node:net";
 import { basename, dirname, join } from "node:path";
 import { OciappUsageError } from "../errors.js";
@@ -21,15 +21,59 @@ function isListening(path: string): Promise<boolean> {
   });
 }
 
+/** The reason of a failed file-system call, without the call and the path Node appends to it. */
+function reason(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.replace(/, \w+ '.*'$/s, "");
+}
+
+function socketPathError(path: string, what: string, error: unknown): OciappUsageError {
+  return new OciappUsageError(
+    "OCIAPP_SOCKET_PATH",
+    `cannot use socket path ${path}: ${what}: ${reason(error)}`,
+    {
+      cause: error,
+    },
+  );
+}
+
+/**
+ * mkdir -p, by hand: Node 20's recursive mkdir never settles for a folder that cannot exist, such as
+ * one under /proc (it retries ENOENT forever). Here each level is tried once.
+ */
+async function ensureFolder(folder: string): Promise<void> {
+  try {
+    await mkdir(folder);
+    return;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "EEXIST") {
+      if ((await stat(folder)).isDirectory()) return;
+      throw error;
+    }
+    const parent = dirname(folder);
+    if (code !== "ENOENT" || parent === folder) throw error;
+  }
+  await ensureFolder(dirname(folder));
+  await mkdir(folder).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== "EEXIST") throw error;
+  });
+}
+
 /** Makes way for a new socket at path: creates its folder and removes a stale socket file. */
 async function clearSocketPath(path: string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
+  const folder = dirname(path);
+  try {
+    await ensureFolder(folder);
+  } catch (error) {
+    throw socketPathError(path, `cannot create its folder ${folder}`, error);
+  }
   let stats: Awaited<ReturnType<typeof lstat>>;
   try {
     stats = await lstat(path);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
-    throw error;
+    throw socketPathError(path, "cannot inspect it", error);
   }
   if (!stats.isSocket()) {
     throw new OciappUsageError("OCIAPP_SOCKET_PATH", `socket path ${path} exists and is not a socket`);
@@ -37,7 +81,11 @@ async function clearSocketPath(path: string): Promise<void> {
   if (await isListening(path)) {
     throw new OciappUsageError("OCIAPP_SOCKET_IN_USE", `socket path ${path} is in use by a running server`);
   }
-  await unlink(path);
+  try {
+    await unlink(path);
+  } catch (error) {
+    throw socketPathError(path, "cannot remove the stale socket", error);
+  }
 }
 
 function listen(server: Server, path: string): Promise<void> {
