@@ -1,10 +1,11 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer as createHttpServer } from "node:http";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DockerEngine, EngineUnavailableError } from "../src/index.js";
+import { createRuntime } from "../src/internal/create-runtime.js";
 import { resolveOptions } from "../src/options.js";
 
 // DockerEngine against fake engines on a Unix socket: one that accepts connections and never
@@ -51,6 +52,49 @@ describe("DockerEngine with an engine that never answers", () => {
     expect(error).toBeInstanceOf(EngineUnavailableError);
     expect((error as EngineUnavailableError).message).toContain("open its event stream");
     expect(Date.now() - started).toBeLessThan(2_000);
+  });
+
+  it("lets a signal end ping, hasImage, loadImage, killContainer and removeContainer", async () => {
+    const engine = new DockerEngine({ socketPath: join(dir, "engine.sock") });
+    const artifact = join(dir, "artifact.ociapp");
+    await writeFile(artifact, Buffer.alloc(64 * 1024));
+    const operations: [string, (signal: AbortSignal) => Promise<unknown>][] = [
+      ["ping", (signal) => engine.ping(signal)],
+      ["hasImage", (signal) => engine.hasImage(`sha256:${"a".repeat(64)}`, signal)],
+      ["loadImage", (signal) => engine.loadImage(artifact, signal)],
+      ["killContainer", (signal) => engine.killContainer("some-id", "SIGTERM", signal)],
+      ["removeContainer", (signal) => engine.removeContainer("some-id", signal)],
+    ];
+    for (const [name, run] of operations) {
+      const started = Date.now();
+      const error = await run(AbortSignal.timeout(200)).then(
+        () => undefined,
+        (reason: unknown) => reason,
+      );
+      expect(error, name).toBeInstanceOf(EngineUnavailableError);
+      expect(Date.now() - started, name).toBeLessThan(2_000);
+    }
+  });
+
+  it("bounds a Runtime's first call by startupTimeout, and close() ends", async () => {
+    const runtime = createRuntime(
+      {
+        engine: new DockerEngine({ socketPath: join(dir, "engine.sock") }),
+        socketDir: dir,
+        startupTimeout: 300,
+      },
+      { readIndex: async () => ({ digest: `sha256:${"a".repeat(64)}` }) },
+    );
+    await writeFile(join(dir, "x.ociapp"), "stands for an artifact");
+    const started = Date.now();
+    const error = await runtime.execute(join(dir, "x.ociapp"), {}).then(
+      () => undefined,
+      (reason: unknown) => reason,
+    );
+    expect(error).toBeInstanceOf(EngineUnavailableError);
+    expect((error as Error).message).toContain("within 300 ms");
+    expect(Date.now() - started).toBeLessThan(3_000);
+    await runtime.close();
   });
 });
 
