@@ -9,7 +9,7 @@ import { artifactFileName, defaultBaseImage, defaultImageReference } from "./nam
 import { type Project, readProject } from "./project.js";
 import { locateSdk, packSdk } from "./sdk.js";
 import { isFile, SDK_TARBALL_NAME, sdkTarballDir, stageManagedBuild } from "./stage.js";
-import { lastLines, run } from "./subprocess.js";
+import { lastLines, runTool } from "./subprocess.js";
 
 export interface BuildOptions {
   /** the app's folder: its package.json holds the "ociapp" configuration */
@@ -162,26 +162,17 @@ async function runBuildScript(
 ): Promise<void> {
   if (typeof project.packageJson.scripts?.build !== "string") return;
   say("running the app's build script (npm run build)");
-  let result: Awaited<ReturnType<typeof run>>;
-  try {
-    result = await run("npm", ["run", "build"], {
+  const result = await runTool(
+    "npm",
+    ["run", "build"],
+    {
       cwd: project.root,
       signal: opts.signal,
       env: opts.env,
       onOutput: opts.progress === "quiet" ? undefined : opts.onProgress,
-    });
-  } catch (error) {
-    if ((error as { code?: unknown }).code === "ENOENT") {
-      throw new BuildError(
-        "OCIAPP_BUILD_SCRIPT_FAILED",
-        "npm not found on PATH: it runs the app's build script",
-        {
-          cause: error,
-        },
-      );
-    }
-    throw error;
-  }
+    },
+    { code: "OCIAPP_BUILD_SCRIPT_FAILED", message: "npm not found on PATH: it runs the app's build script" },
+  );
   if (result.exitCode !== 0) {
     throw new BuildError(
       "OCIAPP_BUILD_SCRIPT_FAILED",

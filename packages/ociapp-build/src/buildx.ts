@@ -1,6 +1,6 @@
 import { BuildError } from "./errors.js";
 import { type BuildFailure, ProgressLog } from "./progress-log.js";
-import { lastLines, run } from "./subprocess.js";
+import { lastLines, runTool } from "./subprocess.js";
 
 export interface BuildxOptions {
   context: string;
@@ -21,24 +21,19 @@ export interface BuildxOptions {
   env?: Record<string, string | undefined> | undefined;
 }
 
+const DOCKER_MISSING =
+  "docker not found on PATH: install the Docker CLI and engine (https://docs.docker.com/engine/install/)";
 const ENGINE_DOWN = /Cannot connect to the Docker daemon|error during connect|Is the docker daemon running/i;
 const NO_OCI_EXPORTER = /OCI exporter is not supported|exporter "oci" is not supported/i;
 
 /** Fails with one clear line when the docker CLI or its buildx plugin is missing. */
 export async function checkBuildx(options: { signal?: AbortSignal | undefined; env?: BuildxOptions["env"] }) {
-  let result: Awaited<ReturnType<typeof run>>;
-  try {
-    result = await run("docker", ["buildx", "version"], { signal: options.signal, env: options.env });
-  } catch (error) {
-    if ((error as { code?: unknown }).code === "ENOENT") {
-      throw new BuildError(
-        "OCIAPP_BUILD_DOCKER_NOT_FOUND",
-        "docker not found on PATH: install the Docker CLI and engine (https://docs.docker.com/engine/install/)",
-        { cause: error },
-      );
-    }
-    throw error;
-  }
+  const result = await runTool(
+    "docker",
+    ["buildx", "version"],
+    { signal: options.signal, env: options.env },
+    { code: "OCIAPP_BUILD_DOCKER_NOT_FOUND", message: DOCKER_MISSING },
+  );
   if (result.exitCode !== 0) {
     const said = result.tail.trim().split("\n")[0]?.trim() ?? "";
     throw new BuildError(
@@ -79,9 +74,10 @@ export async function runBuildx(options: BuildxOptions): Promise<void> {
   args.push(options.context);
 
   const log = new ProgressLog();
-  let result: Awaited<ReturnType<typeof run>>;
-  try {
-    result = await run("docker", args, {
+  const result = await runTool(
+    "docker",
+    args,
+    {
       signal: options.signal,
       // buildx cancels the build in the engine on SIGINT; on SIGTERM it exits and the engine carries on
       // running the step to its end.
@@ -91,19 +87,9 @@ export async function runBuildx(options: BuildxOptions): Promise<void> {
         log.push(chunk);
         options.onProgress?.(chunk);
       },
-    });
-  } catch (error) {
-    if ((error as { code?: unknown }).code === "ENOENT") {
-      throw new BuildError(
-        "OCIAPP_BUILD_DOCKER_NOT_FOUND",
-        "docker not found on PATH: install the Docker CLI",
-        {
-          cause: error,
-        },
-      );
-    }
-    throw error;
-  }
+    },
+    { code: "OCIAPP_BUILD_DOCKER_NOT_FOUND", message: DOCKER_MISSING },
+  );
   if (result.exitCode === 0) return;
 
   throw describeFailure(log.failure(), result.tail);

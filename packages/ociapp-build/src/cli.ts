@@ -54,6 +54,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     .configureOutput({
       writeOut: (text) => io.stdout.write(text),
       writeErr: (text) => io.stderr.write(text),
+      // Commander's own errors ("error: option ...") read like the CLI's others.
+      outputError: (text, write) => write(`ociapp-build: ${text}`),
     })
     .action(async (projectRoot: string, flags: BuildFlags) => {
       const result = await build({
@@ -111,6 +113,21 @@ interface BuildFlags {
   json?: boolean;
 }
 
+const FILE_ERRORS: Record<string, string> = {
+  ENOENT: "no such file",
+  EACCES: "permission denied",
+  EISDIR: "is a directory, not a file",
+  ENOTDIR: "not a directory",
+};
+
+/** A file-system error as "<what>: <path>", or undefined for any other error. */
+function describeFileError(error: unknown): string | undefined {
+  const { code, path } = error as { code?: unknown; path?: unknown };
+  const what = typeof code === "string" ? FILE_ERRORS[code] : undefined;
+  if (what === undefined) return undefined;
+  return typeof path === "string" ? `${what}: ${path}` : (error as Error).message;
+}
+
 function report(error: unknown, io: CliIo): number {
   if (error instanceof CommanderError) {
     // Commander printed its own one-line message; --help and --version end here too.
@@ -125,9 +142,9 @@ function report(error: unknown, io: CliIo): number {
     io.stderr.write(`ociapp-build: error: invalid artifact: ${error.message}\n`);
     return 1;
   }
-  const code = (error as { code?: unknown }).code;
-  if (code === "ENOENT" || code === "EACCES" || code === "EISDIR") {
-    io.stderr.write(`ociapp-build: error: ${(error as Error).message}\n`);
+  const fileProblem = describeFileError(error);
+  if (fileProblem !== undefined) {
+    io.stderr.write(`ociapp-build: error: ${fileProblem}\n`);
     return 1;
   }
   if ((error as Error)?.name === "AbortError") {

@@ -1,5 +1,5 @@
 import { execa } from "execa";
-import { BuildError } from "./errors.js";
+import { BuildError, type BuildErrorCode } from "./errors.js";
 
 export interface RunOptions {
   cwd?: string;
@@ -61,6 +61,26 @@ export async function run(file: string, args: string[], options: RunOptions = {}
     throw result;
   }
   return { exitCode: result.exitCode ?? 1, stdout, tail };
+}
+
+/**
+ * run(), for a tool the build needs: a missing executable (ENOENT from the spawn) becomes a BuildError
+ * with the given code and one-line message saying what to install.
+ */
+export async function runTool(
+  file: string,
+  args: string[],
+  options: RunOptions,
+  missing: { code: BuildErrorCode; message: string },
+): Promise<RunResult> {
+  try {
+    return await run(file, args, options);
+  } catch (error) {
+    if ((error as { code?: unknown }).code === "ENOENT") {
+      throw new BuildError(missing.code, missing.message, { cause: error });
+    }
+    throw error;
+  }
 }
 
 export function lastLines(text: string, count: number): string {

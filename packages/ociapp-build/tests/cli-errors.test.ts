@@ -166,8 +166,12 @@ describe("ociapp-build <project-root> errors", () => {
     const result = await runCli([fixture("no-config"), "--progress", "fancy"]);
     expect(result.exitCode).toBe(1);
     expect(result.stderr.trim()).toBe(
-      "error: option '--progress <mode>' argument 'fancy' is invalid. Allowed choices are auto, plain, quiet.",
+      "ociapp-build: error: option '--progress <mode>' argument 'fancy' is invalid. Allowed choices are auto, plain, quiet.",
     );
+    // The inspect subcommand's commander errors carry the prefix too.
+    const inspect = await runCliHere(["inspect"]);
+    expect(inspect).toMatchObject({ exitCode: 1, stdout: "" });
+    expect(inspect.stderr).toBe("ociapp-build: error: missing required argument 'file'\n");
   });
 });
 

@@ -54,8 +54,13 @@ describe("ociapp-build inspect", () => {
 
   it("a missing file", async () => {
     const result = await runCliHere(["inspect", join(work, "nope.ociapp")]);
-    expect(result.exitCode).toBe(1);
-    expect(result.stderr).toMatch(/^ociapp-build: error: ENOENT: no such file or directory.*\n$/);
+    expect(result).toEqual({
+      exitCode: 1,
+      stdout: "",
+      stderr: `ociapp-build: error: no such file: ${join(work, "nope.ociapp")}\n`,
+    });
+    const folder = await runCliHere(["inspect", work]);
+    expect(folder.stderr).toBe(`ociapp-build: error: invalid artifact: ${work} is not a regular file\n`);
   });
 });
 
