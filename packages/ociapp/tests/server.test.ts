@@ -335,6 +335,51 @@ describe("serve()", () => {
     for (const client of clients) client.close();
   });
 
+  it("encodes answers of mixed sizes in one tick intact, and a small but over-limit one as ResponseTooLarge", async () => {
+    const Echo = z.object({ value: z.string() });
+    class Echoes extends Application<typeof Echo, typeof Echo> {
+      readonly request = Echo;
+      readonly response = Echo;
+      execute(request: { value: string }) {
+        return request;
+      }
+    }
+    const handle = await start({ app: new Echoes(), maxFrameBytes: 4096 });
+    const client = await TestClient.connect(handle.socketPath);
+    // Sent in one write, answered in one tick: small answers share batch buffers (16 KiB each),
+    // larger ones travel as frames of their own, all in order and byte for byte.
+    const values = Array.from({ length: 300 }, (_, i) => (i % 3 === 0 ? "é" : "x").repeat((i * 37) % 1500));
+    const answers = values.map((_, i) => client.answer(String(i)));
+    client.write(
+      Buffer.concat(
+        values.map((value, i) => encodeFrame({ type: "request", id: String(i), payload: { value } })),
+      ),
+    );
+    const results = await Promise.all(answers);
+    for (const [i, message] of results.entries()) {
+      expect(message).toEqual({ type: "response", id: String(i), payload: { value: values[i] } });
+    }
+    // Answers twice its request: 490 "€" are few enough characters for the batch (about 520 of
+    // JSON), but 1,470 bytes of UTF-8 are over the limit of 1,024.
+    class Doubles extends Echoes {
+      override execute(request: { value: string }) {
+        return { value: request.value.repeat(2) };
+      }
+    }
+    const small = await start({ app: new Doubles(), maxFrameBytes: 1024, socketPath: join(dir, "b.sock") });
+    const second = await TestClient.connect(small.socketPath);
+    expect(await second.request("big", { value: "€".repeat(245) })).toMatchObject({
+      type: "error",
+      error: { type: "ResponseTooLarge" },
+    });
+    expect(await second.request("ok", { value: "€".repeat(100) })).toMatchObject({
+      type: "response",
+      payload: { value: "€".repeat(200) },
+    });
+    client.close();
+    second.close();
+  });
+
   it("a second close() with a shorter grace cuts the wait short", async () => {
     const handle = await start({ shutdownGraceMs: 600_000 });
     const client = await TestClient.connect(handle.socketPath);

@@ -31,6 +31,11 @@ function tooLarge(bytes: number, maxFrameBytes: number): ProtocolViolationError 
 export function encodeFrame(message: object, maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES): Buffer {
   const json: string | undefined = JSON.stringify(message);
   if (typeof json !== "string") throw new TypeError("message is not JSON-serialisable");
+  return encodeJsonFrame(json, maxFrameBytes);
+}
+
+/** encodeFrame for a message already serialised. */
+export function encodeJsonFrame(json: string, maxFrameBytes: number): Buffer {
   if (json.length <= SMALL_JSON_CHARS) {
     // Small frames come from Buffer's shared pool: over-allocate (UTF-8 needs at most 3 bytes per
     // UTF-16 unit) rather than scanning the string twice.

@@ -1,6 +1,7 @@
 import type { Socket } from "node:net";
 import type { AnyApplication } from "../application.js";
-import { encodeFrame } from "../protocol/frame.js";
+import { FRAME_HEADER_BYTES } from "../protocol/constants.js";
+import { encodeFrame, encodeJsonFrame } from "../protocol/frame.js";
 import { type ClientMessage, parseClientMessage, type RemoteError } from "../protocol/messages.js";
 import { MessageReader } from "../protocol/reader.js";
 import { ProtocolViolationError } from "../protocol/violation.js";
@@ -49,6 +50,11 @@ export type ConnectionState = "open" | "draining" | "closing" | "closed";
 
 /** Up to this many bytes of frames are copied into one buffer per write. */
 const MAX_COALESCED_BYTES = 256 * 1024;
+/** Responses of up to this many JSON characters are encoded into the connection's batch buffer. */
+const BATCHED_JSON_CHARS = 1024;
+/** Size of a batch buffer: room for at least 5 of the largest batched frames. */
+const BATCH_BYTES = 16 * 1024;
+const EMPTY_BATCH = Buffer.alloc(0);
 
 export class Connection implements RequestOwner {
   readonly id: number;
@@ -62,6 +68,11 @@ export class Connection implements RequestOwner {
   /** Frames finished in this tick, written together by #flush (one write per tick, not per frame). */
   #outbox: Buffer[] = [];
   #outboxBytes = 0;
+  #flushScheduled = false;
+  /** Small frames are encoded into this buffer; [#batchStart, #batchEnd) is not yet in the outbox. */
+  #batch: Buffer = EMPTY_BATCH;
+  #batchStart = 0;
+  #batchEnd = 0;
 
   constructor(id: number, socket: Socket, context: ConnectionContext, hello: Buffer) {
     this.id = id;
@@ -90,7 +101,7 @@ export class Connection implements RequestOwner {
   }
 
   get outboundBytes(): number {
-    return this.#socket.writableLength + this.#outboxBytes;
+    return this.#socket.writableLength + this.#outboxBytes + (this.#batchEnd - this.#batchStart);
   }
 
   get readPaused(): boolean {
@@ -296,21 +307,60 @@ export class Connection implements RequestOwner {
   }
 
   #send(id: string, ok: boolean, value: unknown): void {
+    const message = ok
+      ? // JSON has no undefined: a schema whose output is undefined (z.void()) answers null.
+        { type: "response", id, payload: value === undefined ? null : value }
+      : { type: "error", id, error: value };
     let frame: Buffer;
     try {
-      frame = encodeFrame(
-        ok
-          ? // JSON has no undefined: a schema whose output is undefined (z.void()) answers null.
-            { type: "response", id, payload: value === undefined ? null : value }
-          : { type: "error", id, error: value },
-        this.#context.maxFrameBytes,
-      );
+      const json: string | undefined = JSON.stringify(message);
+      if (typeof json !== "string") throw new TypeError("message is not JSON-serialisable");
+      if (json.length <= BATCHED_JSON_CHARS && this.#appendToBatch(json)) return;
+      frame = encodeJsonFrame(json, this.#context.maxFrameBytes);
     } catch (error) {
       frame = this.#encodeFallback(id, ok, value, error);
     }
-    if (this.#outbox.length === 0) process.nextTick(this.#flush);
+    this.#sealBatch();
     this.#outbox.push(frame);
     this.#outboxBytes += frame.length;
+    this.#scheduleFlush();
+  }
+
+  /**
+   * Encodes a small frame straight into the batch buffer, behind the frames already there: no buffer
+   * per frame and no copy at flush. false when it is over maxFrameBytes (the caller's path reports it).
+   */
+  #appendToBatch(json: string): boolean {
+    const room = FRAME_HEADER_BYTES + json.length * 3;
+    if (this.#batch.length - this.#batchEnd < room) {
+      this.#sealBatch();
+      // The old buffer stays referenced by the writes it was handed to; frames go to a new one.
+      this.#batch = Buffer.allocUnsafe(BATCH_BYTES);
+      this.#batchStart = 0;
+      this.#batchEnd = 0;
+    }
+    const start = this.#batchEnd;
+    const written = this.#batch.write(json, start + FRAME_HEADER_BYTES, "utf8");
+    if (written > this.#context.maxFrameBytes) return false;
+    this.#batch.writeUInt32BE(written, start);
+    this.#batchEnd = start + FRAME_HEADER_BYTES + written;
+    this.#scheduleFlush();
+    return true;
+  }
+
+  /** Moves the batch's unsent frames to the outbox, as one buffer that shares the batch's memory. */
+  #sealBatch(): void {
+    if (this.#batchEnd === this.#batchStart) return;
+    const frames = this.#batch.subarray(this.#batchStart, this.#batchEnd);
+    this.#batchStart = this.#batchEnd;
+    this.#outbox.push(frames);
+    this.#outboxBytes += frames.length;
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    process.nextTick(this.#flush);
   }
 
   #encodeFallback(id: string, ok: boolean, value: unknown, cause: unknown): Buffer {
@@ -341,6 +391,8 @@ export class Connection implements RequestOwner {
    * than a stream write per frame (cork and writev still pay the stream's bookkeeping per chunk).
    */
   readonly #flush = (): void => {
+    this.#flushScheduled = false;
+    this.#sealBatch();
     const outbox = this.#outbox;
     if (outbox.length === 0) return;
     const bytes = this.#outboxBytes;
