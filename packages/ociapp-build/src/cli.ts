@@ -17,6 +17,9 @@ export interface CliIo {
 export async function main(argv: string[], io: CliIo = process): Promise<number> {
   const code = await runCli(argv, io);
   process.exitCode = code;
+  // Interrupted: the clean-up is done and runCli no longer holds the signal handlers, so exit now
+  // rather than let a second Ctrl-C arriving while the event loop drains kill the process by signal.
+  if (code === 130) process.exit(code);
   return code;
 }
 
