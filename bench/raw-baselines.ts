@@ -57,19 +57,27 @@ export async function startContainerEcho(image: string, runFlags: string[]): Pro
     "/run/ociapp/echo.sock",
   ]);
   const id = stdout.trim();
-  const socket = join(dir, "echo.sock");
-  const deadline = Date.now() + 30_000;
-  while (!(await stat(socket).catch(() => null))) {
-    if (Date.now() > deadline) throw new Error("the in-container echo server never listened");
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  const client = await RawEchoClient.connect(socket);
-  return {
-    client,
-    async close() {
-      client.close();
-      await execFileAsync("docker", ["rm", "-f", id]).catch(() => undefined);
-      await rm(dir, { recursive: true, force: true });
-    },
+  const remove = async () => {
+    await execFileAsync("docker", ["rm", "-f", id]).catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
   };
+  const socket = join(dir, "echo.sock");
+  try {
+    const deadline = Date.now() + 30_000;
+    while (!(await stat(socket).catch(() => null))) {
+      if (Date.now() > deadline) throw new Error("the in-container echo server never listened");
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const client = await RawEchoClient.connect(socket);
+    return {
+      client,
+      async close() {
+        client.close();
+        await remove();
+      },
+    };
+  } catch (error) {
+    await remove();
+    throw error;
+  }
 }
