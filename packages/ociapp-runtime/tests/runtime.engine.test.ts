@@ -21,26 +21,12 @@ import {
   WorkerExitedError,
 } from "../src/index.js";
 import { type FixtureProject, fixtureProject } from "./support/fixture-build.js";
+import { type Reply, rejection } from "./support/outcomes.js";
 
 // The runtime against the real Docker engine, with one fixture image (built once for the file)
 // whose request picks a behaviour: echo, sleep, throw, exit, env; an env var makes it hang on load.
 
 const execFileAsync = promisify(execFile);
-
-interface Reply {
-  value: unknown;
-  host: string;
-  pid: number;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error("expected a rejection");
-}
 
 async function eventually(check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -20,6 +20,7 @@ import {
   WorkerExitedError,
 } from "../src/index.js";
 import { createRuntime } from "../src/internal/create-runtime.js";
+import { type Reply, rejection } from "./support/outcomes.js";
 import { ProcessEngine } from "./support/process-engine.js";
 
 // The pool, instance and connection logic against real `ociapp serve` processes (the process
@@ -28,21 +29,6 @@ import { ProcessEngine } from "./support/process-engine.js";
 const DIGEST = `sha256:${"a".repeat(64)}`;
 const OTHER_DIGEST = `sha256:${"b".repeat(64)}`;
 const HOSTILE = fileURLToPath(new URL("./support/hostile-server.mjs", import.meta.url));
-
-interface Reply {
-  value: unknown;
-  host: string;
-  pid: number;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error("expected a rejection");
-}
 
 async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
