@@ -30,7 +30,9 @@ export default defineConfig({
           fileParallelism: false,
           testTimeout: 180_000,
           hookTimeout: 600_000,
-          sequence: { groupOrder: 0 },
+          // An explicit group: vitest runs single-worker projects left at order 0 after every
+          // numbered group, which would put them after the disruptive project.
+          sequence: { groupOrder: 1 },
         },
       },
       {
@@ -45,7 +47,7 @@ export default defineConfig({
           fileParallelism: false,
           testTimeout: 300_000,
           hookTimeout: 600_000,
-          sequence: { groupOrder: 1 },
+          sequence: { groupOrder: 2 },
         },
       },
     ],
