@@ -1,5 +1,11 @@
-export { DockerEngine } from "./docker-engine.js";
-export type { ContainerExit, ContainerHandle, ContainerSpec, Engine, ListedContainer } from "./engine.js";
+export { DockerEngine } from "./engines/docker/docker-engine.js";
+export type {
+  ContainerExit,
+  ContainerHandle,
+  ContainerSpec,
+  Engine,
+  ListedContainer,
+} from "./engines/engine.js";
 export {
   ArtifactError,
   EngineUnavailableError,
@@ -17,8 +23,8 @@ export {
   type RuntimeErrorCode,
   WorkerExitedError,
 } from "./errors.js";
-export type { InstanceState } from "./instance.js";
 export type { CallOptions, ContainerOptions, RuntimeOptions } from "./options.js";
-export type { ArtifactStats } from "./pool.js";
+export type { InstanceState } from "./pool/instance.js";
+export type { ArtifactStats } from "./pool/pool.js";
 export type { RuntimeStats } from "./runtime.js";
 export { LABELS, Runtime } from "./runtime.js";

@@ -1,6 +1,6 @@
 import { tmpdir } from "node:os";
 import { isAbsolute, resolve } from "node:path";
-import type { Engine } from "./engine.js";
+import type { Engine } from "./engines/engine.js";
 import { OptionsError } from "./errors.js";
 
 /** How each container is confined. Every field has a secure default; override per Runtime. */

@@ -1,12 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { encodeFrame } from "ociapp/protocol";
-import { ArtifactCache, type ReadArtifactIndex } from "./artifact-cache.js";
-import { untilAborted } from "./bounded.js";
-import { Call, CallDeadlines } from "./call.js";
-import { DockerEngine } from "./docker-engine.js";
-import type { Engine } from "./engine.js";
+import { ArtifactCache, type ReadArtifactIndex } from "./artifacts/artifact-cache.js";
+import { DockerEngine } from "./engines/docker/docker-engine.js";
+import type { Engine } from "./engines/engine.js";
 import { InvalidRequestError, OptionsError, RuntimeClosedError } from "./errors.js";
+import { sweepOrphans } from "./host/sweep.js";
 import { seamsOf } from "./internal/seams.js";
 import { LABELS } from "./labels.js";
 import {
@@ -16,9 +15,10 @@ import {
   resolveCallTimeout,
   resolveOptions,
 } from "./options.js";
-import { type ArtifactStats, Pool } from "./pool.js";
-import { Reaper } from "./reaper.js";
-import { sweepOrphans } from "./sweep.js";
+import { Call, CallDeadlines } from "./pool/call.js";
+import { type ArtifactStats, Pool } from "./pool/pool.js";
+import { Reaper } from "./pool/reaper.js";
+import { untilAborted } from "./util/bounded.js";
 
 export { LABELS } from "./labels.js";
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ArtifactCache, type FileIdentity } from "../src/artifact-cache.js";
+import { ArtifactCache, type FileIdentity } from "../src/artifacts/artifact-cache.js";
 import { ArtifactError } from "../src/errors.js";
 
 const A = `sha256:${"a".repeat(64)}`;

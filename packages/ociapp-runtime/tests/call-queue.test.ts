@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { Call, CallDeadlines, CallQueue } from "../src/call.js";
+import { Call, CallDeadlines, CallQueue } from "../src/pool/call.js";
 
 function call(id: string): Call {
   const created = new Call(

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DeadlineList } from "../src/deadline-list.js";
+import { DeadlineList } from "../src/pool/deadline-list.js";
 
 describe("DeadlineList", () => {
   it("expires items in deadline order and reports the first one still owed", () => {

@@ -91,7 +91,7 @@ describe("Runtime options", () => {
   });
 });
 
-import type { ContainerHandle, Engine, ListedContainer } from "../src/engine.js";
+import type { ContainerHandle, Engine, ListedContainer } from "../src/engines/engine.js";
 
 class RefusingEngine implements Engine {
   async ping(): Promise<void> {}

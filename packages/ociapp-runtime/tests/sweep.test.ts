@@ -3,9 +3,9 @@ import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import type { ContainerHandle, Engine, ListedContainer } from "../src/engine.js";
+import type { ContainerHandle, Engine, ListedContainer } from "../src/engines/engine.js";
+import { processAlive, sweepOrphans } from "../src/host/sweep.js";
 import { LABELS } from "../src/labels.js";
-import { processAlive, sweepOrphans } from "../src/sweep.js";
 
 class ListingEngine implements Engine {
   removed: string[] = [];

@@ -1,4 +1,4 @@
-import type { ReadArtifactIndex } from "../artifact-cache.js";
+import type { ReadArtifactIndex } from "../artifacts/artifact-cache.js";
 import type { RuntimeOptions } from "../options.js";
 import { Runtime } from "../runtime.js";
 import { INTERNALS } from "./seams.js";

@@ -1,4 +1,4 @@
-import type { ReadArtifactIndex } from "../artifact-cache.js";
+import type { ReadArtifactIndex } from "../artifacts/artifact-cache.js";
 
 /**
  * The key under which createRuntime() hands its seams to the constructor. A symbol: invisible to

@@ -8,8 +8,8 @@ import type {
   ContainerSpec,
   Engine,
   ListedContainer,
-} from "../../src/engine.js";
-import { OutputTail } from "../../src/engine.js";
+} from "../../src/engines/engine.js";
+import { OutputTail } from "../../src/engines/engine.js";
 
 const ENTRY = fileURLToPath(new URL("./serve-entry.ts", import.meta.url));
 export const FIXTURE_APP = fileURLToPath(new URL("../fixtures/behaviours-app/main.js", import.meta.url));

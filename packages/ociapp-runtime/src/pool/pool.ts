@@ -1,9 +1,9 @@
-import { engineCall, untilAborted } from "./bounded.js";
+import type { Engine } from "../engines/engine.js";
+import { ArtifactError, QueueFullError, RuntimeClosedError } from "../errors.js";
+import type { ResolvedOptions } from "../options.js";
+import { engineCall, untilAborted } from "../util/bounded.js";
 import { type Call, type CallHolder, CallQueue, PENDING, QUEUED } from "./call.js";
-import type { Engine } from "./engine.js";
-import { ArtifactError, QueueFullError, RuntimeClosedError } from "./errors.js";
 import { Instance, type InstanceEvents, type InstanceState } from "./instance.js";
-import type { ResolvedOptions } from "./options.js";
 
 /** Starts in flight per artifact at most: a burst should not fork a thundering herd of containers. */
 const MAX_PARALLEL_STARTS = 2;

@@ -7,8 +7,8 @@ import {
   ProtocolViolationError,
   parseServerMessage,
 } from "ociapp/protocol";
-import type { Call } from "./call.js";
-import { RemoteExecutionError } from "./errors.js";
+import { RemoteExecutionError } from "../errors.js";
+import type { Call } from "../pool/call.js";
 
 export interface ConnectionEvents {
   /** The hello frame arrived: the container is ready. */

@@ -1,9 +1,9 @@
 import { createReadStream } from "node:fs";
 import type { IncomingMessage } from "node:http";
 import Dockerode from "dockerode";
-import type { ContainerExit, ContainerHandle, ContainerSpec, Engine, ListedContainer } from "./engine.js";
-import { OutputTail } from "./engine.js";
-import { ArtifactError, EngineUnavailableError } from "./errors.js";
+import { ArtifactError, EngineUnavailableError } from "../../errors.js";
+import type { ContainerExit, ContainerHandle, ContainerSpec, Engine, ListedContainer } from "../engine.js";
+import { OutputTail } from "../engine.js";
 
 interface ModemError extends Error {
   statusCode?: number;

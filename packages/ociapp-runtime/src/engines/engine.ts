@@ -1,4 +1,4 @@
-import type { ResolvedContainerOptions } from "./options.js";
+import type { ResolvedContainerOptions } from "../options.js";
 
 /** What the runtime asks the engine to create: one app container serving one socket folder. */
 export interface ContainerSpec {

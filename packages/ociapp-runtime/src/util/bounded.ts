@@ -1,4 +1,4 @@
-import { EngineUnavailableError } from "./errors.js";
+import { EngineUnavailableError } from "../errors.js";
 
 /**
  * Settles with `promise`, or rejects with the signal's reason once it aborts. The caller stops

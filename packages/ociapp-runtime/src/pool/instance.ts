@@ -1,11 +1,7 @@
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { FRAME_HEADER_BYTES, type HelloMessage, type ProtocolViolationError } from "ociapp/protocol";
-import { engineCall } from "./bounded.js";
-import { type Call, type CallHolder, RUNNING } from "./call.js";
-import { Connection } from "./connection.js";
-import { DeadlineList } from "./deadline-list.js";
-import type { ContainerExit, ContainerHandle, Engine } from "./engine.js";
+import type { ContainerExit, ContainerHandle, Engine } from "../engines/engine.js";
 import {
   InstanceStartupError,
   InvalidRequestError,
@@ -13,9 +9,13 @@ import {
   ProtocolError,
   RuntimeClosedError,
   WorkerExitedError,
-} from "./errors.js";
-import type { ResolvedOptions } from "./options.js";
-import { makeSocketFolder, removeSocketFolder, SOCKET_NAME } from "./socket-folder.js";
+} from "../errors.js";
+import { makeSocketFolder, removeSocketFolder, SOCKET_NAME } from "../host/socket-folder.js";
+import type { ResolvedOptions } from "../options.js";
+import { Connection } from "../protocol/connection.js";
+import { engineCall } from "../util/bounded.js";
+import { type Call, type CallHolder, RUNNING } from "./call.js";
+import { DeadlineList } from "./deadline-list.js";
 
 /**
  * starting → ready → draining → stopping → gone. Only a ready instance takes calls; draining finishes

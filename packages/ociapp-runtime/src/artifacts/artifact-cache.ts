@@ -1,5 +1,5 @@
 import { stat as fsStat } from "node:fs/promises";
-import { ArtifactError } from "./errors.js";
+import { ArtifactError } from "../errors.js";
 
 /** Reads an artifact's identity (the manifest digest index.json points at) from its tarball. */
 export type ReadArtifactIndex = (

@@ -1,4 +1,4 @@
-import { RequestTimeoutError } from "./errors.js";
+import { RequestTimeoutError } from "../errors.js";
 
 /** Whoever holds a call that is not yet answered: its pool's queue, or the instance it was sent to. */
 export interface CallHolder {

@@ -1,7 +1,7 @@
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
-import type { Engine } from "./engine.js";
-import { LABELS } from "./labels.js";
+import type { Engine } from "../engines/engine.js";
+import { LABELS } from "../labels.js";
 import { removeSocketFolder } from "./socket-folder.js";
 
 /** true while a process with that pid exists on this host (EPERM: it exists, owned by someone else). */
