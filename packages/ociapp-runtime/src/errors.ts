@@ -72,57 +72,83 @@ export class EngineUnavailableError extends OciappRuntimeError {
   }
 }
 
-/** A container did not become ready (hello frame on its socket) within startupTimeout, or died first. */
+/** Control characters a container could use to forge terminal output, except newline and tab. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+
+/** The container's text, safe to print: control characters (but \n and \t) escaped as \u00XX. */
+export function escapeControl(text: string): string {
+  return text.replace(CONTROL, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+function withLogs(message: string, logs: string): string {
+  return logs ? `${message}\n--- last container output ---\n${logs}` : message;
+}
+
+/** How a container ended, as the engine reported it (both fields are also on the errors below). */
+export interface ExitReport {
+  /** The container's exit code when the engine reported it within exitReportTimeout, else null. */
+  exitCode: number | null;
+  /** True when the kernel's OOM killer ended it (false also when the engine did not report). */
+  oomKilled: boolean;
+}
+
+/**
+ * A container did not become ready (its hello frame) within startupTimeout, exited first, closed its
+ * connection or broke the protocol while starting.
+ */
 export class InstanceStartupError extends OciappRuntimeError {
   declare readonly code: "OCIAPP_INSTANCE_STARTUP";
   readonly digest: string;
-  /** The last lines the container wrote to stdout/stderr while starting (bounded). */
+  /** The last lines the container wrote to stdout/stderr (at most 40, each at most 4 KiB; control characters escaped). */
   readonly logs: string;
+  /** The exit code when the container exited and the engine reported it; else null. */
+  readonly exitCode: number | null;
+  /** True when the kernel's OOM killer ended it. */
+  readonly oomKilled: boolean;
 
-  constructor(digest: string, message: string, logs: string, options?: { cause?: unknown }) {
-    super(
-      "OCIAPP_INSTANCE_STARTUP",
-      logs ? `${message}\n--- last container output ---\n${logs}` : message,
-      options,
-    );
+  constructor(
+    digest: string,
+    message: string,
+    logs: string,
+    exit: ExitReport = { exitCode: null, oomKilled: false },
+    options?: { cause?: unknown },
+  ) {
+    const safe = escapeControl(logs);
+    super("OCIAPP_INSTANCE_STARTUP", withLogs(message, safe), options);
     this.digest = digest;
-    this.logs = logs;
+    this.logs = safe;
+    this.exitCode = exit.exitCode;
+    this.oomKilled = exit.oomKilled;
   }
 }
 
 /** The container exited or broke its connection while the request was in flight. */
 export class WorkerExitedError extends OciappRuntimeError {
   declare readonly code: "OCIAPP_WORKER_EXITED";
-  /** The container's exit code when the engine reported it, else null. */
+  /** The container's exit code when the engine reported it within exitReportTimeout, else null. */
   readonly exitCode: number | null;
   /** True when the kernel's OOM killer ended the container. */
   readonly oomKilled: boolean;
+  /** The last lines the container wrote to stdout/stderr (at most 40, each at most 4 KiB; control characters escaped). */
+  readonly logs: string;
 
-  constructor(
-    message: string,
-    exit: { exitCode: number | null; oomKilled: boolean },
-    options?: { cause?: unknown },
-  ) {
-    super("OCIAPP_WORKER_EXITED", message, options);
+  constructor(message: string, exit: ExitReport, logs = "", options?: { cause?: unknown }) {
+    const safe = escapeControl(logs);
+    super("OCIAPP_WORKER_EXITED", withLogs(message, safe), options);
     this.exitCode = exit.exitCode;
     this.oomKilled = exit.oomKilled;
+    this.logs = safe;
   }
 }
 
-/**
- * Why a container was retired with ProtocolError: a wire-protocol violation (ociapp/protocol's
- * ViolationReason), or "cancel-timeout" (a cancelled request not answered within
- * max(shutdownTimeout, 1 s)).
- */
-export type ProtocolErrorReason = ViolationReason | "cancel-timeout";
+/** Why a container was retired with ProtocolError: a wire-protocol violation (ociapp/protocol's ViolationReason). */
+export type ProtocolErrorReason = ViolationReason;
 
-/**
- * The container broke the wire protocol (oversize or malformed frame, stall, unknown id), or did not
- * answer a cancel in time; it was retired.
- */
+/** The container broke the wire protocol (oversize or malformed frame, stall, unknown id); it was retired. */
 export class ProtocolError extends OciappRuntimeError {
   declare readonly code: "OCIAPP_PROTOCOL";
-  /** The violation, e.g. "frame-too-large", "invalid-json", "unknown-id", "frame-timeout", "cancel-timeout". */
+  /** The violation, e.g. "frame-too-large", "invalid-json", "unknown-id", "frame-timeout". */
   readonly reason: ProtocolErrorReason;
 
   constructor(reason: ProtocolErrorReason, message: string, options?: { cause?: unknown }) {

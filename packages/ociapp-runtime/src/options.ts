@@ -65,6 +65,13 @@ export interface RuntimeOptions {
   orphanTimeout?: number;
   /** Milliseconds a frame from a container may take once its first byte arrived. Default 30 000. */
   frameTimeout?: number;
+  /**
+   * Milliseconds the runtime waits for the engine's report of a container's exit (exit code, OOM
+   * flag, last output) before failing its calls with `exitCode: null`. The report usually takes a few
+   * milliseconds; a busy machine takes longer, and gets a slower answer rather than a less exact one.
+   * Default 5 000.
+   */
+  exitReportTimeout?: number;
   /** Confinement of each container. */
   container?: ContainerOptions;
 }
@@ -108,6 +115,7 @@ export interface ResolvedOptions {
   socketDir: string;
   orphanTimeout: number;
   frameTimeout: number;
+  exitReportTimeout: number;
   container: ResolvedContainerOptions;
 }
 
@@ -276,6 +284,7 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
     "socketDir",
     "orphanTimeout",
     "frameTimeout",
+    "exitReportTimeout",
     "container",
   ]);
   for (const key of Object.keys(options)) {
@@ -332,6 +341,7 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
     socketDir,
     orphanTimeout: integer(scope, "orphanTimeout", options.orphanTimeout, 60_000, 0),
     frameTimeout: integer(scope, "frameTimeout", options.frameTimeout, 30_000, 1),
+    exitReportTimeout: integer(scope, "exitReportTimeout", options.exitReportTimeout, 5_000, 0),
     container: resolveContainer(options.container),
   };
 }

@@ -16,7 +16,7 @@ describe("public API", () => {
   });
 
   it("narrows an error by its code", () => {
-    const error = new ProtocolError("cancel-timeout", "x") as KnownRuntimeError;
+    const error = new ProtocolError("unknown-id", "x") as KnownRuntimeError;
     let reason: string | undefined;
     switch (error.code) {
       case "OCIAPP_PROTOCOL":
@@ -27,7 +27,7 @@ describe("public API", () => {
         expectTypeOf(error.exitCode).toEqualTypeOf<number | null>();
         break;
     }
-    expect(reason).toBe("cancel-timeout");
+    expect(reason).toBe("unknown-id");
     expectTypeOf(new ProtocolError("frame-timeout", "x").code).toEqualTypeOf<"OCIAPP_PROTOCOL">();
   });
 });

@@ -202,7 +202,7 @@ describe("Runtime against the Docker engine", () => {
     ]);
   });
 
-  it("fails calls in flight fast with WorkerExitedError when the container is killed, then serves from a new one", async () => {
+  it("reports docker kill exactly: every call in flight gets WorkerExitedError 137, not OOM, then a new container serves", async () => {
     const rt = runtime();
     const before = await rt.execute<Reply>(artifact.path, { op: "echo", value: "before" });
     const inFlight = [1, 2, 3].map((i) =>
@@ -210,17 +210,14 @@ describe("Runtime against the Docker engine", () => {
     );
     await eventually(async () => rt.stats().artifacts[0]?.inFlight === 3, 10_000);
     const [container] = await containersOf(rt);
-    const killed = Date.now();
     await execFileAsync("docker", ["kill", container?.id as string]);
     const errors = await Promise.all(inFlight);
-    expect(Date.now() - killed).toBeLessThan(10_000);
     for (const error of errors) {
       expect(error).toBeInstanceOf(WorkerExitedError);
-      // The calls fail within 100 ms of the connection's end; the engine's exit report (137) usually
-      // trails it by more (its wait answer, then a wait for a late oom event), so it may be unknown.
-      expect([137, null]).toContain((error as WorkerExitedError).exitCode);
-      expect((error as WorkerExitedError).oomKilled).toBe(false);
-      expect((error as WorkerExitedError).code).toBe("OCIAPP_WORKER_EXITED");
+      expect(error).toMatchObject({ exitCode: 137, oomKilled: false, code: "OCIAPP_WORKER_EXITED" });
+      expect((error as WorkerExitedError).message).toContain(
+        "exited with code 137 while the request was in flight",
+      );
     }
     const after = await rt.execute<Reply>(artifact.path, { op: "echo", value: "after" });
     expect(after.value).toBe("after");
@@ -229,14 +226,49 @@ describe("Runtime against the Docker engine", () => {
     await eventually(async () => (await containersOf(rt)).length === 1);
   });
 
-  it("reports an OOM kill: WorkerExitedError with oomKilled, and the next call works", async () => {
+  it("reports an OOM kill: WorkerExitedError 137 with oomKilled, and the next call works", async () => {
     const rt = runtime({ container: { memory: 96 * 1024 * 1024 } });
     await rt.execute(artifact.path, { op: "echo", value: "warm" });
     const error = await rejection(rt.execute(artifact.path, { op: "alloc", mib: 400 }));
     expect(error).toBeInstanceOf(WorkerExitedError);
-    expect((error as WorkerExitedError).oomKilled).toBe(true);
-    expect((error as WorkerExitedError).exitCode).toBe(137);
+    expect(error).toMatchObject({ exitCode: 137, oomKilled: true });
+    expect((error as WorkerExitedError).message).toContain("was OOM-killed (exit code 137)");
     expect((await rt.execute<Reply>(artifact.path, { op: "echo", value: "after" })).value).toBe("after");
+  });
+
+  it("reports the app's own exit code and its last output: exit(3) while a call is in flight", async () => {
+    const rt = runtime();
+    await rt.execute(artifact.path, { op: "echo", value: "warm" });
+    const error = await rejection(rt.execute(artifact.path, { op: "exit", code: 3 }));
+    expect(error).toBeInstanceOf(WorkerExitedError);
+    expect(error).toMatchObject({ exitCode: 3, oomKilled: false });
+    expect((error as WorkerExitedError).logs).toContain("behaviours-app: exiting with 3 as asked");
+  });
+
+  it("reports a start that is OOM-killed: InstanceStartupError 137 with oomKilled", async () => {
+    const rt = runtime({
+      container: { memory: 96 * 1024 * 1024 },
+      env: { OCIAPP_FIXTURE_ALLOC_ON_LOAD_MIB: "400" },
+    });
+    const error = await rejection(rt.execute(artifact.path, { op: "echo", value: 1 }));
+    expect(error).toBeInstanceOf(InstanceStartupError);
+    expect(error).toMatchObject({ exitCode: 137, oomKilled: true });
+    expect((error as InstanceStartupError).message).toContain(
+      "was OOM-killed (exit code 137) before it was ready",
+    );
+  });
+
+  it("keeps the last line of 512 KiB of output before an exit during startup, every time", async () => {
+    const rt = runtime({ env: { OCIAPP_FIXTURE_FLOOD_THEN_EXIT: "7" } });
+    for (let round = 0; round < 3; round++) {
+      const error = await rejection(rt.execute(artifact.path, { op: "echo", value: round }));
+      expect(error).toBeInstanceOf(InstanceStartupError);
+      expect(error).toMatchObject({ exitCode: 7, oomKilled: false });
+      const logs = (error as InstanceStartupError).logs;
+      expect(logs.split("\n").at(-1)).toBe("behaviours-app: the last line before exit");
+      // Bounded: the last 40 lines of at most 4 KiB each, whatever was written.
+      expect(logs.length).toBeLessThan(41 * 4 * 1024);
+    }
   });
 
   it("loads the artifact again when its image was removed from the engine under the pool", async () => {

@@ -137,20 +137,24 @@ describe("Runtime over the process engine", () => {
     expect(after.pid).toBe(first.pid);
   });
 
-  it("retires a container that does not answer a cancel within shutdownTimeout (ProtocolError cancel-timeout)", async () => {
+  it("drains a container whose app ignores a cancel: the stuck caller alone sees an error, its neighbours finish", async () => {
     const rt = runtime({ shutdownTimeout: 1_000, maxConcurrency: 4 });
     const first = await rt.execute<Reply>(artifact, { op: "echo", value: "warm" });
-    // "busy" ignores its signal: without the bound its slot (and the container) stayed pinned.
+    // "busy" ignores its signal: without a bound its slot (and the container) stayed pinned.
     const ignored = rejection(rt.execute(artifact, { op: "busy", ms: 20_000 }, { timeout: 200 }));
-    const bystander = rejection(rt.execute(artifact, { op: "sleep", ms: 20_000 }));
+    const neighbour = rt.execute<Reply>(artifact, { op: "sleep", ms: 4_000, value: "neighbour" });
     expect(await ignored).toBeInstanceOf(RequestTimeoutError);
-    const started = Date.now();
-    const error = await bystander;
-    expect(error).toBeInstanceOf(ProtocolError);
-    expect((error as ProtocolError).reason).toBe("cancel-timeout");
-    expect(Date.now() - started).toBeLessThan(10_000);
+    // One cancel grace (1 s) later the container takes no new calls: the next one starts another.
+    await eventually(() => rt.stats().artifacts[0]?.instances.draining === 1);
     const after = await rt.execute<Reply>(artifact, { op: "echo", value: "after" });
     expect(after.pid).not.toBe(first.pid);
+    // The neighbour finishes normally on the draining container, which is retired after it.
+    const answered = await neighbour;
+    expect(answered).toMatchObject({ value: "neighbour", pid: first.pid });
+    await eventually(() => {
+      const instances = rt.stats().artifacts[0]?.instances;
+      return instances?.draining === 0 && instances.stopping === 0 && instances.ready === 1;
+    }, 30_000);
     expect(rt.stats().artifacts[0]?.coldStarts).toBe(2);
   });
 
@@ -263,16 +267,15 @@ describe("Runtime over the process engine", () => {
     expect(rt.stats().artifacts[0]?.imageLoads).toBe(2);
   });
 
-  it("fails calls at once when a container hangs up without exiting", async () => {
+  it("fails calls with exit code null once exitReportTimeout passes when a container hangs up without exiting", async () => {
     engine.command = (_spec, socketPath) => [process.execPath, HOSTILE, "hang-up", socketPath];
-    const rt = runtime();
+    const rt = runtime({ exitReportTimeout: 300 });
     await rt.warm(artifact);
-    const started = Date.now();
     const error = await rejection(rt.execute(artifact, { op: "echo", value: 1 }));
     expect(error).toBeInstanceOf(WorkerExitedError);
     expect((error as WorkerExitedError).exitCode).toBeNull();
-    // Before: a 1 s wait for an exit report that never came. Now at most the 100 ms grace.
-    expect(Date.now() - started).toBeLessThan(800);
+    expect((error as WorkerExitedError).message).toContain("ended (exit code unknown)");
+    // The container, still running, is killed and removed (afterEach checks nothing is left).
   });
 
   it("reports a killed container's exit code", async () => {
@@ -377,7 +380,9 @@ describe("Runtime over the process engine", () => {
     runtimes.push(rt);
     const error = await rejection(rt.execute(artifact, { op: "echo", value: 1 }));
     expect(error).toBeInstanceOf(EngineUnavailableError);
-    expect((error as EngineUnavailableError).message).toContain("cannot reach the Docker engine (ENOENT)");
+    expect((error as EngineUnavailableError).message).toContain(
+      `cannot reach the Docker engine at unix://${join(socketDir, "no-engine.sock")} (ENOENT)`,
+    );
     expect((error as EngineUnavailableError).code).toBe("OCIAPP_ENGINE_UNAVAILABLE");
   });
 

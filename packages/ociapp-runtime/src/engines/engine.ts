@@ -1,4 +1,12 @@
 import type { ResolvedContainerOptions } from "../options.js";
+import type { OutputStream } from "./output.js";
+
+/** Where an engine writes a container's output: the runtime's OutputPipeline. */
+export interface OutputSink {
+  push(stream: OutputStream, chunk: Buffer): void;
+  /** The container's streams ended (it exited). */
+  end(): void;
+}
 
 /** What the runtime asks the engine to create: one app container serving one socket folder. */
 export interface ContainerSpec {
@@ -10,23 +18,29 @@ export interface ContainerSpec {
   /** Host folder bind-mounted at /run/ociapp; the app creates its socket there. */
   socketFolder: string;
   container: ResolvedContainerOptions;
+  /** Receives the container's stdout and stderr for its whole life; always drained. */
+  output: OutputSink;
 }
 
+/** How a container ended, as the engine reported it. */
 export interface ContainerExit {
   /** null when the engine could not say (it went away, or the container vanished unseen). */
   exitCode: number | null;
+  /** True when the kernel's OOM killer ended it (false also when the engine could not say). */
   oomKilled: boolean;
 }
 
 /** A created (not yet started) container whose exit is already being watched. */
 export interface ContainerHandle {
   readonly id: string;
-  /** Settles once, when the container has exited; never rejects. */
+  /**
+   * Settles once the engine's report of the exit is complete (exit code and OOM flag) and the
+   * container's output has ended, so everything it wrote is in the sink; never rejects. On a wedged
+   * engine it may take long or never settle: the runtime bounds its wait (exitReportTimeout).
+   */
   readonly exit: Promise<ContainerExit>;
-  /** The last lines the container wrote while its output was captured (bounded). */
-  recentOutput(): string;
-  /** Stops capturing output: called once the app is ready, so a chatty app costs the host nothing. */
-  detachOutput(): void;
+  /** Stops reading the container's output and watching its exit (it is gone, or being removed). */
+  release(): void;
 }
 
 export interface ListedContainer {
@@ -45,7 +59,10 @@ export interface Engine {
   hasImage(reference: string, signal?: AbortSignal): Promise<boolean>;
   /** Streams an image tarball to the engine. The runtime bounds the whole load; an engine may bound idle time. */
   loadImage(path: string, signal?: AbortSignal): Promise<void>;
-  /** Creates the container (removed by the engine once it exits), arms its exit watch and output capture. */
+  /**
+   * Creates the container (removed by the engine once it exits), arms its exit watch and starts
+   * draining its output into `spec.output`, all before it starts.
+   */
   createContainer(spec: ContainerSpec, signal?: AbortSignal): Promise<ContainerHandle>;
   startContainer(id: string, signal?: AbortSignal): Promise<void>;
   /** Sends a signal; a container that is already gone is not an error. `abort` ends the request. */
@@ -54,37 +71,4 @@ export interface Engine {
   removeContainer(id: string, abort?: AbortSignal): Promise<void>;
   /** Containers (running or not) carrying every given label. */
   listContainers(labels: Record<string, string>): Promise<ListedContainer[]>;
-}
-
-/** Keeps the last `maxBytes` of a byte stream and returns its last `maxLines` lines. */
-export class OutputTail {
-  private chunks: Buffer[] = [];
-  private bytes = 0;
-
-  constructor(
-    private readonly maxBytes = 16 * 1024,
-    private readonly maxLines = 40,
-  ) {}
-
-  push(chunk: Buffer): void {
-    this.chunks.push(chunk);
-    this.bytes += chunk.length;
-    while (this.bytes - (this.chunks[0]?.length ?? 0) >= this.maxBytes && this.chunks.length > 1) {
-      this.bytes -= this.chunks.shift()?.length ?? 0;
-    }
-    if (this.chunks.length > 64) {
-      const joined = Buffer.concat(this.chunks);
-      const kept = joined.subarray(Math.max(0, joined.length - this.maxBytes));
-      this.chunks = [kept];
-      this.bytes = kept.length;
-    }
-  }
-
-  text(): string {
-    const joined = Buffer.concat(this.chunks);
-    const kept = joined.subarray(Math.max(0, joined.length - this.maxBytes)).toString("utf8");
-    const lines = kept.split("\n");
-    if (lines.at(-1) === "") lines.pop();
-    return lines.slice(-this.maxLines).join("\n");
-  }
 }

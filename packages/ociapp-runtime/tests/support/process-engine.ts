@@ -9,7 +9,6 @@ import type {
   Engine,
   ListedContainer,
 } from "../../src/engines/engine.js";
-import { OutputTail } from "../../src/engines/engine.js";
 
 const ENTRY = fileURLToPath(new URL("./serve-entry.ts", import.meta.url));
 export const FIXTURE_APP = fileURLToPath(new URL("../fixtures/behaviours-app/main.js", import.meta.url));
@@ -20,7 +19,6 @@ interface FakeContainer {
   state: "created" | "running" | "exited";
   exit: Promise<ContainerExit>;
   settle: (exit: ContainerExit) => void;
-  output: OutputTail;
   capturing: boolean;
 }
 
@@ -69,15 +67,13 @@ export class ProcessEngine implements Engine {
       state: "created",
       exit,
       settle,
-      output: new OutputTail(),
       capturing: true,
     };
     this.containers.set(id, container);
     return {
       id,
       exit,
-      recentOutput: () => container.output.text(),
-      detachOutput: () => {
+      release: () => {
         container.capturing = false;
       },
     };
@@ -108,14 +104,14 @@ export class ProcessEngine implements Engine {
     });
     container.child = child;
     container.state = "running";
-    const capture = (chunk: Buffer) => {
-      if (container.capturing) container.output.push(chunk);
-    };
-    child.stdout?.on("data", capture);
-    child.stderr?.on("data", capture);
-    child.on("exit", (code, signal) => {
+    const output = container.spec.output;
+    child.stdout?.on("data", (chunk: Buffer) => container.capturing && output.push("stdout", chunk));
+    child.stderr?.on("data", (chunk: Buffer) => container.capturing && output.push("stderr", chunk));
+    // "close" comes after "exit" and after both pipes ended: the report is complete with the output.
+    child.on("close", (code, signal) => {
       container.state = "exited";
       const exitCode = code ?? (signal === "SIGKILL" ? 137 : signal === "SIGTERM" ? 143 : 1);
+      output.end();
       // AutoRemove: the container is gone once it has exited.
       setTimeout(() => this.containers.delete(id), 5);
       container.settle({ exitCode, oomKilled: false });

@@ -1,0 +1,179 @@
+import { connect, type Socket } from "node:net";
+import { join } from "node:path";
+import type { HelloMessage } from "ociapp/protocol";
+import type { ContainerExit, ContainerHandle, Engine } from "../engines/engine.js";
+import type { OutputPipeline } from "../engines/output.js";
+import { makeSocketFolder, SOCKET_NAME } from "../host/socket-folder.js";
+import type { ResolvedOptions } from "../options.js";
+import { Connection, type ConnectionEvents } from "../protocol/connection.js";
+
+/** Why a start attempt ended before the hello (the instance turns it into InstanceStartupError). */
+export type StartupStop =
+  | { kind: "exit"; exit: ContainerExit }
+  | { kind: "closed" }
+  | { kind: "protocol"; message: string }
+  | { kind: "aborted"; reason: unknown };
+
+export class StartupAbort extends Error {
+  constructor(readonly stop: StartupStop) {
+    super(stop.kind);
+  }
+}
+
+/** What a start attempt made, filled in as it goes, so a failed attempt can be cleaned up. */
+export interface StartupResources {
+  folder?: string;
+  handle?: ContainerHandle;
+  connection?: Connection;
+}
+
+export interface StartupInput {
+  engine: Engine;
+  options: ResolvedOptions;
+  digest: string;
+  name: string;
+  labels: Record<string, string>;
+  folderPrefix: string;
+  output: OutputPipeline;
+  /** Where the connection reports once the instance is ready. */
+  events: Omit<ConnectionEvents, "onHello" | "onEnd"> & {
+    onEnd: ConnectionEvents["onEnd"];
+  };
+  /** Ends the attempt: a close(), or startupTimeout. */
+  signal: AbortSignal;
+}
+
+/** What the runtime tells `ociapp serve` through the environment (RESERVED_ENV lists them). */
+function serveEnv(options: ResolvedOptions): Record<string, string> {
+  return {
+    ...options.env,
+    OCIAPP_MAX_CONCURRENCY: String(options.maxConcurrency),
+    OCIAPP_MAX_FRAME_BYTES: String(options.maxFrameBytes),
+    // The app cancels what is left a little before SIGKILL, so its Cancelled answers get out.
+    OCIAPP_SHUTDOWN_GRACE_MS: String(
+      Math.max(0, options.shutdownTimeout - killMargin(options.shutdownTimeout)),
+    ),
+    OCIAPP_ORPHAN_TIMEOUT_MS: String(options.orphanTimeout),
+  };
+}
+
+/** What the app's shutdown grace leaves of shutdownTimeout, for its Cancelled answers to get out. */
+export function killMargin(shutdownTimeout: number): number {
+  return Math.min(1_000, Math.floor(shutdownTimeout / 5));
+}
+
+/**
+ * Makes the socket folder, creates and starts the container, connects and waits for its hello.
+ * Everything it makes is recorded in `made` as soon as it exists. Rejects with StartupAbort (the
+ * container exited, closed the connection, broke the protocol, or the signal ended the attempt) or
+ * with the engine's error.
+ */
+export async function startInstance(input: StartupInput, made: StartupResources): Promise<HelloMessage> {
+  const { engine, options, signal } = input;
+  const aborted = abortedPromise(signal);
+  made.folder = await makeSocketFolder(
+    options.socketDir,
+    input.folderPrefix,
+    options.container.uid,
+    options.container.gid,
+  );
+  signal.throwIfAborted();
+  made.handle = await engine.createContainer(
+    {
+      name: input.name,
+      image: input.digest,
+      env: serveEnv(options),
+      labels: input.labels,
+      socketFolder: made.folder,
+      container: options.container,
+      output: input.output,
+    },
+    signal,
+  );
+  const exited = made.handle.exit.then((exit) => {
+    throw new StartupAbort({ kind: "exit", exit });
+  });
+  exited.catch(() => undefined);
+  const guard = <T>(step: Promise<T>): Promise<T> => Promise.race([step, exited, aborted]);
+  await guard(engine.startContainer(made.handle.id, signal));
+  const socket = await guard(connectWhenListening(join(made.folder, SOCKET_NAME), signal));
+  const hello = await guard(handshake(socket, input, made));
+  // A violation in the same chunk as the hello (a second hello, say) ended the connection already.
+  const endedBy = made.connection?.endedBy;
+  if (endedBy) {
+    throw new StartupAbort(
+      endedBy === "closed" ? { kind: "closed" } : { kind: "protocol", message: endedBy.message },
+    );
+  }
+  return hello;
+}
+
+/** Connects the protocol client and resolves with the hello frame (or rejects when the stream ends). */
+function handshake(socket: Socket, input: StartupInput, made: StartupResources): Promise<HelloMessage> {
+  return new Promise((resolve, reject) => {
+    let ready = false;
+    made.connection = new Connection(
+      socket,
+      { maxFrameBytes: input.options.maxFrameBytes, frameTimeoutMs: input.options.frameTimeout },
+      {
+        ...input.events,
+        onHello: (hello) => {
+          ready = true;
+          resolve(hello);
+        },
+        onEnd: (violation, cause) => {
+          if (!ready) {
+            reject(
+              new StartupAbort(
+                violation ? { kind: "protocol", message: violation.message } : { kind: "closed" },
+              ),
+            );
+            void cause;
+          } else {
+            input.events.onEnd(violation, cause);
+          }
+        },
+      },
+    );
+  });
+}
+
+/** Rejects with StartupAbort once `signal` aborts (never settles otherwise; never unhandled). */
+export function abortedPromise(signal: AbortSignal): Promise<never> {
+  const promise = new Promise<never>((_, reject) => {
+    const fail = () => reject(new StartupAbort({ kind: "aborted", reason: signal.reason }));
+    if (signal.aborted) fail();
+    else signal.addEventListener("abort", fail, { once: true });
+  });
+  promise.catch(() => undefined);
+  return promise;
+}
+
+/**
+ * Connects once the app listens: the socket file appears only when the app is loaded, so
+ * ENOENT/ECONNREFUSED mean "not yet" and are retried with a short, capped backoff.
+ */
+async function connectWhenListening(path: string, signal: AbortSignal): Promise<Socket> {
+  let wait = 2;
+  for (;;) {
+    signal.throwIfAborted();
+    const socket = await new Promise<Socket | undefined>((resolve, reject) => {
+      const attempt = connect(path);
+      attempt.once("connect", () => {
+        attempt.removeAllListeners("error");
+        resolve(attempt);
+      });
+      attempt.once("error", (error: NodeJS.ErrnoException) => {
+        attempt.destroy();
+        if (error.code === "ENOENT" || error.code === "ECONNREFUSED") resolve(undefined);
+        else reject(error);
+      });
+    });
+    if (socket && signal.aborted) socket.destroy();
+    signal.throwIfAborted();
+    if (socket) return socket;
+    await new Promise((resolve) => setTimeout(resolve, wait));
+    // Capped low: the socket appears a few hundred ms after start, and each try is one failed connect.
+    wait = Math.min(wait * 2, 10);
+  }
+}
