@@ -36,6 +36,14 @@ async function eventually(check: () => Promise<boolean>, timeoutMs = 30_000): Pr
   }
 }
 
+/** Blocks this process's event loop for `ms` (a busy host). */
+function blockEventLoop(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    // busy
+  }
+}
+
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] as number;
 }
@@ -200,6 +208,24 @@ describe("Runtime against the Docker engine", () => {
       ["a", warm.host],
       ["b", warm.host],
     ]);
+  });
+
+  it("resolves calls whose answers arrived while the host's event loop was busy past their deadlines", async () => {
+    const rt = runtime({ requestTimeout: 300 });
+    await rt.warm(artifact.path);
+    // A call that resolves the path afresh, so the calls below go out in this tick (no lookup).
+    await rt.execute(artifact.path, { op: "echo", value: "warm" }, { timeout: 30_000 });
+    // Answers come after 50 ms; the loop is blocked for 2 s from just after the requests are written
+    // (in the check phase, so the next turn starts with the overdue timers, before any I/O).
+    const own = rt.execute<Reply>(artifact.path, { op: "sleep", ms: 50, value: "own" }, { timeout: 301 });
+    const shared = rt.execute<Reply>(artifact.path, { op: "sleep", ms: 50, value: "shared" });
+    setImmediate(() => blockEventLoop(2_000));
+    expect((await own).value).toBe("own");
+    expect((await shared).value).toBe("shared");
+    await rt.execute(artifact.path, { op: "echo", value: "again" }, { timeout: 30_000 });
+    const late = rt.execute(artifact.path, { op: "sleep", ms: 60_000 }, { timeout: 300 });
+    setImmediate(() => blockEventLoop(1_000));
+    expect(await rejection(late)).toBeInstanceOf(RequestTimeoutError);
   });
 
   it("reports docker kill exactly: every call in flight gets WorkerExitedError 137, not OOM, then a new container serves", async () => {
@@ -563,6 +589,26 @@ describe("Runtime against the Docker engine", () => {
       `[runtime.engine] 20,000 mixed calls in ${Math.round(elapsed)} ms: ${JSON.stringify(summary)}, ${kills} kills, ${coldStarts} cold starts; RSS ${(rssBefore / 1048576).toFixed(0)} -> ${(rssAfter / 1048576).toFixed(0)} MiB`,
     );
     expect(rssAfter - rssBefore).toBeLessThan(256 * 1024 * 1024);
+  });
+
+  it("lets the host process exit as soon as close() resolves, even with a 60 s shutdownTimeout", async () => {
+    const script = fileURLToPath(new URL("./support/close-then-exit.ts", import.meta.url));
+    const child = spawn(
+      process.execPath,
+      ["--conditions=source", "--import", "tsx", script, artifact.path, socketDir],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    const exited = new Promise<number>((resolve) => child.once("exit", () => resolve(Date.now())));
+    let line: string | undefined;
+    for await (const first of createInterface({ input: child.stdout })) {
+      line ??= first;
+    }
+    expect(line).toBeDefined();
+    const { closedAt } = JSON.parse(line as string) as { closedAt: number };
+    const exitAt = await exited;
+    expect(child.exitCode).toBe(0);
+    console.info(`[runtime.engine] host process exited ${exitAt - closedAt} ms after close() resolved`);
+    expect(exitAt - closedAt).toBeLessThan(2_000);
   });
 
   it("leaves zero labelled containers and no socket folders after close()", async () => {

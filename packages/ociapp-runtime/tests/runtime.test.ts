@@ -30,6 +30,14 @@ const DIGEST = `sha256:${"a".repeat(64)}`;
 const OTHER_DIGEST = `sha256:${"b".repeat(64)}`;
 const HOSTILE = fileURLToPath(new URL("./support/hostile-server.mjs", import.meta.url));
 
+/** Blocks this process's event loop for `ms` (a busy host). */
+function blockEventLoop(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    // busy
+  }
+}
+
 async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
@@ -156,6 +164,26 @@ describe("Runtime over the process engine", () => {
       return instances?.draining === 0 && instances.stopping === 0 && instances.ready === 1;
     }, 30_000);
     expect(rt.stats().artifacts[0]?.coldStarts).toBe(2);
+  });
+
+  it("resolves a call whose answer arrived while the event loop was busy past its deadline", async () => {
+    const rt = runtime({ requestTimeout: 300 });
+    await rt.warm(artifact);
+    // A call that resolves the path afresh, so the calls below go out in this tick (no lookup).
+    await rt.execute(artifact, { op: "echo", value: "warm" }, { timeout: 30_000 });
+    // The answers come after 50 ms; the host's loop is blocked for 2 s from just after the requests are
+    // written, so the 300 ms deadlines (a call's own timer, and the runtime's requestTimeout list) fire
+    // late, with the whole answers sitting in the socket buffer.
+    const answered = rt.execute<Reply>(artifact, { op: "sleep", ms: 50, value: "arrived" }, { timeout: 301 });
+    const defaultTimeout = rt.execute<Reply>(artifact, { op: "sleep", ms: 50, value: "too" });
+    setImmediate(() => blockEventLoop(2_000));
+    expect((await answered).value).toBe("arrived");
+    expect((await defaultTimeout).value).toBe("too");
+    // A call that has no answer still times out.
+    await rt.execute(artifact, { op: "echo", value: "again" }, { timeout: 30_000 });
+    const late = rt.execute(artifact, { op: "sleep", ms: 60_000 }, { timeout: 300 });
+    setImmediate(() => blockEventLoop(1_000));
+    expect(await rejection(late)).toBeInstanceOf(RequestTimeoutError);
   });
 
   it("keeps a container whose app answers its cancels in time", async () => {

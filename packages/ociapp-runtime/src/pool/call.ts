@@ -4,6 +4,11 @@ import { RequestTimeoutError } from "../errors.js";
 export interface CallHolder {
   /** The caller gave up (timeout or abort): drop it from the queue, or send a cancel frame. */
   abandon(call: Call): void;
+  /**
+   * While a frame from the container is only partly received: the bytes read from its connection so
+   * far (any number that grows as bytes arrive); else -1. A deadline is not judged while it grows.
+   */
+  receiving?(): number;
 }
 
 /** Before a pool took it (digest lookup, image load). */
@@ -29,6 +34,8 @@ export class Call {
   deadlinePrev: Call | undefined;
   deadlineNext: Call | undefined;
   deadline = 0;
+  /** The holder's receiving() when the deadline was last judged (a frame was arriving). */
+  private judgedAt = -1;
   private deadlines: CallDeadlines | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
 
@@ -55,6 +62,16 @@ export class Call {
     signal?.addEventListener("abort", this);
   }
 
+  /** Its deadline list let go of it: settling it no longer needs to remove it there. */
+  leaveDeadlines(): void {
+    this.deadlines = undefined;
+  }
+
+  /** The call's own timer fired: it no longer needs clearing. */
+  detachTimer(): void {
+    this.timer = undefined;
+  }
+
   succeed(value: unknown): void {
     if (this.settled) return;
     this.finish();
@@ -79,10 +96,21 @@ export class Call {
     this.giveUp(this.signal?.reason);
   }
 
-  onTimeout(): void {
-    this.timer = undefined;
-    this.deadlines = undefined;
+  /**
+   * The deadline has passed; the caller is told only once the answer has not arrived in the meantime.
+   * Called after the event loop's I/O phase (see judgeAfterIo), so an answer already in the socket's
+   * buffer when a busy loop let the timer fire late has been read and has settled the call. Returns
+   * false when a frame from the container is still arriving: judge again after the next I/O phase.
+   */
+  judge(): boolean {
+    if (this.settled) return true;
+    const receiving = this.holder?.receiving?.() ?? -1;
+    if (receiving >= 0 && receiving !== this.judgedAt) {
+      this.judgedAt = receiving;
+      return false;
+    }
     this.giveUp(new RequestTimeoutError(this.timeoutMs));
+    return true;
   }
 
   private finish(): void {
@@ -99,7 +127,25 @@ export class Call {
 }
 
 function onCallTimeout(call: Call): void {
-  call.onTimeout();
+  call.detachTimer();
+  judgeAfterIo([call]);
+}
+
+/**
+ * Judges overdue calls in the check phase (setImmediate), after the poll phase has read what the
+ * sockets hold: timers run before I/O in each turn of the event loop, so a loop that was busy past a
+ * deadline would otherwise fail a call whose answer had already arrived. Calls whose answer frame is
+ * still arriving are judged again a turn later, for as long as bytes keep coming (a frame stalled
+ * past frameTimeout ends the connection, so this is bounded).
+ */
+export function judgeAfterIo(calls: Call[]): void {
+  setImmediate(judgeNow, calls);
+}
+
+function judgeNow(calls: Call[]): void {
+  const later: Call[] = [];
+  for (const call of calls) if (!call.judge()) later.push(call);
+  if (later.length > 0) judgeAfterIo(later);
 }
 
 /**
@@ -139,15 +185,18 @@ export class CallDeadlines {
     this.size--;
   }
 
-  /** Timer callback. */
+  /** Timer callback: overdue calls leave the list and are judged after the I/O phase. */
   expire(): void {
     this.timer = undefined;
     this.timerAt = Number.POSITIVE_INFINITY;
     const now = performance.now();
+    const overdue: Call[] = [];
     for (let call = this.head; call !== undefined && call.deadline <= now; call = this.head) {
       this.remove(call);
-      call.onTimeout();
+      call.leaveDeadlines();
+      overdue.push(call);
     }
+    if (overdue.length > 0) judgeAfterIo(overdue);
     this.arm();
   }
 

@@ -139,6 +139,10 @@ export class Instance implements CallHolder {
     (this.connection as Connection).send(call);
   }
 
+  receiving(): number {
+    return this.connection?.receiving() ?? -1;
+  }
+
   abandon(call: Call): void {
     const connection = this.connection;
     if (!connection?.pending.has(call.id)) return;

@@ -73,6 +73,11 @@ export class Connection {
     return this.pending.size;
   }
 
+  /** While a frame is partly received: the bytes read from the socket so far; else -1. */
+  receiving(): number {
+    return !this.ended && this.reader.bufferedBytes > 0 ? this.socket.bytesRead : -1;
+  }
+
   /** Writes the call's request frame. The caller has checked there is a free slot. */
   send(call: Call): void {
     this.pending.set(call.id, call);

@@ -1,0 +1,11 @@
+// A host process that executes once on a Runtime with a long shutdownTimeout, closes it, and then
+// has nothing left to do: it must exit at once, with nothing of the runtime keeping it alive.
+// Usage: close-then-exit.ts <artifact> <socketDir>
+// Prints one JSON line when close() has resolved: { closedAt } (Date.now()).
+import { Runtime } from "../../src/index.js";
+
+const [artifact, socketDir] = process.argv.slice(2) as [string, string];
+const runtime = new Runtime({ socketDir, shutdownTimeout: 60_000 });
+await runtime.execute(artifact, { op: "echo", value: "once" });
+await runtime.close();
+process.stdout.write(`${JSON.stringify({ closedAt: Date.now() })}\n`);
