@@ -118,7 +118,11 @@ export class ProcessEngine implements Engine {
     });
   }
 
+  /** Every signal sent, with when (performance.now()). */
+  readonly kills: { id: string; signal: "SIGTERM" | "SIGKILL"; at: number }[] = [];
+
   async killContainer(id: string, signal: "SIGTERM" | "SIGKILL"): Promise<void> {
+    this.kills.push({ id, signal, at: performance.now() });
     const container = this.containers.get(id);
     if (container?.state === "running") container.child?.kill(signal);
   }
