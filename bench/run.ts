@@ -11,6 +11,7 @@ import { promisify } from "node:util";
 import { build } from "ociapp-build";
 import { DockerEngine, Runtime, type RuntimeOptions } from "ociapp-runtime";
 import { DEFAULT_RUN_FLAGS, measureEngineFloor } from "./engine-floor.js";
+import { measureFailures } from "./failures.js";
 import {
   type Latency,
   measureLatency,
@@ -197,6 +198,9 @@ try {
     };
   });
 
+  log("failures: docker kill with calls in flight (20 rounds), close() then exit");
+  const failures = await measureFailures(20, log);
+
   const warmP50 = one.latency.p50Us;
   const results = {
     measuredAt: new Date().toISOString(),
@@ -243,6 +247,7 @@ try {
       ratio: ratio(unlimitedRuntime.callsPerSecond, unlimitedRaw.callsPerSecond),
     },
     rss,
+    failures,
   };
   await writeFile(RESULTS, `${JSON.stringify(results, null, 2)}\n`);
 
@@ -304,6 +309,18 @@ try {
     `${rss.beforeMiB} / ${rss.after1kMiB} / ${rss.after100kMiB} MiB`,
     "",
     `${rss.growthVs1k}x`,
+  ]);
+  rows.push([
+    "docker kill -> calls in flight rejected",
+    `${failures.killToRejectedMs.median} ms median of ${failures.killToRejectedMs.rounds}`,
+    "",
+    failures.killReportsExact ? "137, not OOM, every time" : "REPORT INEXACT",
+  ]);
+  rows.push([
+    "close() -> process exit (shutdownTimeout 60 s)",
+    `${failures.closeToExitMs.median} ms`,
+    "",
+    "",
   ]);
   const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c]?.length ?? 0), 8));
   const header: [string, string, string, string] = ["figure", "ociapp", "baseline", "ratio"];
