@@ -48,8 +48,8 @@ export class OciappRuntimeError extends Error {
 /** An option passed to `new Runtime()` or a call is invalid. */
 export class OptionsError extends OciappRuntimeError {
   declare readonly code: "OCIAPP_INVALID_OPTION";
-  constructor(message: string) {
-    super("OCIAPP_INVALID_OPTION", message);
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("OCIAPP_INVALID_OPTION", message, options);
   }
 }
 

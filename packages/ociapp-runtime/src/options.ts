@@ -1,7 +1,7 @@
-import { tmpdir } from "node:os";
 import { isAbsolute, resolve } from "node:path";
 import type { Engine } from "./engines/engine.js";
 import { OptionsError } from "./errors.js";
+import { defaultRuntimeDir } from "./host/runtime-dir.js";
 
 /** How each container is confined. Every field has a secure default; override per Runtime. */
 export interface ContainerOptions {
@@ -56,7 +56,12 @@ export interface RuntimeOptions {
   maxFrameBytes?: number;
   /** Environment for the app in every container. */
   env?: Record<string, string>;
-  /** Where the per-container socket folders are made. Default os.tmpdir(). */
+  /**
+   * The private folder (mode 0700, this user's, not a link: checked before every container start)
+   * that holds one folder per container with the socket the runtime listens on. Default
+   * `/run/ociapp` as root, else `$XDG_RUNTIME_DIR/ociapp`, else `ociapp-<uid>` in `os.tmpdir()`.
+   * At most 64 bytes (Unix socket paths are at most 107 bytes; the runtime appends up to 34).
+   */
   socketDir?: string;
   /**
    * Milliseconds after which a container with no client connected exits by itself (0: never).
@@ -128,8 +133,8 @@ export const RESERVED_ENV = [
   "OCIAPP_SOCKET",
 ];
 
-// A Unix socket path is at most 107 bytes; the runtime appends "/ociapp-<pid>-<id>-XXXXXX/app.sock"
-// (at most 40 bytes).
+// A Unix socket path is at most 107 bytes (sun_path is 108 with its NUL); the runtime appends
+// "/<pid>-<id>-XXXXXX/host.sock" (at most 34 bytes with a 7-digit pid).
 const MAX_SOCKET_DIR_BYTES = 64;
 const MAX_FRAME_BYTES_LIMIT = 1024 * 1024 * 1024;
 /** The engine refuses memory limits below 6 MiB. */
@@ -309,7 +314,7 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
       );
     }
   }
-  const socketDirInput = options.socketDir ?? tmpdir();
+  const socketDirInput = options.socketDir ?? defaultRuntimeDir();
   if (typeof socketDirInput !== "string" || socketDirInput === "") {
     throw new OptionsError(`Runtime option socketDir must be a directory path (got ${show(socketDirInput)})`);
   }

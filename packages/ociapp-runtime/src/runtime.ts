@@ -189,7 +189,7 @@ export class Runtime implements AsyncDisposable {
             [LABELS.owner]: `${hostname()}:${process.pid}`,
           },
           nextName: () => `ociapp-${this.short}-${++this.containers}`,
-          folderPrefix: `ociapp-${process.pid}-${this.short}-`,
+          folderPrefix: `${process.pid}-${this.short}-`,
           prepare: () => this.sweepOnce(),
           now: this.now,
         },

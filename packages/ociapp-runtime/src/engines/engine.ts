@@ -15,7 +15,10 @@ export interface ContainerSpec {
   image: string;
   env: Record<string, string>;
   labels: Record<string, string>;
-  /** Host folder bind-mounted at /run/ociapp; the app creates its socket there. */
+  /**
+   * Host folder to bind-mount read-only at /run/ociapp: it holds host.sock, the socket the runtime
+   * listens on, which the app connects to (OCIAPP_CONNECT in `env`).
+   */
   socketFolder: string;
   container: ResolvedContainerOptions;
   /** Receives the container's stdout and stderr for its whole life; always drained. */

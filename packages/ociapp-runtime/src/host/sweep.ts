@@ -1,8 +1,6 @@
-import { readdir } from "node:fs/promises";
-import { join } from "node:path";
 import type { Engine } from "../engines/engine.js";
 import { LABELS } from "../labels.js";
-import { removeSocketFolder } from "./socket-folder.js";
+import { sweepFolders } from "./runtime-dir.js";
 
 /** true while a process with that pid exists on this host (EPERM: it exists, owned by someone else). */
 export function processAlive(pid: number): boolean {
@@ -14,9 +12,6 @@ export function processAlive(pid: number): boolean {
   }
 }
 
-/** Socket folders are named ociapp-<owner pid>-<runtime id prefix>-<random>. */
-const FOLDER = /^ociapp-(\d+)-[0-9a-f]{8}-[A-Za-z0-9]{6}$/;
-
 export interface SweepResult {
   containers: number;
   folders: number;
@@ -24,8 +19,8 @@ export interface SweepResult {
 
 /**
  * Removes what runtimes that died without close() left behind on this host: labelled containers
- * whose owner label names this host and a process that is gone, and their socket folders in
- * socketDir. Containers of other hosts are left alone. Best effort: what cannot be removed stays.
+ * whose owner label names this host and a process that is gone, and their folders in the private
+ * runtime folder `socketDir` (and nothing outside it). Containers of other hosts are left alone. Best effort: what cannot be removed stays.
  */
 export async function sweepOrphans(
   engine: Engine,
@@ -49,15 +44,6 @@ export async function sweepOrphans(
       );
     }),
   );
-  const entries = await readdir(socketDir).catch(() => [] as string[]);
-  for (const name of entries) {
-    const match = FOLDER.exec(name);
-    if (match && dead(Number(match[1]))) {
-      await removeSocketFolder(join(socketDir, name)).then(
-        () => result.folders++,
-        () => undefined,
-      );
-    }
-  }
+  result.folders = await sweepFolders(socketDir, dead);
   return result;
 }

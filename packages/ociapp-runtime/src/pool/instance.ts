@@ -9,7 +9,7 @@ import {
   RuntimeClosedError,
   WorkerExitedError,
 } from "../errors.js";
-import { removeSocketFolder } from "../host/socket-folder.js";
+import { removeContainerFolder } from "../host/runtime-dir.js";
 import type { ResolvedOptions } from "../options.js";
 import type { Connection } from "../protocol/connection.js";
 import { engineCall } from "../util/bounded.js";
@@ -423,6 +423,7 @@ export class Instance implements CallHolder {
   private async cleanUp(kill: boolean): Promise<void> {
     const { engine } = this.config;
     this.cancels.clear();
+    this.made.listener?.close();
     this.connection?.destroy();
     const id = this.containerId;
     if (id) {
@@ -432,7 +433,7 @@ export class Instance implements CallHolder {
         () => undefined,
       );
     }
-    if (this.made.folder) await removeSocketFolder(this.made.folder).catch(() => undefined);
+    if (this.made.folder) await removeContainerFolder(this.made.folder).catch(() => undefined);
     this.handle?.release();
     this.state = "gone";
     this.markGone();

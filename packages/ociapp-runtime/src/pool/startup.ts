@@ -1,11 +1,12 @@
-import { connect, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { join } from "node:path";
 import type { HelloMessage } from "ociapp/protocol";
 import type { ContainerExit, ContainerHandle, Engine } from "../engines/engine.js";
 import type { OutputPipeline } from "../engines/output.js";
-import { makeSocketFolder, SOCKET_NAME } from "../host/socket-folder.js";
+import { CONTAINER_SOCKET, HOST_SOCKET, makeContainerFolder } from "../host/runtime-dir.js";
 import type { ResolvedOptions } from "../options.js";
 import { Connection, type ConnectionEvents } from "../protocol/connection.js";
+import { OneShotListener } from "../protocol/listener.js";
 
 /** Why a start attempt ended before the hello (the instance turns it into InstanceStartupError). */
 export type StartupStop =
@@ -23,6 +24,7 @@ export class StartupAbort extends Error {
 /** What a start attempt made, filled in as it goes, so a failed attempt can be cleaned up. */
 export interface StartupResources {
   folder?: string;
+  listener?: OneShotListener;
   handle?: ContainerHandle;
   connection?: Connection;
 }
@@ -54,6 +56,8 @@ function serveEnv(options: ResolvedOptions): Record<string, string> {
       Math.max(0, options.shutdownTimeout - killMargin(options.shutdownTimeout)),
     ),
     OCIAPP_ORPHAN_TIMEOUT_MS: String(options.orphanTimeout),
+    // serve connects to the runtime's socket (protocol v2) instead of listening.
+    OCIAPP_CONNECT: CONTAINER_SOCKET,
   };
 }
 
@@ -63,7 +67,8 @@ export function killMargin(shutdownTimeout: number): number {
 }
 
 /**
- * Makes the socket folder, creates and starts the container, connects and waits for its hello.
+ * Makes the container's folder and listens on its socket, creates and starts the container, accepts
+ * its connection and waits for its hello.
  * Everything it makes is recorded in `made` as soon as it exists. Rejects with StartupAbort (the
  * container exited, closed the connection, broke the protocol, or the signal ended the attempt) or
  * with the engine's error.
@@ -71,12 +76,8 @@ export function killMargin(shutdownTimeout: number): number {
 export async function startInstance(input: StartupInput, made: StartupResources): Promise<HelloMessage> {
   const { engine, options, signal } = input;
   const aborted = abortedPromise(signal);
-  made.folder = await makeSocketFolder(
-    options.socketDir,
-    input.folderPrefix,
-    options.container.uid,
-    options.container.gid,
-  );
+  made.folder = await makeContainerFolder(options.socketDir, input.folderPrefix);
+  made.listener = await OneShotListener.listen(join(made.folder, HOST_SOCKET));
   signal.throwIfAborted();
   made.handle = await engine.createContainer(
     {
@@ -96,7 +97,7 @@ export async function startInstance(input: StartupInput, made: StartupResources)
   exited.catch(() => undefined);
   const guard = <T>(step: Promise<T>): Promise<T> => Promise.race([step, exited, aborted]);
   await guard(engine.startContainer(made.handle.id, signal));
-  const socket = await guard(connectWhenListening(join(made.folder, SOCKET_NAME), signal));
+  const socket = await guard(made.listener.accepted);
   const hello = await guard(handshake(socket, input, made));
   // A violation in the same chunk as the hello (a second hello, say) ended the connection already.
   const endedBy = made.connection?.endedBy;
@@ -147,33 +148,4 @@ export function abortedPromise(signal: AbortSignal): Promise<never> {
   });
   promise.catch(() => undefined);
   return promise;
-}
-
-/**
- * Connects once the app listens: the socket file appears only when the app is loaded, so
- * ENOENT/ECONNREFUSED mean "not yet" and are retried with a short, capped backoff.
- */
-async function connectWhenListening(path: string, signal: AbortSignal): Promise<Socket> {
-  let wait = 2;
-  for (;;) {
-    signal.throwIfAborted();
-    const socket = await new Promise<Socket | undefined>((resolve, reject) => {
-      const attempt = connect(path);
-      attempt.once("connect", () => {
-        attempt.removeAllListeners("error");
-        resolve(attempt);
-      });
-      attempt.once("error", (error: NodeJS.ErrnoException) => {
-        attempt.destroy();
-        if (error.code === "ENOENT" || error.code === "ECONNREFUSED") resolve(undefined);
-        else reject(error);
-      });
-    });
-    if (socket && signal.aborted) socket.destroy();
-    signal.throwIfAborted();
-    if (socket) return socket;
-    await new Promise((resolve) => setTimeout(resolve, wait));
-    // Capped low: the socket appears a few hundred ms after start, and each try is one failed connect.
-    wait = Math.min(wait * 2, 10);
-  }
 }

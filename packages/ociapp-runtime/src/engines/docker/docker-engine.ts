@@ -1,5 +1,6 @@
 import Dockerode from "dockerode";
 import { EngineUnavailableError } from "../../errors.js";
+import { CONTAINER_FOLDER } from "../../host/runtime-dir.js";
 import { within } from "../../util/timers.js";
 import type { ContainerExit, ContainerHandle, ContainerSpec, Engine, ListedContainer } from "../engine.js";
 import { engineError, statusOf, untilAborted } from "./errors.js";
@@ -106,7 +107,8 @@ export class DockerEngine implements Engine {
       AttachStderr: true,
       HostConfig: {
         AutoRemove: true,
-        Binds: [`${spec.socketFolder}:/run/ociapp:rw`],
+        // Read-only: the container connects to the runtime's socket there and can write nothing.
+        Binds: [`${spec.socketFolder}:${CONTAINER_FOLDER}:ro`],
         NetworkMode: c.networkMode,
         ReadonlyRootfs: c.readonlyRootfs,
         Tmpfs: c.tmpfs,
