@@ -1,11 +1,23 @@
 export {
   DEFAULT_FRAME_TIMEOUT_MS,
+  DEFAULT_MAX_DEPTH,
   DEFAULT_MAX_FRAME_BYTES,
+  DEFAULT_MAX_VALUES,
   FRAME_HEADER_BYTES,
+  MAX_CAPABILITIES,
+  MAX_CAPABILITY_CHARS,
   MAX_DECLARABLE_FRAME_BYTES,
+  MAX_ERROR_MESSAGE_CHARS,
+  MAX_HELLO_STRING_CHARS,
+  MAX_ID_CHARS,
+  MAX_LOG_TEXT_CHARS,
+  MAX_STACK_CHARS,
+  MAX_TRACESTATE_CHARS,
+  MIN_LIMITS,
   PROTOCOL_VERSION,
 } from "./constants.js";
-export { checkMaxFrameBytes, decodeJson, encodeFrame, FrameDecoder } from "./frame.js";
+export { checkMaxFrameBytes, decodeJson, encodeFrame, encodeJsonFrame, FrameDecoder } from "./frame.js";
+export { checkJsonLimits, type JsonLimits, mayBreakJsonLimits } from "./limits.js";
 export type {
   CancelMessage,
   ClientMessage,
