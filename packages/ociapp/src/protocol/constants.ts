@@ -1,5 +1,5 @@
-/** Version announced in the hello frame; bumped on any incompatible wire change. */
-export const PROTOCOL_VERSION = 1;
+/** Version both hellos carry; bumped on any incompatible wire change. This SDK speaks 2 only. */
+export const PROTOCOL_VERSION = 2;
 /** Every frame starts with a 4-byte unsigned big-endian body length. */
 export const FRAME_HEADER_BYTES = 4;
 export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;

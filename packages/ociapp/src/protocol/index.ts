@@ -1,4 +1,5 @@
 export {
+  type Capability,
   DEFAULT_FRAME_TIMEOUT_MS,
   DEFAULT_MAX_DEPTH,
   DEFAULT_MAX_FRAME_BYTES,
@@ -19,16 +20,33 @@ export {
 export { checkMaxFrameBytes, decodeJson, encodeFrame, encodeJsonFrame, FrameDecoder } from "./frame.js";
 export { checkJsonLimits, type JsonLimits, mayBreakJsonLimits } from "./limits.js";
 export type {
+  AppHelloMessage,
+  AppMessage,
   CancelMessage,
   ClientMessage,
   ErrorMessage,
   HelloMessage,
+  HostHelloMessage,
+  HostMessage,
+  Limits,
+  LogLevel,
+  LogMessage,
+  NameAndVersion,
+  PingMessage,
+  PongMessage,
   RemoteError,
   RequestMessage,
   ResponseMessage,
   ServerMessage,
+  TraceContext,
 } from "./messages.js";
-export { parseClientMessage, parseServerMessage } from "./messages.js";
+export {
+  parseAppMessage,
+  parseClientMessage,
+  parseHostMessage,
+  parseServerMessage,
+  parseTraceContext,
+} from "./parse.js";
 export type { MessageReaderOptions, Timers } from "./reader.js";
 export { MessageReader } from "./reader.js";
 export type { ViolationReason } from "./violation.js";
