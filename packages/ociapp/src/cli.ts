@@ -66,14 +66,19 @@ async function runServe(options: ServeCommandOptions): Promise<void> {
       "--socket (listen mode) and --connect (connect mode) exclude each other, from flags or OCIAPP_SOCKET / OCIAPP_CONNECT: give one",
     );
   }
-  const loaded = await loadApp(options.app);
-  // Signals before serve() resolves (connect mode may retry for a while) stop it through this.
+  // Signals are ours from the start: while the app loads nothing exists yet, so a signal just ends
+  // the process; while serve() starts (connect mode may retry for a while) it stops it through
+  // `starting`; once serving, the first drains and the second cuts the grace short.
   const starting = new AbortController();
+  let loading = true;
   let handle: ServerHandle | undefined;
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals): void => {
     signals++;
-    if (handle === undefined) {
+    if (loading) {
+      line(`${signal}: stopped before serving`);
+      process.exit(0);
+    } else if (handle === undefined) {
       starting.abort(new Error(signal));
     } else if (signals === 1) {
       const { pending } = handle.stats();
@@ -86,6 +91,8 @@ async function runServe(options: ServeCommandOptions): Promise<void> {
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
+  const loaded = await loadApp(options.app);
+  loading = false;
   // A promise the app forgot to await must not take every other request down with the process.
   // (A synchronous throw outside execute still ends it: the app's state is unknown after that.)
   process.on("unhandledRejection", (reason) => {
