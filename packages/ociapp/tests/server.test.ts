@@ -10,6 +10,7 @@ import {
   isApplication,
   OciappError,
   OciappUsageError,
+  PROTOCOL_VERSION,
   type ServerHandle,
   serve,
   VERSION,
@@ -68,11 +69,13 @@ describe("Application", () => {
     expect(isApplication(null)).toBe(false);
   });
 
-  it("reports the version in package.json", () => {
+  it("reports the version in package.json, which declares the protocol it speaks for ociapp-build", () => {
     const manifest = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
       version: string;
+      ociapp: { protocol: number };
     };
     expect(VERSION).toBe(manifest.version);
+    expect(manifest.ociapp).toEqual({ protocol: PROTOCOL_VERSION });
   });
 
   it("refuses to serve something that is not an Application", async () => {
