@@ -5,6 +5,7 @@ import {
   DEFAULT_MAX_DEPTH,
   DEFAULT_MAX_VALUES,
   decodeJson,
+  encodeFrameWithin,
   type JsonLimits,
   MessageReader,
   mayBreakJsonLimits,
@@ -238,6 +239,32 @@ describe("checkJsonLimits", () => {
         outcome(text, { maxDepth: 1, maxValues: 1 }),
       );
     }
+  });
+});
+
+describe("encodeFrameWithin (the send side)", () => {
+  const limits = { maxFrameBytes: 1024, maxDepth: 4, maxValues: 64 };
+  it("encodes a message within the peer's limits, and names the limit a message breaks", () => {
+    const frame = encodeFrameWithin({ type: "request", id: "1", payload: [[1]] }, limits);
+    expect(decodeJson(frame.subarray(4), limits)).toEqual({ type: "request", id: "1", payload: [[1]] });
+    const broken = (message: object) => {
+      try {
+        encodeFrameWithin(message, limits);
+      } catch (error) {
+        return [(error as ProtocolViolationError).reason, (error as Error).message];
+      }
+      return ["encoded"];
+    };
+    expect(broken({ payload: [[[[1]]]] })).toEqual(["too-deep", expect.stringContaining("(maxDepth)")]);
+    expect(broken({ payload: Array(64).fill(0) })).toEqual([
+      "too-many-values",
+      expect.stringContaining("(maxValues)"),
+    ]);
+    expect(broken({ payload: "x".repeat(1024) })).toEqual([
+      "frame-too-large",
+      expect.stringContaining("(maxFrameBytes)"),
+    ]);
+    expect(() => encodeFrameWithin({ n: 1n } as object, limits)).toThrow(TypeError);
   });
 });
 

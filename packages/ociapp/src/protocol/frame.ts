@@ -1,6 +1,7 @@
 import { isUtf8 } from "node:buffer";
 import { DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES, MAX_DECLARABLE_FRAME_BYTES } from "./constants.js";
 import { checkJsonLimits, type JsonLimits } from "./limits.js";
+import type { Limits } from "./messages.js";
 import { ProtocolViolationError } from "./violation.js";
 
 export function checkMaxFrameBytes(maxFrameBytes: number, option = "maxFrameBytes"): number {
@@ -33,6 +34,18 @@ export function encodeFrame(message: object, maxFrameBytes: number = DEFAULT_MAX
   const json: string | undefined = JSON.stringify(message);
   if (typeof json !== "string") throw new TypeError("message is not JSON-serialisable");
   return encodeJsonFrame(json, maxFrameBytes);
+}
+
+/**
+ * encodeFrame within a peer's limits (from its hello): throws ProtocolViolationError "frame-too-large",
+ * "too-deep" or "too-many-values", its message naming the limit, when the message would break them.
+ * What a sender calls before sending, so that the peer never has to close the connection over it.
+ */
+export function encodeFrameWithin(message: object, limits: Limits): Buffer {
+  const json: string | undefined = JSON.stringify(message);
+  if (typeof json !== "string") throw new TypeError("message is not JSON-serialisable");
+  checkJsonLimits(json, limits);
+  return encodeJsonFrame(json, limits.maxFrameBytes);
 }
 
 /** encodeFrame for a message already serialised. */

@@ -17,7 +17,14 @@ export {
   MIN_LIMITS,
   PROTOCOL_VERSION,
 } from "./constants.js";
-export { checkMaxFrameBytes, decodeJson, encodeFrame, encodeJsonFrame, FrameDecoder } from "./frame.js";
+export {
+  checkMaxFrameBytes,
+  decodeJson,
+  encodeFrame,
+  encodeFrameWithin,
+  encodeJsonFrame,
+  FrameDecoder,
+} from "./frame.js";
 export { checkJsonLimits, type JsonLimits, mayBreakJsonLimits } from "./limits.js";
 export type {
   AppHelloMessage,
