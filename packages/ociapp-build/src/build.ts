@@ -2,12 +2,12 @@ import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rename, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { ArtifactFormatError, readArtifactIndex } from "ociapp/artifact";
+import { ArtifactFormatError, PROTOCOL_ANNOTATION, readArtifactIndex } from "ociapp/artifact";
 import { checkBuildx, runBuildx } from "./buildx.js";
 import { BuildError } from "./errors.js";
 import { artifactFileName, defaultBaseImage, defaultImageReference } from "./naming.js";
 import { type Project, readProject } from "./project.js";
-import { locateSdk, packSdk } from "./sdk.js";
+import { installedSdkProtocol, locateSdk, packSdk } from "./sdk.js";
 import { isFile, SDK_TARBALL_NAME, sdkTarballDir, stageManagedBuild } from "./stage.js";
 import { lastLines, runTool } from "./subprocess.js";
 
@@ -92,8 +92,12 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     let context = project.root;
     let containerfile = customContainerfile ?? "";
     const buildArgs: Record<string, string> = {};
+    // The wire protocol of the SDK in the image, for dev.ociapp.protocol: the packed SDK's (managed),
+    // or the project's installed one (custom; none recorded when it has none).
+    let protocol: number | undefined;
     if (config.mode === "managed") {
       const sdk = await locateSdk(project.root);
+      protocol = sdk.protocol;
       // Packing the SDK does not depend on the app's build: both run at once.
       const [built, packed] = await Promise.allSettled([
         runBuildScript(project, opts, say),
@@ -107,6 +111,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     } else {
       // A custom Containerfile may use `ARG OCIAPP_BASE_IMAGE` / `FROM ${OCIAPP_BASE_IMAGE}`.
       buildArgs.OCIAPP_BASE_IMAGE = baseImage;
+      protocol = await installedSdkProtocol(project.root);
     }
 
     const annotations: Record<string, string> = {
@@ -114,6 +119,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       "org.opencontainers.image.version": packageJson.version,
     };
     if (config.entrypoint !== undefined) annotations["dev.ociapp.entrypoint"] = config.entrypoint;
+    if (protocol !== undefined) annotations[PROTOCOL_ANNOTATION] = String(protocol);
 
     say(`building ${image} from ${config.mode === "managed" ? baseImage : containerfile}`);
     await runBuildx({

@@ -7,6 +7,27 @@ import { lastLines, run } from "./subprocess.js";
 export interface LocatedSdk {
   dir: string;
   version: string;
+  /** The wire protocol its `ociapp serve` speaks, from its package.json; absent before SDK 0.2. */
+  protocol?: number;
+}
+
+/**
+ * The SDK's package.json field `"ociapp": { "protocol": 2 }`: read, never run, so that an artifact
+ * can say which protocol its image speaks. undefined when missing or not a positive integer.
+ */
+export function sdkProtocol(packageJson: Record<string, unknown>): number | undefined {
+  const field = packageJson.ociapp;
+  if (typeof field !== "object" || field === null) return undefined;
+  const protocol = (field as Record<string, unknown>).protocol;
+  return typeof protocol === "number" && Number.isSafeInteger(protocol) && protocol > 0
+    ? protocol
+    : undefined;
+}
+
+/** Custom mode: the protocol of the SDK the project has installed (Node's resolution from its root), if any. */
+export async function installedSdkProtocol(projectRoot: string): Promise<number | undefined> {
+  const found = await resolveInstalledPackage(projectRoot, "ociapp");
+  return found?.packageJson.name === "ociapp" ? sdkProtocol(found.packageJson) : undefined;
 }
 
 /** Files the image's `ociapp serve` needs from the SDK: its compiled library and CLI. */
@@ -36,7 +57,10 @@ export async function locateSdk(projectRoot: string): Promise<LocatedSdk> {
       );
     }
   }
-  return { dir: found.dir, version: String(found.packageJson.version ?? "0.0.0") };
+  const sdk: LocatedSdk = { dir: found.dir, version: String(found.packageJson.version ?? "0.0.0") };
+  const protocol = sdkProtocol(found.packageJson);
+  if (protocol !== undefined) sdk.protocol = protocol;
+  return sdk;
 }
 
 /** Packs the SDK with `npm pack` (honouring its "files") into `destination`, as `fileName`. */

@@ -66,5 +66,5 @@ describe("ociapp-build inspect", () => {
 
 it("ociapp-build --version prints the package version", async () => {
   const result = await runCliHere(["--version"]);
-  expect(result).toEqual({ exitCode: 0, stdout: "0.1.0\n", stderr: "" });
+  expect(result).toEqual({ exitCode: 0, stdout: "0.2.0\n", stderr: "" });
 });

@@ -5,7 +5,7 @@ import { inspectArtifact } from "ociapp/artifact";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { docker } from "../../../tests/engine/docker.js";
 import { type BuildResult, build } from "../src/index.js";
-import { type RunningApp, removeImage, requestOnce, startApp, uniqueImage } from "./helpers/container.js";
+import { type RunningApp, removeImage, startApp, uniqueImage } from "./helpers/container.js";
 import { type TempProject, tempProject } from "./helpers/projects.js";
 
 // Custom mode: the project's own Containerfile, the project root as the build context, and the base
@@ -41,6 +41,9 @@ it("records the annotations, and compresses the layers it built with zstd", asyn
     entrypoint: "main.mjs#app",
     digest: result.digest,
   });
+  // The project has no SDK installed (the image installs it): no protocol is recorded.
+  expect(info.protocol).toBeUndefined();
+  expect(info.annotations["dev.ociapp.protocol"]).toBeUndefined();
   expect(info.layers.some((layer) => layer.mediaType === "application/vnd.oci.image.layer.v1.tar+zstd")).toBe(
     true,
   );
@@ -48,8 +51,7 @@ it("records the annotations, and compresses the layers it built with zstd", asyn
 
 it("runs the image its Containerfile describes", async () => {
   running = await startApp(image);
-  const [, answer] = await requestOnce(running.socketPath, { value: "custom" });
-  expect(answer).toEqual({
+  expect(await running.request({ value: "custom" })).toEqual({
     type: "response",
     id: "r1",
     payload: { value: "custom", uid: 10002, cwd: "/srv/custom", marker: "built by a custom Containerfile" },

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { docker } from "../../../tests/engine/docker.js";
 import { type BuildResult, build } from "../src/index.js";
 import { runCliHere } from "./helpers/cli.js";
-import { type RunningApp, removeImage, requestOnce, startApp, uniqueImage } from "./helpers/container.js";
+import { type RunningApp, removeImage, startApp, uniqueImage } from "./helpers/container.js";
 import { extractLayout } from "./helpers/oci.js";
 import { ECHO_APP } from "./helpers/paths.js";
 import { ensureSdkBuilt } from "./helpers/sdk.js";
@@ -90,6 +90,8 @@ describe("examples/echo-app", () => {
       "org.opencontainers.image.title": "echo-app",
       "org.opencontainers.image.version": "0.1.0",
       "dev.ociapp.entrypoint": "dist/main.js#app",
+      // From the packed SDK's package.json ("ociapp": {"protocol": 2}).
+      "dev.ociapp.protocol": "2",
     });
     for (const layer of manifest.layers)
       expect(layer.mediaType).toBe("application/vnd.oci.image.layer.v1.tar+gzip");
@@ -119,10 +121,11 @@ describe("examples/echo-app", () => {
       version: "0.1.0",
       entrypoint: "dist/main.js#app",
       refName: `docker.io/${image}`,
+      protocol: 2,
     });
   });
 
-  it("docker load accepts it, and a container with no network answers over the socket", async () => {
+  it("docker load accepts it, and a container with no network connects to the host's socket and answers", async () => {
     expect(await docker(["load", "-i", result.path])).toContain(image);
     // With the containerd image store, the image's ID is the artifact's digest.
     expect((await docker(["image", "inspect", "--format", "{{.Id}}", image])).trim()).toBe(result.digest);
@@ -131,11 +134,20 @@ describe("examples/echo-app", () => {
     expect((await docker(["inspect", "--format", "{{.HostConfig.NetworkMode}}", running.id])).trim()).toBe(
       "none",
     );
-    const [hello, answer] = await requestOnce(running.socketPath, { value: "hello from the host" });
-    expect(hello).toMatchObject({ type: "hello", protocol: 1, app: { name: "echo-app", version: "0.1.0" } });
-    expect(answer).toEqual({ type: "response", id: "r1", payload: { value: "hello from the host" } });
+    expect(running.hello).toMatchObject({
+      type: "hello",
+      protocol: 2,
+      role: "app",
+      app: { name: "echo-app", version: "0.1.0" },
+      sdk: { name: "ociapp", version: "0.2.0" },
+    });
+    expect(await running.request({ value: "hello from the host" })).toEqual({
+      type: "response",
+      id: "r1",
+      payload: { value: "hello from the host" },
+    });
 
-    const [, invalid] = await requestOnce(running.socketPath, { value: 42 }, "bad");
+    const invalid = await running.request({ value: 42 }, "bad");
     expect(invalid).toMatchObject({ type: "error", id: "bad", error: { type: "ValidationError" } });
 
     expect((await docker(["exec", running.id, "id", "-u"])).trim()).toBe("10001");

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { docker } from "../../../tests/engine/docker.js";
 import { type BuildResult, build } from "../src/index.js";
-import { type RunningApp, removeImage, requestOnce, startApp, uniqueImage } from "./helpers/container.js";
+import { type RunningApp, removeImage, startApp, uniqueImage } from "./helpers/container.js";
 import { type TempProject, tempProject } from "./helpers/projects.js";
 
 // A managed build with "systemPackages": ["jq"]: apt-get runs in the image build (network host), and
@@ -49,7 +49,7 @@ it("installs the system package in the image", async () => {
 
 it("the app runs jq inside its container, answering over the socket", async () => {
   running = await startApp(image);
-  const [, answer] = await requestOnce(running.socketPath, {
+  const answer = await running.request({
     filter: "{sum: (.a + .b)}",
     input: { a: 40, b: 2 },
   });

@@ -1,10 +1,11 @@
 import { readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { readArtifactIndex } from "ociapp/artifact";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { docker } from "../../../tests/engine/docker.js";
 import type { BuildResult } from "../src/index.js";
 import { runCli } from "./helpers/cli.js";
-import { type RunningApp, removeImage, requestOnce, startApp, uniqueImage } from "./helpers/container.js";
+import { type RunningApp, removeImage, startApp, uniqueImage } from "./helpers/container.js";
 import { type TempProject, tempProject } from "./helpers/projects.js";
 
 // A plain npm project outside the workspace (a temporary folder with its own package-lock.json and
@@ -46,6 +47,8 @@ it("prints one JSON line and writes the flattened scoped name into the project r
   expect(result.path).toBe(join(project?.dir ?? "", "acme-standalone-echo-1.2.3.ociapp"));
   expect(result.bytes).toBe((await stat(result.path)).size);
   expect(result.image).toBe(image);
+  // The vendored SDK it packed speaks protocol 2, and the artifact says so.
+  expect((await readArtifactIndex(result.path)).protocol).toBe(2);
 });
 
 it("installs the locked dependency versions and the vendored SDK inside the image", async () => {
@@ -59,7 +62,7 @@ it("installs the locked dependency versions and the vendored SDK inside the imag
   expect((await inImage("/app/node_modules/zod/package.json")).version).toBe(
     lock.packages["node_modules/zod"]?.version,
   );
-  expect((await inImage("/app/node_modules/ociapp/package.json")).version).toBe("0.1.0");
+  expect((await inImage("/app/node_modules/ociapp/package.json")).version).toBe("0.2.0");
   // The app's own files are there, its vendor folder and node_modules from the host are not.
   const listing = await docker([
     "run",
@@ -81,11 +84,10 @@ it("installs the locked dependency versions and the vendored SDK inside the imag
   ]);
 });
 
-it("a container with no network answers over the socket", async () => {
+it("a container with no network connects to the host's socket and answers", async () => {
   running = await startApp(image);
-  const [hello, answer] = await requestOnce(running.socketPath, { value: "standalone" });
-  expect(hello).toMatchObject({ type: "hello", app: { name: "standalone-echo", version: "1.2.3" } });
-  expect(answer).toEqual({
+  expect(running.hello).toMatchObject({ type: "hello", app: { name: "standalone-echo", version: "1.2.3" } });
+  expect(await running.request({ value: "standalone" })).toEqual({
     type: "response",
     id: "r1",
     payload: { value: "standalone", uid: 10001, cwd: "/app", node: process.version },

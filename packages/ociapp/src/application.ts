@@ -1,4 +1,5 @@
 import type { z } from "zod";
+import type { TraceContext } from "./protocol/messages.js";
 
 /**
  * The brand that marks an Application. It is registered with Symbol.for so that two copies of the
@@ -13,6 +14,12 @@ export interface ExecutionContext {
   readonly requestId: string;
   /** Aborted when the host cancels the request, its connection closes, or the server shuts down. */
   readonly signal: AbortSignal;
+  /**
+   * The request's W3C trace context (https://www.w3.org/TR/trace-context/), when the host sent a
+   * well-formed one: `traceparent` is "00-<trace id>-<parent id>-<flags>" in lowercase hex,
+   * `tracestate` at most 512 chars. Pass it on to the spans or outgoing calls the app makes.
+   */
+  readonly trace?: TraceContext | undefined;
 }
 
 /**
@@ -34,6 +41,23 @@ export abstract class Application<Req extends z.ZodType = z.ZodType, Res extends
    */
   declare readonly name?: string;
   declare readonly version?: string;
+  /**
+   * When true, error frames carry the thrown error's stack (at most 16 KiB, control characters other
+   * than \n and \t escaped as \u00XX). Default false: a stack shows the app's file layout and code
+   * to whoever reads the host's errors, so the app opts in.
+   */
+  declare readonly errorStacks?: boolean;
+
+  /**
+   * Optional warm-up, run once per process when the host pings with `prime: true` (a runtime does so
+   * before a container takes its first real call). Its purpose is to take the first-call cost off
+   * the first request: run the request and response schemas (and whatever execute needs) on a sample,
+   * so that V8 has compiled the request path, lazy imports are loaded and caches are filled. It runs
+   * app code, so it is opt-in: without this method a prime ping is a plain ping. A throw or rejection
+   * answers the ping with a "PrimeError" and the app keeps serving; later prime pings do not run it
+   * again.
+   */
+  prime?(): void | Promise<void>;
 
   abstract execute(request: z.output<Req>, context: ExecutionContext): Promise<z.input<Res>> | z.input<Res>;
 }

@@ -1,21 +1,35 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { loadApp } from "./cli/load-app.js";
-import { OciappError } from "./errors.js";
-import { DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_MAX_FRAME_BYTES } from "./protocol/constants.js";
+import { OciappError, OciappUsageError } from "./errors.js";
+import {
+  DEFAULT_FRAME_TIMEOUT_MS,
+  DEFAULT_MAX_DEPTH,
+  DEFAULT_MAX_FRAME_BYTES,
+  DEFAULT_MAX_VALUES,
+  MAX_DECLARABLE_FRAME_BYTES,
+  MIN_LIMITS,
+} from "./protocol/constants.js";
 import {
   DEFAULT_MAX_CONCURRENCY,
   DEFAULT_SHUTDOWN_GRACE_MS,
   DEFAULT_SOCKET_PATH,
-  MIN_MAX_FRAME_BYTES,
+  OciappConnectError,
+  type ServerHandle,
   serve,
 } from "./server/index.js";
 import { VERSION } from "./version.js";
 
+/** Exit code when connect mode cannot reach the host within the orphan timeout. */
+export const EXIT_NO_HOST = 3;
+
 interface ServeCommandOptions {
   app: string;
-  socket: string;
+  socket?: string;
+  connect?: string;
   maxConcurrency: number;
   maxFrameBytes: number;
+  maxDepth: number;
+  maxValues: number;
   frameTimeout: number;
   shutdownGrace: number;
   orphanTimeout: number;
@@ -46,27 +60,27 @@ function line(text: string): void {
 }
 
 async function runServe(options: ServeCommandOptions): Promise<void> {
-  const loaded = await loadApp(options.app);
-  const handle = await serve({
-    app: loaded.app,
-    socketPath: options.socket,
-    maxConcurrency: options.maxConcurrency,
-    maxFrameBytes: options.maxFrameBytes,
-    frameTimeoutMs: options.frameTimeout,
-    shutdownGraceMs: options.shutdownGrace,
-    orphanTimeoutMs: options.orphanTimeout,
-    appInfo: {
-      ...loaded.packageInfo,
-      ...(loaded.app.name === undefined ? {} : { name: loaded.app.name }),
-      ...(loaded.app.version === undefined ? {} : { version: loaded.app.version }),
-    },
-  });
-  line(`serving ${options.app} on ${handle.socketPath} (max concurrency ${options.maxConcurrency})`);
-
+  if (options.socket !== undefined && options.connect !== undefined) {
+    throw new OciappUsageError(
+      "OCIAPP_INVALID_OPTION",
+      "--socket (listen mode) and --connect (connect mode) exclude each other, from flags or OCIAPP_SOCKET / OCIAPP_CONNECT: give one",
+    );
+  }
+  // Signals are ours from the start: while the app loads nothing exists yet, so a signal just ends
+  // the process; while serve() starts (connect mode may retry for a while) it stops it through
+  // `starting`; once serving, the first drains and the second cuts the grace short.
+  const starting = new AbortController();
+  let loading = true;
+  let handle: ServerHandle | undefined;
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals): void => {
     signals++;
-    if (signals === 1) {
+    if (loading) {
+      line(`${signal}: stopped before serving`);
+      process.exit(0);
+    } else if (handle === undefined) {
+      starting.abort(new Error(signal));
+    } else if (signals === 1) {
       const { pending } = handle.stats();
       line(`${signal}: draining ${pending} request(s), grace ${options.shutdownGrace} ms`);
       void handle.close();
@@ -77,13 +91,54 @@ async function runServe(options: ServeCommandOptions): Promise<void> {
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
+  const loaded = await loadApp(options.app);
+  loading = false;
   // A promise the app forgot to await must not take every other request down with the process.
   // (A synchronous throw outside execute still ends it: the app's state is unknown after that.)
   process.on("unhandledRejection", (reason) => {
     line(`unhandled rejection in the app: ${reason instanceof Error ? reason.message : String(reason)}`);
   });
+  try {
+    handle = await serve({
+      app: loaded.app,
+      ...(options.connect === undefined
+        ? { socketPath: options.socket ?? DEFAULT_SOCKET_PATH }
+        : { connectPath: options.connect }),
+      maxConcurrency: options.maxConcurrency,
+      maxFrameBytes: options.maxFrameBytes,
+      maxDepth: options.maxDepth,
+      maxValues: options.maxValues,
+      frameTimeoutMs: options.frameTimeout,
+      shutdownGraceMs: options.shutdownGrace,
+      orphanTimeoutMs: options.orphanTimeout,
+      appInfo: {
+        ...loaded.packageInfo,
+        ...(loaded.app.name === undefined ? {} : { name: loaded.app.name }),
+        ...(loaded.app.version === undefined ? {} : { version: loaded.app.version }),
+      },
+      signal: starting.signal,
+    });
+  } catch (error) {
+    if (starting.signal.aborted) {
+      line(`${(starting.signal.reason as Error).message}: stopped before serving`);
+      process.exit(0);
+    }
+    if (error instanceof OciappConnectError) {
+      line(error.message);
+      process.exit(EXIT_NO_HOST);
+    }
+    throw error;
+  }
+  const where = handle.mode === "listen" ? `on ${handle.socketPath}` : `connected to ${handle.socketPath}`;
+  line(`serving ${options.app} ${where} (max concurrency ${options.maxConcurrency})`);
   const reason = await handle.closed;
-  line(reason === "orphaned" ? "stopped: no client within the orphan timeout" : "stopped");
+  line(
+    reason === "orphaned"
+      ? "stopped: no host within the orphan timeout"
+      : reason === "disconnected"
+        ? "stopped: the host closed the connection"
+        : "stopped",
+  );
   // Work the app left behind (timers, handles) must not keep a stopped server alive.
   process.exit(0);
 }
@@ -96,7 +151,9 @@ export function createProgram(): Command {
     .configureOutput({ outputError: (text, write) => write(`ociapp: ${text.replace(/^error: /, "")}`) });
   program
     .command("serve")
-    .description("load an Application and answer requests on a Unix socket until SIGTERM/SIGINT")
+    .description(
+      "load an Application and answer requests on a Unix socket (listening, or connected to the host) until SIGTERM/SIGINT or, connected, until the host closes",
+    )
     .addOption(
       new Option(
         "--app <module#export>",
@@ -105,7 +162,15 @@ export function createProgram(): Command {
         .env("OCIAPP_APP")
         .makeOptionMandatory(),
     )
-    .addOption(new Option("--socket <path>", "socket path").env("OCIAPP_SOCKET").default(DEFAULT_SOCKET_PATH))
+    .addOption(
+      new Option(
+        "--socket <path>",
+        `listen mode: the socket to listen on (default ${DEFAULT_SOCKET_PATH})`,
+      ).env("OCIAPP_SOCKET"),
+    )
+    .addOption(
+      new Option("--connect <path>", "connect mode: the host's socket to connect to").env("OCIAPP_CONNECT"),
+    )
     .addOption(
       option(
         "--max-concurrency <n>",
@@ -118,10 +183,28 @@ export function createProgram(): Command {
     .addOption(
       option(
         "--max-frame-bytes <n>",
-        "largest frame body read or written",
+        "largest frame body read",
         "OCIAPP_MAX_FRAME_BYTES",
-        integer(MIN_MAX_FRAME_BYTES, 0xffff_ffff),
+        integer(MIN_LIMITS.maxFrameBytes, MAX_DECLARABLE_FRAME_BYTES),
         DEFAULT_MAX_FRAME_BYTES,
+      ),
+    )
+    .addOption(
+      option(
+        "--max-depth <n>",
+        "deepest nesting of a frame read",
+        "OCIAPP_MAX_DEPTH",
+        integer(MIN_LIMITS.maxDepth, 100_000),
+        DEFAULT_MAX_DEPTH,
+      ),
+    )
+    .addOption(
+      option(
+        "--max-values <n>",
+        "most values in a frame read",
+        "OCIAPP_MAX_VALUES",
+        integer(MIN_LIMITS.maxValues, MAX_DECLARABLE_FRAME_BYTES),
+        DEFAULT_MAX_VALUES,
       ),
     )
     .addOption(
@@ -145,7 +228,7 @@ export function createProgram(): Command {
     .addOption(
       option(
         "--orphan-timeout <ms>",
-        "exit 0 after this long with no client connected (0: never)",
+        "listen mode: exit 0 after this long with no host connected (0: never); connect mode: how long to try to reach the host (0: 60000)",
         "OCIAPP_ORPHAN_TIMEOUT_MS",
         integer(0, 2 ** 31 - 1),
         0,

@@ -1,2 +1,2 @@
 /** The SDK version; kept equal to package.json by the test in tests/server.test.ts. */
-export const VERSION = "0.1.0";
+export const VERSION = "0.2.0";

@@ -24,8 +24,25 @@ describe("Application types", () => {
     expectTypeOf<ExecutionContext>().toEqualTypeOf<{
       readonly requestId: string;
       readonly signal: AbortSignal;
+      readonly trace?: { traceparent: string; tracestate?: string } | undefined;
     }>();
     expectTypeOf(app.execute).returns.resolves.toEqualTypeOf<{ value: string }>();
+  });
+
+  it("takes an optional prime hook, sync or async, and an errorStacks flag", () => {
+    class Primed extends EchoApplication {
+      override readonly errorStacks = true;
+      override async prime() {
+        await this.request.parseAsync({ value: "warm" });
+      }
+    }
+    class SyncPrimed extends EchoApplication {
+      override prime(): void {}
+    }
+    expectTypeOf<Primed["prime"]>().toEqualTypeOf<() => Promise<void>>();
+    expectTypeOf<SyncPrimed["prime"]>().toEqualTypeOf<() => void>();
+    expectTypeOf<EchoApplication["prime"]>().toEqualTypeOf<(() => void | Promise<void>) | undefined>();
+    expectTypeOf<EchoApplication["errorStacks"]>().toEqualTypeOf<boolean | undefined>();
   });
 
   it("rejects an execute whose result does not fit the response schema", () => {

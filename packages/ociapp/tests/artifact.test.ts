@@ -1,7 +1,12 @@
 import { mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ArtifactFormatError, inspectArtifact, readArtifactIndex } from "ociapp/artifact";
+import {
+  ArtifactFormatError,
+  inspectArtifact,
+  PROTOCOL_ANNOTATION,
+  readArtifactIndex,
+} from "ociapp/artifact";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   blobPath,
@@ -56,7 +61,26 @@ describe("readArtifactIndex / inspectArtifact on well-formed layouts", () => {
       mediaType: "application/vnd.oci.image.manifest.v1+json",
       size: layout.manifestSize,
       refName: "docker.io/library/echo-app:0.1.0",
+      annotations: MANIFEST_ANNOTATIONS,
     });
+  });
+
+  it("reads the protocol annotation with the identity, reading no layer", async () => {
+    const layout = makeLayout({
+      manifest: (m) => {
+        Object.assign(m.annotations as object, { [PROTOCOL_ANNOTATION]: "2" });
+        // A layer the archive does not hold: only inspectArtifact looks for layers.
+        (m.layers as object[]).push({ mediaType: "x", digest: `sha256:${"1".repeat(64)}`, size: 1 });
+      },
+    });
+    const path = await layoutFile(layout.files);
+    const index = await readArtifactIndex(path);
+    expect(index).toMatchObject({ digest: layout.manifestDigest, protocol: 2 });
+    expect(index.annotations[PROTOCOL_ANNOTATION]).toBe("2");
+    await expect(inspectArtifact(path)).rejects.toThrow(/not in the archive/);
+    const without = await readArtifactIndex(await layoutFile(makeLayout().files));
+    expect(without.protocol).toBeUndefined();
+    expect("protocol" in without).toBe(false);
   });
 
   it("inspects annotations and layers and reports the file size", async () => {
@@ -255,8 +279,19 @@ describe("malformed artifacts are rejected with ArtifactFormatError", () => {
     const original = layout.files.find((f) => f.name === name)!.body;
     const tampered = Buffer.from(original.toString().replace("echo-app", "evil-app"));
     const path = await layoutFile(replace(layout.files, name, tampered));
-    expect((await readArtifactIndex(path)).digest).toBe(layout.manifestDigest); // index alone is consistent
-    await expect(inspectArtifact(path)).rejects.toThrow(/does not match its digest/);
+    await expectInvalid(path, /does not match its digest/);
+  });
+
+  it("a protocol annotation that is not a protocol version", async () => {
+    for (const value of ["two", "0", "02", "2.0", " 2", "1".repeat(12)]) {
+      const layout = makeLayout({
+        manifest: (m) => Object.assign(m.annotations as object, { [PROTOCOL_ANNOTATION]: value }),
+      });
+      await expectInvalid(
+        await layoutFile(layout.files),
+        /annotation dev\.ociapp\.protocol is .*, not a protocol version/,
+      );
+    }
   });
 
   it("a manifest that lists a layer missing from the archive", async () => {

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { VERSION } from "../src/index.js";
 import { encodeFrame } from "../src/protocol/index.js";
-import { TestClient } from "./helpers/client.js";
+import { hostHello, TestClient, type TestClientOptions } from "./helpers/client.js";
 import { BEHAVIOUR_APP, killAll, type ServerProcess, startCli } from "./helpers/server-process.js";
 
 function header(length: number): Buffer {
@@ -17,20 +18,32 @@ function rawFrame(body: string | Buffer): Buffer {
 let server: ServerProcess;
 
 beforeAll(async () => {
-  server = await startCli(["--app", BEHAVIOUR_APP, "--max-frame-bytes", "4096", "--frame-timeout", "300"]);
+  server = await startCli([
+    "--app",
+    BEHAVIOUR_APP,
+    "--max-frame-bytes",
+    "4096",
+    "--max-values",
+    "1000",
+    "--frame-timeout",
+    "300",
+  ]);
 });
 
 afterAll(killAll);
 
 describe("ociapp serve (child process)", () => {
-  it("greets every connection with hello", async () => {
+  it("greets every connection with its v2 hello, listing prime since the app has a prime hook", async () => {
     const client = await TestClient.connect(server.socketPath);
     expect(await client.hello).toEqual({
       type: "hello",
-      protocol: 1,
+      protocol: 2,
+      role: "app",
       maxConcurrency: 64,
-      maxFrameBytes: 4096,
+      limits: { maxFrameBytes: 4096, maxDepth: 64, maxValues: 1000 },
+      capabilities: ["cancel", "ping", "prime", "log", "trace"],
       app: { name: "behaviour", version: "1.2.3" },
+      sdk: { name: "ociapp", version: VERSION },
     });
     client.close();
   });
@@ -60,15 +73,15 @@ describe("ociapp serve (child process)", () => {
     const slow = client.request("slow", { op: "sleep", ms: 200 });
     const fast = client.request("fast", { op: "echo", value: "first" });
     await Promise.all([slow, fast]);
-    expect(client.received.map((message) => (message.type === "hello" ? "hello" : message.id))).toEqual([
-      "fast",
-      "slow",
-    ]);
+    expect(client.received.map((message) => message.id)).toEqual(["fast", "slow"]);
     client.close();
   });
 
-  it("maps each failure to its error type", async () => {
-    const client = await TestClient.connect(server.socketPath);
+  it("maps each failure to its error type; an answer past the host's limits is ResponseTooLarge", async () => {
+    // The host's limits bound what the app sends, whatever the app's own.
+    const client = await TestClient.connect(server.socketPath, {
+      hello: hostHello({ limits: { maxFrameBytes: 4096, maxDepth: 64, maxValues: 1_000_000 } }),
+    });
     const [invalid, thrown, rejected, badResponse, tooLarge] = await Promise.all([
       client.request("v", { op: "nope" }),
       client.request("t", { op: "throw", value: "short" }),
@@ -85,7 +98,17 @@ describe("ociapp serve (child process)", () => {
     });
     expect(rejected).toMatchObject({ type: "error", error: { type: "Error", message: /plain string/ } });
     expect(badResponse).toMatchObject({ type: "error", error: { type: "ResponseValidationError" } });
-    expect(tooLarge).toMatchObject({ type: "error", error: { type: "ResponseTooLarge" } });
+    expect(tooLarge).toMatchObject({
+      type: "error",
+      error: {
+        type: "ResponseTooLarge",
+        message: expect.stringContaining("limit of 4096 bytes (maxFrameBytes)"),
+      },
+    });
+    // 10,000 bytes are fine for a host that takes them.
+    const roomy = await TestClient.connect(server.socketPath);
+    expect(await roomy.request("l", { op: "big", ms: 10_000 })).toMatchObject({ type: "response" });
+    roomy.close();
     // The connection survives all of them.
     expect(await client.request("ok", { op: "echo", value: "still here" })).toMatchObject({
       payload: { value: "still here" },
@@ -113,13 +136,12 @@ describe("ociapp serve (child process)", () => {
     client.cancel("never-sent");
     client.cancel("c1");
     expect(await client.request("after", { op: "echo", value: "x" })).toMatchObject({ type: "response" });
-    expect(client.received.filter((message) => message.type !== "hello" && message.id === "c1")).toHaveLength(
-      1,
-    );
+    expect(client.received.filter((message) => message.id === "c1")).toHaveLength(1);
     client.close();
   });
 
-  const violations: [string, (client: TestClient) => void, string][] = [
+  const noHello: TestClientOptions = { hello: false };
+  const violations: [string, (client: TestClient) => void, string, TestClientOptions?][] = [
     ["a zero length", (c) => c.write(header(0)), "empty-frame"],
     ["a length above the maximum", (c) => c.write(header(4097)), "frame-too-large"],
     [
@@ -137,9 +159,45 @@ describe("ociapp serve (child process)", () => {
       "invalid-message",
     ],
     [
-      "a hello from the client",
-      (c) => c.write(rawFrame('{"type":"hello","protocol":1}')),
-      "unexpected-hello",
+      "an id of 129 characters",
+      (c) => c.write(encodeFrame({ type: "request", id: "i".repeat(129), payload: {} })),
+      "invalid-message",
+    ],
+    [
+      "a frame nested 65 deep (the default maxDepth is 64)",
+      (c) => c.write(rawFrame(`{"type":"request","id":"d","payload":${"[".repeat(64)}${"]".repeat(64)}}`)),
+      "too-deep",
+    ],
+    [
+      "a frame of 1,001 values (this server's maxValues is 1,000)",
+      (c) => c.write(encodeFrame({ type: "request", id: "v", payload: Array(997).fill(0) })),
+      "too-many-values",
+    ],
+    ["a second hello", (c) => c.write(encodeFrame(hostHello())), "unexpected-hello"],
+    [
+      "a request before the hello",
+      (c) => c.write(encodeFrame({ type: "request", id: "early", payload: {} })),
+      "missing-hello",
+      noHello,
+    ],
+    [
+      "a hello of protocol 1",
+      (c) => c.write(rawFrame('{"type":"hello","protocol":1,"maxConcurrency":1,"maxFrameBytes":1024}')),
+      "invalid-message",
+      noHello,
+    ],
+    [
+      "a hello with the app's role",
+      (c) => c.write(encodeFrame(hostHello({ role: "app" as "host" }))),
+      "invalid-message",
+      noHello,
+    ],
+    [
+      "a hello announcing limits below the minimum",
+      (c) =>
+        c.write(encodeFrame(hostHello({ limits: { maxFrameBytes: 100, maxDepth: 64, maxValues: 1000 } }))),
+      "invalid-message",
+      noHello,
     ],
     [
       "a request whose id is already in flight",
@@ -149,14 +207,22 @@ describe("ociapp serve (child process)", () => {
       },
       "duplicate-id",
     ],
+    [
+      "a ping whose id is a request's in flight",
+      (c) => {
+        c.write(encodeFrame({ type: "request", id: "same", payload: { op: "wait-abort" } }));
+        c.write(encodeFrame({ type: "ping", id: "same" }));
+      },
+      "duplicate-id",
+    ],
     ["a frame that stalls past the frame timeout", (c) => c.write(header(100)), "frame-timeout"],
   ];
 
   it.each(violations)(
     "closes the connection on %s; another connection keeps working",
-    async (_label, send, reason) => {
+    async (_label, send, reason, options) => {
       const healthy = await TestClient.connect(server.socketPath);
-      const hostile = await TestClient.connect(server.socketPath);
+      const hostile = await TestClient.connect(server.socketPath, options);
       send(hostile);
       await hostile.closed;
       expect(server.stderr()).toContain(`protocol violation (${reason})`);
@@ -168,4 +234,13 @@ describe("ociapp serve (child process)", () => {
       healthy.close();
     },
   );
+
+  it("names both protocol versions when a v1 host says hello", async () => {
+    const hostile = await TestClient.connect(server.socketPath, noHello);
+    hostile.write(rawFrame('{"type":"hello","protocol":1}'));
+    await hostile.closed;
+    expect(server.stderr()).toContain(
+      "protocol violation (invalid-message): protocol mismatch: the host speaks protocol 1, this side speaks 2",
+    );
+  });
 });

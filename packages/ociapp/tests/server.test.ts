@@ -10,13 +10,14 @@ import {
   isApplication,
   OciappError,
   OciappUsageError,
+  PROTOCOL_VERSION,
   type ServerHandle,
   serve,
   VERSION,
 } from "../src/index.js";
 import { encodeFrame } from "../src/protocol/index.js";
 import { app as behaviour } from "./fixtures/behaviour-app.js";
-import { TestClient } from "./helpers/client.js";
+import { hostHello, TestClient } from "./helpers/client.js";
 
 let dir: string;
 const handles: ServerHandle[] = [];
@@ -68,11 +69,13 @@ describe("Application", () => {
     expect(isApplication(null)).toBe(false);
   });
 
-  it("reports the version in package.json", () => {
+  it("reports the version in package.json, which declares the protocol it speaks for ociapp-build", () => {
     const manifest = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
       version: string;
+      ociapp: { protocol: number };
     };
     expect(VERSION).toBe(manifest.version);
+    expect(manifest.ociapp).toEqual({ protocol: PROTOCOL_VERSION });
   });
 
   it("refuses to serve something that is not an Application", async () => {
@@ -245,7 +248,7 @@ describe("serve()", () => {
     expect(await client.request("sync", null)).toMatchObject({ error: { type: "ValidationError" } });
     release();
     expect(await answer).toMatchObject({
-      error: { type: "Cancelled", message: "request cancelled by the client" },
+      error: { type: "Cancelled", message: "request cancelled by the host" },
     });
     expect(seen).toBeDefined();
     expect(seen!.aborted).toBe(true);
@@ -335,7 +338,7 @@ describe("serve()", () => {
     for (const client of clients) client.close();
   });
 
-  it("encodes answers of mixed sizes in one tick intact, and a small but over-limit one as ResponseTooLarge", async () => {
+  it("encodes answers of mixed sizes in one tick intact, and a small but over-the-host's-limit one as ResponseTooLarge", async () => {
     const Echo = z.object({ value: z.string() });
     class Echoes extends Application<typeof Echo, typeof Echo> {
       readonly request = Echo;
@@ -366,8 +369,10 @@ describe("serve()", () => {
         return { value: request.value.repeat(2) };
       }
     }
-    const small = await start({ app: new Doubles(), maxFrameBytes: 1024, socketPath: join(dir, "b.sock") });
-    const second = await TestClient.connect(small.socketPath);
+    const small = await start({ app: new Doubles(), socketPath: join(dir, "b.sock") });
+    const second = await TestClient.connect(small.socketPath, {
+      hello: hostHello({ limits: { maxFrameBytes: 1024, maxDepth: 64, maxValues: 1000 } }),
+    });
     expect(await second.request("big", { value: "€".repeat(245) })).toMatchObject({
       type: "error",
       error: { type: "ResponseTooLarge" },

@@ -80,6 +80,6 @@ describe.concurrent("ociapp serve shutdown (child process)", () => {
     client.close();
     expect(await server.exited).toEqual({ code: 0, signal: null });
     expect(Date.now() - disconnectedAt).toBeGreaterThanOrEqual(350);
-    expect(server.stderr()).toContain("no client for 400 ms");
+    expect(server.stderr()).toContain("no host connected for 400 ms");
   });
 });

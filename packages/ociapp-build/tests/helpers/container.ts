@@ -1,14 +1,18 @@
 import { randomBytes } from "node:crypto";
-import { chmod, mkdtemp, rm, stat } from "node:fs/promises";
-import { connect } from "node:net";
+import { chmod, mkdtemp, rm } from "node:fs/promises";
+import { createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
-  decodeJson,
+  type AppHelloMessage,
+  type AppMessage,
+  DEFAULT_MAX_DEPTH,
+  DEFAULT_MAX_FRAME_BYTES,
+  DEFAULT_MAX_VALUES,
   encodeFrame,
-  FrameDecoder,
-  parseServerMessage,
-  type ServerMessage,
+  MessageReader,
+  PROTOCOL_VERSION,
+  parseAppMessage,
 } from "ociapp/protocol";
 import { docker } from "../../../../tests/engine/docker.js";
 
@@ -21,24 +25,45 @@ export function uniqueImage(name: string): string {
 
 export interface RunningApp {
   id: string;
-  socketPath: string;
+  /** The app's hello, the first frame of its connection. */
+  hello: AppHelloMessage;
+  /** Sends a request on the container's one connection and resolves with its final frame (15 s at most). */
+  request(payload: unknown, id?: string): Promise<AppMessage>;
   stop(): Promise<void>;
 }
 
 /**
- * Starts a container of `image` the way the runtime does: no network, an init process, and its
- * socket folder bind-mounted at /run/ociapp. The folder is world-writable so the image's numeric
- * user can create the socket.
+ * Starts a container of `image` the way the runtime does: no network, an init process, and a socket
+ * folder of the host's mounted read-only at /run/ociapp, where the host listens on host.sock; the
+ * image's `ociapp serve` connects to it (OCIAPP_CONNECT). Resolves once both hellos are exchanged.
  */
 export async function startApp(image: string): Promise<RunningApp> {
   const socketDir = await mkdtemp(join(tmpdir(), "ociapp-build-sock-"));
-  await chmod(socketDir, 0o777);
+  // The image's numeric user must reach host.sock: the folder is searchable and the socket 0666, but
+  // the mount is read-only, so the container can create nothing there.
+  await chmod(socketDir, 0o755);
+  const server = createServer();
   let id = "";
+  let socket: Socket | undefined;
   const stop = async () => {
+    socket?.destroy();
+    server.close();
     if (id) await docker(["rm", "-f", id]).catch(() => undefined);
     await rm(socketDir, { recursive: true, force: true });
   };
   try {
+    const hostPath = join(socketDir, "host.sock");
+    const accepted = new Promise<Socket>((resolve) => {
+      server.once("connection", (connection: Socket) => {
+        server.close();
+        resolve(connection);
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(hostPath, resolve);
+    });
+    await chmod(hostPath, 0o666);
     id = (
       await docker([
         "run",
@@ -49,59 +74,99 @@ export async function startApp(image: string): Promise<RunningApp> {
         "--label",
         TEST_LABEL,
         "-v",
-        `${socketDir}:/run/ociapp`,
+        `${socketDir}:/run/ociapp:ro`,
+        "-e",
+        "OCIAPP_CONNECT=/run/ociapp/host.sock",
         image,
       ])
     ).trim();
-    const socketPath = join(socketDir, "app.sock");
-    const deadline = Date.now() + 30_000;
-    while (!(await stat(socketPath).catch(() => undefined))) {
-      if (Date.now() > deadline) {
-        const logs = await docker(["logs", id]).catch((error: Error) => error.message);
-        const state = await docker(["inspect", "--format", "{{json .State}}", id]).catch(
-          (error: Error) => error.message,
-        );
-        throw new Error(`the container never created its socket; state ${state.trim()}; logs:\n${logs}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    return { id, socketPath, stop };
+    socket = await within(accepted, 30_000, async () => {
+      const logs = await docker(["logs", id]).catch((error: Error) => error.message);
+      const state = await docker(["inspect", "--format", "{{json .State}}", id]).catch(
+        (error: Error) => error.message,
+      );
+      return `the container never connected; state ${state.trim()}; logs:\n${logs}`;
+    });
+    const connection = new HostConnection(socket);
+    const hello = await within(connection.hello, 15_000, async () => "no hello from the container");
+    return {
+      id,
+      hello,
+      request: (payload, requestId = "r1") => connection.request(payload, requestId),
+      stop,
+    };
   } catch (error) {
     await stop();
     throw error;
   }
 }
 
-/** Connects, reads the hello, sends one request and returns [hello, final message]. */
-export function requestOnce(socketPath: string, payload: unknown, id = "r1"): Promise<ServerMessage[]> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(socketPath);
-    const decoder = new FrameDecoder();
-    const messages: ServerMessage[] = [];
-    const timer = setTimeout(
-      () => finish(new Error(`no answer within 15 s (got ${JSON.stringify(messages)})`)),
-      15_000,
-    );
-    const finish = (error?: Error) => {
-      clearTimeout(timer);
-      socket.destroy();
-      if (error) reject(error);
-      else resolve(messages);
-    };
-    socket.on("error", (error) => finish(error));
-    socket.on("data", (chunk) => {
-      try {
-        for (const body of decoder.push(chunk)) {
-          const message = parseServerMessage(decodeJson(body));
-          messages.push(message);
-          if (message.type === "hello") socket.write(encodeFrame({ type: "request", id, payload }));
-          else if (message.id === id) finish();
-        }
-      } catch (error) {
-        finish(error as Error);
-      }
+/** The host's side of the container's one connection: hellos both ways, answers matched by id. */
+class HostConnection {
+  readonly hello: Promise<AppHelloMessage>;
+  readonly #socket: Socket;
+  readonly #waiting = new Map<string, (message: AppMessage) => void>();
+  #failure: Error | undefined;
+
+  constructor(socket: Socket) {
+    this.#socket = socket;
+    let resolveHello!: (hello: AppHelloMessage) => void;
+    this.hello = new Promise((resolve) => {
+      resolveHello = resolve;
     });
+    socket.on("error", (error) => {
+      this.#failure = error;
+    });
+    new MessageReader(socket, {
+      onMessage: (value) => {
+        const message = parseAppMessage(value);
+        if (message.type === "hello") resolveHello(message);
+        else if (message.type !== "log") this.#waiting.get(message.id)?.(message);
+      },
+      onViolation: (error) => {
+        this.#failure = error;
+        socket.destroy(error);
+      },
+    });
+    socket.write(
+      encodeFrame({
+        type: "hello",
+        protocol: PROTOCOL_VERSION,
+        role: "host",
+        limits: {
+          maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
+          maxDepth: DEFAULT_MAX_DEPTH,
+          maxValues: DEFAULT_MAX_VALUES,
+        },
+        capabilities: ["cancel", "ping"],
+      }),
+    );
+  }
+
+  request(payload: unknown, id: string): Promise<AppMessage> {
+    const answer = new Promise<AppMessage>((resolve) => this.#waiting.set(id, resolve));
+    this.#socket.write(encodeFrame({ type: "request", id, payload }));
+    return within(
+      answer,
+      15_000,
+      async () => `no answer to ${id} within 15 s (${this.#failure?.message ?? "no error"})`,
+    );
+  }
+}
+
+/** promise, or a rejection with describe()'s text after ms. */
+async function within<T>(promise: Promise<T>, ms: number, describe: () => Promise<string>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      void describe().then((text) => reject(new Error(text)));
+    }, ms);
   });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export async function removeImage(image: string): Promise<void> {

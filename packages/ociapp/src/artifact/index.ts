@@ -5,6 +5,8 @@
  * - Only tar headers are walked (positional reads, bodies skipped) and only index.json, a nested index
  *   and the image manifest are read, each at most ARTIFACT_LIMITS.maxJsonBytes; blobs that are read
  *   are checked against their sha256 names. Every structural problem is an ArtifactFormatError.
+ * - readArtifactIndex gives the identity and the image manifest's annotations, protocol included
+ *   (dev.ociapp.protocol, PROTOCOL_ANNOTATION), reading no layer; inspectArtifact adds the layers.
  * - The artifact's identity is the digest of the image manifest that index.json points at. When it
  *   points at an index (a multi-platform build), the reader follows it to the one image it lists, or
  *   else to this host's linux platform, or else linux/amd64, skipping attestation manifests; the
@@ -18,6 +20,7 @@ export {
   type ArtifactInfo,
   type ArtifactLayer,
   inspectArtifact,
+  PROTOCOL_ANNOTATION,
   type ReadArtifactOptions,
   readArtifactIndex,
 } from "./read-artifact.js";

@@ -16,6 +16,9 @@ import {
 } from "./oci-layout.js";
 import { listTarEntries, type TarEntry } from "./tar-entries.js";
 
+/** The manifest annotation ociapp-build records the packed SDK's wire protocol in ("2"). */
+export const PROTOCOL_ANNOTATION = "dev.ociapp.protocol";
+
 export interface ArtifactIndex {
   /** "sha256:..." of the image manifest index.json points at (through nested indexes): the artifact's identity */
   digest: string;
@@ -23,6 +26,14 @@ export interface ArtifactIndex {
   size: number;
   /** io.containerd.image.name, else org.opencontainers.image.ref.name, from index.json */
   refName?: string;
+  /** the image manifest's annotations */
+  annotations: Record<string, string>;
+  /**
+   * The wire protocol the image's `ociapp serve` speaks, from the dev.ociapp.protocol annotation;
+   * absent when the build did not record one (a custom image whose project has no SDK installed):
+   * then only the container's hello tells.
+   */
+  protocol?: number;
 }
 
 export interface ArtifactLayer {
@@ -37,8 +48,6 @@ export interface ArtifactInfo extends ArtifactIndex {
   title?: string;
   version?: string;
   entrypoint?: string;
-  /** the image manifest's annotations */
-  annotations: Record<string, string>;
   layers: ArtifactLayer[];
 }
 
@@ -47,14 +56,16 @@ export interface ReadArtifactOptions {
 }
 
 /**
- * Reads an artifact's identity from index.json without reading any layer: one small positional read
- * per tar entry, then index.json (and a nested index if the top one points at one).
+ * Reads an artifact's identity and its image manifest's annotations (the protocol among them) without
+ * reading any layer: one small positional read per tar entry, then index.json (and a nested index if
+ * the top one points at one) and the image manifest, each at most ARTIFACT_LIMITS.maxJsonBytes, the
+ * manifest checked against its digest. What a runtime reads before it starts a container.
  */
 export async function readArtifactIndex(
   path: string,
   options: ReadArtifactOptions = {},
 ): Promise<ArtifactIndex> {
-  return withLayout(path, options.signal, async (layout) => (await resolveManifest(layout)).index);
+  return withLayout(path, options.signal, async (layout) => (await readManifest(layout)).index);
 }
 
 /** Everything `ociapp-build inspect` shows: the identity plus the manifest's annotations and layers. */
@@ -63,20 +74,15 @@ export async function inspectArtifact(
   options: ReadArtifactOptions = {},
 ): Promise<ArtifactInfo> {
   return withLayout(path, options.signal, async (layout) => {
-    const { index, descriptor } = await resolveManifest(layout);
-    const manifest = asObject(
-      await readJsonEntry(layout.handle, layout.entries, blobName(descriptor.digest), descriptor),
-      "image manifest",
-    );
+    const { index, manifest } = await readManifest(layout);
     const config = parseDescriptor(manifest.config, "image manifest config");
     requireBlob(layout.entries, config, "image config");
     const layers = parseDescriptorList(manifest.layers, "image manifest layers");
     for (const layer of layers) requireBlob(layout.entries, layer, "layer");
-    const annotations = parseAnnotations(manifest.annotations, "image manifest");
+    const { annotations } = index;
     const info: ArtifactInfo = {
       ...index,
       bytes: layout.bytes,
-      annotations,
       layers: layers.map(({ digest, size, mediaType }) => ({ digest, size, mediaType })),
     };
     const title = annotations["org.opencontainers.image.title"];
@@ -116,8 +122,43 @@ async function withLayout<T>(
   }
 }
 
+/** The image manifest (verified against its digest) and the identity and annotations it gives. */
+async function readManifest(
+  layout: Layout,
+): Promise<{ index: ArtifactIndex; manifest: Record<string, unknown> }> {
+  const { descriptor, refName } = await resolveManifest(layout);
+  const manifest = asObject(
+    await readJsonEntry(layout.handle, layout.entries, blobName(descriptor.digest), descriptor),
+    "image manifest",
+  );
+  const annotations = parseAnnotations(manifest.annotations, "image manifest");
+  const index: ArtifactIndex = {
+    digest: descriptor.digest,
+    mediaType: descriptor.mediaType,
+    size: descriptor.size,
+    annotations,
+  };
+  if (refName !== undefined) index.refName = refName;
+  const protocol = parseProtocol(annotations[PROTOCOL_ANNOTATION]);
+  if (protocol !== undefined) index.protocol = protocol;
+  return { index, manifest };
+}
+
+/** A protocol version is a positive decimal integer: anything else in our annotation is a broken artifact. */
+function parseProtocol(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^[1-9][0-9]{0,8}$/.test(value)) {
+    throw new ArtifactFormatError(
+      `image manifest: annotation ${PROTOCOL_ANNOTATION} is ${JSON.stringify(value.slice(0, 40))}, not a protocol version`,
+    );
+  }
+  return Number(value);
+}
+
 /** Follows index.json (and nested indexes, which multi-platform builds write) to one image manifest. */
-async function resolveManifest(layout: Layout): Promise<{ index: ArtifactIndex; descriptor: Descriptor }> {
+async function resolveManifest(
+  layout: Layout,
+): Promise<{ descriptor: Descriptor; refName: string | undefined }> {
   const top = asObject(await readJsonEntry(layout.handle, layout.entries, "index.json"), "index.json");
   if (top.schemaVersion !== 2) throw new ArtifactFormatError("index.json: schemaVersion is not 2");
   const first = selectImage(parseDescriptorList(top.manifests, "index.json manifests"), "index.json");
@@ -141,12 +182,5 @@ async function resolveManifest(layout: Layout): Promise<{ index: ArtifactIndex; 
     throw new ArtifactFormatError(`index.json points at ${descriptor.mediaType}, not an image manifest`);
   }
   requireBlob(layout.entries, descriptor, "image manifest");
-
-  const index: ArtifactIndex = {
-    digest: descriptor.digest,
-    mediaType: descriptor.mediaType,
-    size: descriptor.size,
-  };
-  if (refName !== undefined) index.refName = refName;
-  return { index, descriptor };
+  return { descriptor, refName };
 }

@@ -1,5 +1,7 @@
 import { isUtf8 } from "node:buffer";
 import { DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES, MAX_DECLARABLE_FRAME_BYTES } from "./constants.js";
+import { checkJsonLimits, type JsonLimits } from "./limits.js";
+import type { Limits } from "./messages.js";
 import { ProtocolViolationError } from "./violation.js";
 
 export function checkMaxFrameBytes(maxFrameBytes: number, option = "maxFrameBytes"): number {
@@ -20,7 +22,7 @@ const SMALL_JSON_CHARS = 1024;
 function tooLarge(bytes: number, maxFrameBytes: number): ProtocolViolationError {
   return new ProtocolViolationError(
     "frame-too-large",
-    `frame of ${bytes} bytes exceeds the maximum of ${maxFrameBytes} bytes`,
+    `frame of ${bytes} bytes exceeds the limit of ${maxFrameBytes} bytes (maxFrameBytes)`,
   );
 }
 
@@ -32,6 +34,18 @@ export function encodeFrame(message: object, maxFrameBytes: number = DEFAULT_MAX
   const json: string | undefined = JSON.stringify(message);
   if (typeof json !== "string") throw new TypeError("message is not JSON-serialisable");
   return encodeJsonFrame(json, maxFrameBytes);
+}
+
+/**
+ * encodeFrame within a peer's limits (from its hello): throws ProtocolViolationError "frame-too-large",
+ * "too-deep" or "too-many-values", its message naming the limit, when the message would break them.
+ * What a sender calls before sending, so that the peer never has to close the connection over it.
+ */
+export function encodeFrameWithin(message: object, limits: Limits): Buffer {
+  const json: string | undefined = JSON.stringify(message);
+  if (typeof json !== "string") throw new TypeError("message is not JSON-serialisable");
+  checkJsonLimits(json, limits);
+  return encodeJsonFrame(json, limits.maxFrameBytes);
 }
 
 /** encodeFrame for a message already serialised. */
@@ -191,13 +205,16 @@ export class FrameDecoder {
 }
 
 /**
- * Strict UTF-8 then JSON.parse. Throws ProtocolViolationError("invalid-utf8" | "invalid-json").
+ * Limits on the bytes (when given: ProtocolViolationError "too-deep" | "too-many-values"), then
+ * strict UTF-8, then JSON.parse ("invalid-utf8" | "invalid-json"). The limits are checked first so
+ * that a hostile frame is rejected before its text is even decoded.
  *
  * Decoding replaces every invalid sequence with U+FFFD, so a body whose text has no U+FFFD was valid
- * UTF-8: the strict (second) scan runs only when one appears, which a well-behaved client rarely sends.
+ * UTF-8: the strict (second) scan runs only when one appears, which a well-behaved peer rarely sends.
  */
-export function decodeJson(body: Uint8Array): unknown {
+export function decodeJson(body: Uint8Array, limits?: JsonLimits): unknown {
   const buffer = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  if (limits !== undefined) checkJsonLimits(buffer, limits);
   const text = buffer.toString("utf8");
   if (text.includes("\uFFFD") && !isUtf8(buffer)) {
     throw new ProtocolViolationError("invalid-utf8", "frame body is not valid UTF-8");

@@ -1,20 +1,72 @@
-import { ProtocolViolationError } from "./violation.js";
+import type { Capability } from "./constants.js";
 
-export interface HelloMessage {
+/**
+ * The limits a side enforces on the frames it receives, announced in its hello. A sender keeps its
+ * frames within the peer's: maxFrameBytes (body bytes), maxDepth (nesting, top-level object = 1) and
+ * maxValues (see checkJsonLimits).
+ */
+export interface Limits {
+  maxFrameBytes: number;
+  maxDepth: number;
+  maxValues: number;
+}
+
+/** Name and version strings of the hello's app and sdk (each at most 256 chars). */
+export interface NameAndVersion {
+  name?: string;
+  version?: string;
+}
+
+/** The host's first frame (the runtime's, or a tool's in listen mode). */
+export interface HostHelloMessage {
   type: "hello";
   protocol: number;
-  maxConcurrency: number;
-  maxFrameBytes: number;
-  app?: { name?: string; version?: string };
+  role: "host";
+  limits: Limits;
+  /** Capability names (at most 64 of at most 64 chars); unknown ones are ignored. */
+  capabilities: string[];
+  /** Ask the app for its console output during execute as log frames. Default false. */
+  logRecords?: boolean;
 }
+
+/** The app's first frame (what `ociapp serve` sends on every connection). */
+export interface AppHelloMessage {
+  type: "hello";
+  protocol: number;
+  role: "app";
+  /** Executes the app runs at once; further requests wait in arrival order. */
+  maxConcurrency: number;
+  limits: Limits;
+  capabilities: string[];
+  app?: NameAndVersion;
+  sdk?: NameAndVersion;
+}
+
+/** W3C trace context (https://www.w3.org/TR/trace-context/) of a request. */
+export interface TraceContext {
+  /** "00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>", lowercase. */
+  traceparent: string;
+  /** At most 512 chars. */
+  tracestate?: string;
+}
+
 export interface RequestMessage {
   type: "request";
+  /** 1 to 128 chars, unique among the ids in flight on the connection (requests and pings). */
   id: string;
   payload: unknown;
+  /** As sent: a receiver reads it with parseTraceContext (a malformed one is dropped, not an error). */
+  trace?: TraceContext;
 }
 export interface CancelMessage {
   type: "cancel";
   id: string;
+}
+export interface PingMessage {
+  type: "ping";
+  id: string;
+  /** Run the app's prime() hook first (once per process). Sent only when the app listed "prime". */
+  prime?: boolean;
 }
 export interface ResponseMessage {
   type: "response";
@@ -22,117 +74,46 @@ export interface ResponseMessage {
   payload: unknown;
 }
 export interface RemoteError {
+  /** The error's name: "ValidationError", "Cancelled", "TypeError", ... */
   type: string;
+  /** At most 8 KiB; control characters other than \n and \t escaped as \u00XX. */
   message: string;
+  /** JSON the app attached to its error (an own `details` property), or zod's issues. */
   details?: unknown;
+  /** Only when the app sets errorStacks: at most 16 KiB, escaped like message. */
+  stack?: string;
 }
 export interface ErrorMessage {
   type: "error";
   id: string;
   error: RemoteError;
 }
-export type ClientMessage = RequestMessage | CancelMessage;
-export type ServerMessage = HelloMessage | ResponseMessage | ErrorMessage;
-
-type Fields = Record<string, unknown>;
-
-function invalid(message: string): ProtocolViolationError {
-  return new ProtocolViolationError("invalid-message", message);
+export interface PongMessage {
+  type: "pong";
+  id: string;
+}
+export type LogLevel = "debug" | "info" | "warn" | "error";
+/** A console line the app wrote during a request's execute; only when the host asked (logRecords). */
+export interface LogMessage {
+  type: "log";
+  level: LogLevel;
+  /** The request whose execute wrote the line. */
+  id?: string;
+  /** At most 8 KiB; a longer line is cut, ending in "…". */
+  text: string;
+  /** Log frames dropped (the outbound buffer was full) since the last one that got out. */
+  dropped?: number;
 }
 
-function asObject(value: unknown): Fields {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw invalid("message is not a JSON object");
-  }
-  return value as Fields;
-}
+/** Frames the host sends and the app receives. */
+export type HostMessage = HostHelloMessage | RequestMessage | CancelMessage | PingMessage;
+/** Frames the app sends and the host receives. */
+export type AppMessage = AppHelloMessage | ResponseMessage | ErrorMessage | PongMessage | LogMessage;
 
-function requireId(message: Fields, type: string): void {
-  if (typeof message.id !== "string" || message.id.length === 0) {
-    throw invalid(`${type} message needs a non-empty string "id"`);
-  }
-}
+/** Protocol 1 names, kept as aliases: the client is the host, the server is the app. */
+export type ClientMessage = HostMessage;
+export type ServerMessage = AppMessage;
+/** The hello a host reads (the app's). */
+export type HelloMessage = AppHelloMessage;
 
-function requirePayload(message: Fields, type: string): void {
-  if (!("payload" in message)) throw invalid(`${type} message needs a "payload"`);
-}
-
-function isPositiveInteger(value: unknown): value is number {
-  return typeof value === "number" && Number.isSafeInteger(value) && value > 0;
-}
-
-/**
- * Checks the shape of a frame sent by a client. Returns the same object (no copy): extra fields
- * are allowed and ignored, so the protocol can grow without breaking older servers.
- */
-export function parseClientMessage(value: unknown): ClientMessage {
-  const message = asObject(value);
-  switch (message.type) {
-    case "request":
-      requireId(message, "request");
-      requirePayload(message, "request");
-      return message as unknown as RequestMessage;
-    case "cancel":
-      requireId(message, "cancel");
-      return message as unknown as CancelMessage;
-    case "hello":
-      throw new ProtocolViolationError("unexpected-hello", "a client must not send a hello message");
-    default:
-      throw invalid(`unknown client message type ${describeType(message.type)}`);
-  }
-}
-
-/** Checks the shape of a frame sent by a server (what a runtime reads from a container). */
-export function parseServerMessage(value: unknown): ServerMessage {
-  const message = asObject(value);
-  switch (message.type) {
-    case "response":
-      requireId(message, "response");
-      requirePayload(message, "response");
-      return message as unknown as ResponseMessage;
-    case "error": {
-      requireId(message, "error");
-      const error = message.error;
-      if (
-        typeof error !== "object" ||
-        error === null ||
-        Array.isArray(error) ||
-        typeof (error as Fields).type !== "string" ||
-        typeof (error as Fields).message !== "string"
-      ) {
-        throw invalid('error message needs "error": {"type": string, "message": string}');
-      }
-      return message as unknown as ErrorMessage;
-    }
-    case "hello": {
-      if (!Number.isSafeInteger(message.protocol)) throw invalid('hello needs an integer "protocol"');
-      if (!isPositiveInteger(message.maxConcurrency)) {
-        throw invalid('hello needs a positive integer "maxConcurrency"');
-      }
-      if (!isPositiveInteger(message.maxFrameBytes)) {
-        throw invalid('hello needs a positive integer "maxFrameBytes"');
-      }
-      const app = message.app;
-      if (app !== undefined) {
-        if (typeof app !== "object" || app === null || Array.isArray(app)) {
-          throw invalid('hello "app" must be an object');
-        }
-        const { name, version } = app as Fields;
-        if (name !== undefined && typeof name !== "string") {
-          throw invalid('hello "app.name" must be a string');
-        }
-        if (version !== undefined && typeof version !== "string") {
-          throw invalid('hello "app.version" must be a string');
-        }
-      }
-      return message as unknown as HelloMessage;
-    }
-    default:
-      throw invalid(`unknown server message type ${describeType(message.type)}`);
-  }
-}
-
-function describeType(type: unknown): string {
-  if (typeof type === "string") return JSON.stringify(type.length > 40 ? `${type.slice(0, 40)}…` : type);
-  return `(${type === null ? "null" : typeof type})`;
-}
+export type { Capability };

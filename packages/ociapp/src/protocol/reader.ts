@@ -1,5 +1,6 @@
-import { DEFAULT_FRAME_TIMEOUT_MS } from "./constants.js";
+import { DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_MAX_DEPTH, DEFAULT_MAX_VALUES } from "./constants.js";
 import { decodeJson, FrameDecoder } from "./frame.js";
+import { checkJsonLimitsOption, type JsonLimits } from "./limits.js";
 import { ProtocolViolationError } from "./violation.js";
 
 export interface Timers {
@@ -8,11 +9,17 @@ export interface Timers {
 }
 
 export interface MessageReaderOptions {
+  /** Largest frame body accepted, in bytes. Default 16 MiB. */
   maxFrameBytes?: number;
+  /** Deepest nesting accepted, checked on the bytes before JSON.parse. Default 64. */
+  maxDepth?: number;
+  /** Most values accepted in one frame, checked on the bytes before JSON.parse. Default 1,000,000. */
+  maxValues?: number;
+  /** Once a frame has begun, the rest must arrive within this many ms. Default 30,000. */
   frameTimeoutMs?: number;
   /**
    * Called once per frame with its parsed JSON. It may throw a ProtocolViolationError (for instance
-   * from parseClientMessage): the reader then reports it through onViolation like its own violations.
+   * from parseHostMessage): the reader then reports it through onViolation like its own violations.
    * frameBytes is the size of the frame's body, for callers that account for memory.
    */
   onMessage: (value: unknown, frameBytes: number) => void;
@@ -24,14 +31,16 @@ export interface MessageReaderOptions {
 type Timer = ReturnType<typeof setTimeout>;
 
 /**
- * Reads length-prefixed JSON messages from a stream and enforces the frame timeout: once a frame's
- * first byte arrives, the whole frame must follow within frameTimeoutMs. Time spent while the owner
- * has paused reading (pause()) does not count against the peer.
+ * Reads length-prefixed JSON messages from a stream and enforces the receiver's limits: frame size
+ * (as the header arrives), depth and values (on the body's bytes, before JSON.parse), and the frame
+ * timeout: once a frame's first byte arrives, the whole frame must follow within frameTimeoutMs.
+ * Time spent while the owner has paused reading (pause()) does not count against the peer.
  */
 export class MessageReader {
   readonly #stream: NodeJS.ReadableStream;
   readonly #decoder: FrameDecoder;
   readonly #frameTimeoutMs: number;
+  readonly #limits: JsonLimits;
   readonly #onMessage: (value: unknown, frameBytes: number) => void;
   readonly #onViolation: (error: ProtocolViolationError) => void;
   readonly #timers: Timers;
@@ -51,6 +60,10 @@ export class MessageReader {
       options.maxFrameBytes === undefined ? {} : { maxFrameBytes: options.maxFrameBytes },
     );
     this.#frameTimeoutMs = frameTimeoutMs;
+    this.#limits = checkJsonLimitsOption({
+      maxDepth: options.maxDepth ?? DEFAULT_MAX_DEPTH,
+      maxValues: options.maxValues ?? DEFAULT_MAX_VALUES,
+    });
     this.#onMessage = options.onMessage;
     this.#onViolation = options.onViolation;
     this.#timers = options.timers ?? { setTimeout, clearTimeout };
@@ -127,7 +140,7 @@ export class MessageReader {
       }
       const body = bodies[i]!;
       try {
-        this.#onMessage(decodeJson(body), body.length);
+        this.#onMessage(decodeJson(body, this.#limits), body.length);
       } catch (error) {
         this.#violate(error);
         return false;

@@ -3,6 +3,8 @@ import { OciappError } from "../errors.js";
 export type ViolationReason =
   | "empty-frame"
   | "frame-too-large"
+  | "too-deep"
+  | "too-many-values"
   | "invalid-utf8"
   | "invalid-json"
   | "invalid-message"

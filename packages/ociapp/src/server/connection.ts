@@ -1,38 +1,36 @@
 import type { Socket } from "node:net";
-import type { AnyApplication } from "../application.js";
-import { FRAME_HEADER_BYTES } from "../protocol/constants.js";
-import { encodeFrame, encodeJsonFrame } from "../protocol/frame.js";
-import { type ClientMessage, parseClientMessage, type RemoteError } from "../protocol/messages.js";
+import type { HostHelloMessage, HostMessage, LogLevel, RemoteError } from "../protocol/messages.js";
+import { parseHostMessage, parseTraceContext } from "../protocol/parse.js";
 import { MessageReader } from "../protocol/reader.js";
 import { ProtocolViolationError } from "../protocol/violation.js";
-import {
-  cancelledError,
-  isThenable,
-  type ParseResult,
-  type SchemaParser,
-  thrownError,
-  validationError,
-} from "./invoke.js";
-import type { ConcurrencyLimiter } from "./limiter.js";
-import { type RequestOwner, ServerRequest } from "./request.js";
+import { cancelledError } from "./invoke.js";
+import { logRecordStorage } from "./log-records.js";
+import { ServerRequest } from "./request.js";
+import { RequestRunner, type RunnerContext, type RunnerOwner } from "./runner.js";
+import { FrameWriter } from "./writer.js";
 
 /** What a connection needs from its server. */
-export interface ConnectionContext {
-  readonly app: AnyApplication;
-  readonly limiter: ConcurrencyLimiter;
-  /** The app's request and response schemas. */
-  readonly requestParser: SchemaParser;
-  readonly responseParser: SchemaParser;
+export interface ConnectionContext extends RunnerContext {
+  /** Our own limits, announced in our hello and enforced on every frame received. */
   readonly maxFrameBytes: number;
+  readonly maxDepth: number;
+  readonly maxValues: number;
   readonly frameTimeoutMs: number;
   /** Reading pauses while this many requests of the connection are pending ... */
   readonly maxPendingRequests: number;
   /** ... or while their frames add up to this many bytes ... */
   readonly maxPendingBytes: number;
-  /** ... or while this many response bytes wait in the socket's write buffer. */
+  /** ... or while this many bytes wait to be written (log frames are dropped past it). */
   readonly maxOutboundBytes: number;
   /** true once the server drains: new requests are answered "ShuttingDown". */
   readonly shuttingDown: boolean;
+  /** Our hello frame, encoded once for every connection. */
+  readonly hello: Buffer;
+  /**
+   * The app's prime hook, run once per process: undefined when there is nothing (left) to wait for,
+   * else the outcome every prime ping that came meanwhile waits for (a RemoteError if it threw).
+   */
+  prime(): Promise<RemoteError | undefined> | undefined;
   log(line: string): void;
   requestAccepted(): void;
   requestSettled(): void;
@@ -48,39 +46,39 @@ export interface ConnectionContext {
  */
 export type ConnectionState = "open" | "draining" | "closing" | "closed";
 
-/** Up to this many bytes of frames are copied into one buffer per write. */
-const MAX_COALESCED_BYTES = 256 * 1024;
-/** Responses of up to this many JSON characters are encoded into the connection's batch buffer. */
-const BATCHED_JSON_CHARS = 1024;
-/** Size of a batch buffer: room for at least 5 of the largest batched frames. */
-const BATCH_BYTES = 16 * 1024;
-const EMPTY_BATCH = Buffer.alloc(0);
-
-export class Connection implements RequestOwner {
+/**
+ * One connection to a host: our hello first, then the host's hello (its first frame, once), then
+ * requests, cancels and pings, read in order, with flow control; answers go out through a FrameWriter
+ * within the host's limits.
+ */
+export class Connection implements RunnerOwner {
   readonly id: number;
   readonly #socket: Socket;
   readonly #context: ConnectionContext;
   readonly #reader: MessageReader;
+  readonly #writer: FrameWriter;
+  readonly #runner: RequestRunner;
   readonly #pending = new Map<string, ServerRequest>();
+  /** Ids of prime pings waiting for the prime hook: they share the id space with requests. */
+  readonly #primePings = new Set<string>();
   #pendingBytes = 0;
   #state: ConnectionState = "open";
   #readPaused = false;
-  /** Frames finished in this tick, written together by #flush (one write per tick, not per frame). */
-  #outbox: Buffer[] = [];
-  #outboxBytes = 0;
-  #flushScheduled = false;
-  /** Small frames are encoded into this buffer; [#batchStart, #batchEnd) is not yet in the outbox. */
-  #batch: Buffer = EMPTY_BATCH;
-  #batchStart = 0;
-  #batchEnd = 0;
+  #helloReceived = false;
+  /** The host's hello asked for log records. */
+  #logRecords = false;
 
-  constructor(id: number, socket: Socket, context: ConnectionContext, hello: Buffer) {
+  constructor(id: number, socket: Socket, context: ConnectionContext) {
     this.id = id;
     this.#socket = socket;
     this.#context = context;
     socket.setNoDelay?.(true);
+    this.#writer = new FrameWriter(socket, context.maxOutboundBytes);
+    this.#runner = new RequestRunner(context, this);
     this.#reader = new MessageReader(socket, {
       maxFrameBytes: context.maxFrameBytes,
+      maxDepth: context.maxDepth,
+      maxValues: context.maxValues,
       frameTimeoutMs: context.frameTimeoutMs,
       onMessage: this.#onMessage,
       onViolation: this.#onViolation,
@@ -89,7 +87,8 @@ export class Connection implements RequestOwner {
     socket.on("close", this.#onClose);
     socket.on("error", this.#onError);
     socket.on("drain", this.#updateFlow);
-    socket.write(hello);
+    // First thing, without waiting for the host's hello.
+    socket.write(context.hello);
   }
 
   get state(): ConnectionState {
@@ -101,7 +100,7 @@ export class Connection implements RequestOwner {
   }
 
   get outboundBytes(): number {
-    return this.#socket.writableLength + this.#outboxBytes + (this.#batchEnd - this.#batchStart);
+    return this.#writer.outboundBytes;
   }
 
   get readPaused(): boolean {
@@ -116,16 +115,16 @@ export class Connection implements RequestOwner {
   }
 
   /**
-   * Server shutdown, phase 2: abort every pending request. Queued ones end "Cancelled" at once;
-   * running ones end "Cancelled" when their execute returns.
+   * Server shutdown, phase 2 (or the connection that was the server's whole life has gone): abort
+   * every pending request. Queued ones end "Cancelled" at once; running ones when execute returns.
    */
   abortAll(message: string): void {
-    for (const request of this.#pending.values()) this.#abort(request, message);
+    for (const request of this.#pending.values()) this.#runner.abort(request, message);
   }
 
   /** Server shutdown, last phase: any request still pending gets its "Cancelled" frame now. */
   cancelRemaining(message: string): void {
-    for (const request of [...this.#pending.values()]) this.#finish(request, false, cancelledError(message));
+    for (const request of [...this.#pending.values()]) this.finish(request, false, cancelledError(message));
   }
 
   /** Ends the socket after its queued writes, or destroys it when force is set. */
@@ -138,161 +137,8 @@ export class Connection implements RequestOwner {
     this.#end();
   }
 
-  readonly #onMessage = (value: unknown, frameBytes?: number): void => {
-    const message: ClientMessage = parseClientMessage(value);
-    if (message.type === "cancel") {
-      const request = this.#pending.get(message.id);
-      // A cancel for an id not in flight is expected (it may have just finished): ignore it.
-      if (request) this.#abort(request, "request cancelled by the client");
-      return;
-    }
-    if (this.#pending.has(message.id)) {
-      throw new ProtocolViolationError(
-        "duplicate-id",
-        `request id ${JSON.stringify(message.id.length > 64 ? `${message.id.slice(0, 64)}…` : message.id)} is already in flight`,
-      );
-    }
-    if (this.#context.shuttingDown) {
-      this.#send(message.id, false, {
-        type: "ShuttingDown",
-        message: "the server is shutting down and accepts no new requests",
-      });
-      return;
-    }
-    const request = new ServerRequest(this, message.id, frameBytes ?? 0);
-    this.#pending.set(request.requestId, request);
-    this.#pendingBytes += request.bytes;
-    this.#context.requestAccepted();
-    let parsed: ParseResult | Promise<ParseResult>;
-    try {
-      parsed = this.#context.requestParser.parse(message.payload);
-    } catch (error) {
-      this.#finish(request, false, thrownError(error, "request validation"));
-      return;
-    }
-    if (isThenable(parsed)) void this.#awaitValidation(request, parsed);
-    else this.#start(request, parsed);
-    this.#updateFlow();
-  };
-
-  async #awaitValidation(request: ServerRequest, parsing: Promise<ParseResult>): Promise<void> {
-    let parsed: ParseResult;
-    try {
-      parsed = await parsing;
-    } catch (error) {
-      this.#finish(request, false, thrownError(error, "request validation"));
-      return;
-    }
-    this.#start(request, parsed);
-  }
-
-  /** Runs a validated request now, or once a concurrency slot frees up. */
-  #start(request: ServerRequest, parsed: ParseResult): void {
-    if (request.done) return;
-    if (!parsed.success) {
-      this.#finish(request, false, validationError("ValidationError", "request", parsed.error?.issues));
-      return;
-    }
-    if (request.aborted) {
-      this.#finish(request, false, cancelledError(request.abortMessage));
-      return;
-    }
-    request.input = parsed.data;
-    const limiter = this.#context.limiter;
-    if (limiter.tryAcquire()) this.#run(request);
-    else limiter.enqueue(request);
-  }
-
-  /** The limiter gave a queued request its slot. */
-  runQueued(request: ServerRequest): void {
-    this.#run(request);
-  }
-
-  /**
-   * Calls execute holding a slot. A synchronous result is handled at once; only a thenable costs an
-   * await. Every path ends in #settle, which releases the slot.
-   */
-  #run(request: ServerRequest): void {
-    const input = request.input;
-    request.input = undefined;
-    let result: unknown;
-    try {
-      result = this.#context.app.execute(input, request);
-    } catch (error) {
-      this.#settle(request, false, thrownError(error, "execute"));
-      return;
-    }
-    if (isThenable(result)) void this.#awaitResult(request, result);
-    else this.#validateResponse(request, result);
-  }
-
-  async #awaitResult(request: ServerRequest, pending: PromiseLike<unknown>): Promise<void> {
-    let result: unknown;
-    try {
-      result = await pending;
-    } catch (error) {
-      this.#settle(request, false, thrownError(error, "execute"));
-      return;
-    }
-    this.#validateResponse(request, result);
-  }
-
-  #validateResponse(request: ServerRequest, result: unknown): void {
-    if (request.aborted) {
-      this.#settle(request, false, cancelledError(request.abortMessage));
-      return;
-    }
-    let parsed: ParseResult | Promise<ParseResult>;
-    try {
-      parsed = this.#context.responseParser.parse(result);
-    } catch (error) {
-      this.#settle(request, false, thrownError(error, "response validation"));
-      return;
-    }
-    if (isThenable(parsed)) void this.#awaitResponse(request, parsed);
-    else this.#responseParsed(request, parsed);
-  }
-
-  async #awaitResponse(request: ServerRequest, parsing: Promise<ParseResult>): Promise<void> {
-    let parsed: ParseResult;
-    try {
-      parsed = await parsing;
-    } catch (error) {
-      this.#settle(request, false, thrownError(error, "response validation"));
-      return;
-    }
-    this.#responseParsed(request, parsed);
-  }
-
-  #responseParsed(request: ServerRequest, parsed: ParseResult): void {
-    if (parsed.success) this.#settle(request, true, parsed.data);
-    else
-      this.#settle(
-        request,
-        false,
-        validationError("ResponseValidationError", "response", parsed.error?.issues),
-      );
-  }
-
-  /** Ends a request that held a slot: its final frame, then the slot goes to the next waiter. */
-  #settle(request: ServerRequest, ok: boolean, value: unknown): void {
-    // An execute that failed after a cancel ended because of it.
-    if (!ok && request.aborted) value = cancelledError(request.abortMessage);
-    this.#finish(request, ok, value);
-    this.#context.limiter.release();
-  }
-
-  #abort(request: ServerRequest, message: string): void {
-    request.abort(message);
-    if (request.queued) {
-      // Never started: it frees no slot and ends now.
-      this.#context.limiter.cancel(request);
-      this.#finish(request, false, cancelledError(request.abortMessage));
-    }
-  }
-
-  /** value is the response payload when ok, else the RemoteError. */
-  #finish(request: ServerRequest, ok: boolean, value: unknown): void {
+  /** RunnerOwner: a request's final frame. value is the response payload when ok, else the RemoteError. */
+  finish(request: ServerRequest, ok: boolean, value: unknown): void {
     if (request.done) return;
     request.done = true;
     request.input = undefined;
@@ -300,119 +146,114 @@ export class Connection implements RequestOwner {
     this.#pendingBytes -= request.bytes;
     this.#context.requestSettled();
     if (this.#state === "open" || this.#state === "draining") {
-      this.#send(request.requestId, ok, value);
+      this.#writer.sendAnswer(request.requestId, ok, value);
       this.#updateFlow();
       this.#endIfIdle();
     }
   }
 
-  #send(id: string, ok: boolean, value: unknown): void {
-    const message = ok
-      ? // JSON has no undefined: a schema whose output is undefined (z.void()) answers null.
-        { type: "response", id, payload: value === undefined ? null : value }
-      : { type: "error", id, error: value };
-    let frame: Buffer;
-    try {
-      const json: string | undefined = JSON.stringify(message);
-      if (typeof json !== "string") throw new TypeError("message is not JSON-serialisable");
-      if (json.length <= BATCHED_JSON_CHARS && this.#appendToBatch(json)) return;
-      frame = encodeJsonFrame(json, this.#context.maxFrameBytes);
-    } catch (error) {
-      frame = this.#encodeFallback(id, ok, value, error);
-    }
-    this.#sealBatch();
-    this.#outbox.push(frame);
-    this.#outboxBytes += frame.length;
-    this.#scheduleFlush();
-  }
-
-  /**
-   * Encodes a small frame straight into the batch buffer, behind the frames already there: no buffer
-   * per frame and no copy at flush. false when it is over maxFrameBytes (the caller's path reports it).
-   */
-  #appendToBatch(json: string): boolean {
-    const room = FRAME_HEADER_BYTES + json.length * 3;
-    if (this.#batch.length - this.#batchEnd < room) {
-      this.#sealBatch();
-      // The old buffer stays referenced by the writes it was handed to; frames go to a new one.
-      this.#batch = Buffer.allocUnsafe(BATCH_BYTES);
-      this.#batchStart = 0;
-      this.#batchEnd = 0;
-    }
-    const start = this.#batchEnd;
-    const written = this.#batch.write(json, start + FRAME_HEADER_BYTES, "utf8");
-    if (written > this.#context.maxFrameBytes) return false;
-    this.#batch.writeUInt32BE(written, start);
-    this.#batchEnd = start + FRAME_HEADER_BYTES + written;
-    this.#scheduleFlush();
+  /** RunnerOwner: a console line the request's execute wrote. */
+  log(request: ServerRequest, level: LogLevel, text: string): boolean {
+    if (!this.#logRecords || (this.#state !== "open" && this.#state !== "draining")) return false;
+    this.#writer.sendLog(level, request.requestId, text);
+    this.#updateFlow();
     return true;
   }
 
-  /** Moves the batch's unsent frames to the outbox, as one buffer that shares the batch's memory. */
-  #sealBatch(): void {
-    if (this.#batchEnd === this.#batchStart) return;
-    const frames = this.#batch.subarray(this.#batchStart, this.#batchEnd);
-    this.#batchStart = this.#batchEnd;
-    this.#outbox.push(frames);
-    this.#outboxBytes += frames.length;
-  }
-
-  #scheduleFlush(): void {
-    if (this.#flushScheduled) return;
-    this.#flushScheduled = true;
-    process.nextTick(this.#flush);
-  }
-
-  #encodeFallback(id: string, ok: boolean, value: unknown, cause: unknown): Buffer {
-    const tooLarge = cause instanceof ProtocolViolationError;
-    const failed = value as RemoteError;
-    const error: RemoteError = ok
-      ? tooLarge
-        ? { type: "ResponseTooLarge", message: `${cause.message} (the response payload)` }
-        : {
-            type: "ResponseSerializationError",
-            message: `response is not JSON-serialisable: ${errorText(cause)}`,
-          }
-      : // The error itself did not encode: its details are the likely culprit.
-        { type: failed.type, message: failed.message };
-    try {
-      return encodeFrame({ type: "error", id, error }, this.#context.maxFrameBytes);
-    } catch {
-      return encodeFrame({
-        type: "error",
-        id,
-        error: { type: error.type, message: "error too large to send" },
-      });
+  readonly #onMessage = (value: unknown, frameBytes: number): void => {
+    const message = parseHostMessage(value);
+    if (!this.#helloReceived) {
+      this.#onFirstFrame(message);
+      return;
     }
-  }
-
-  /**
-   * Writes the frames finished in this tick as one buffer. Copying small frames into one is cheaper
-   * than a stream write per frame (cork and writev still pay the stream's bookkeeping per chunk).
-   */
-  readonly #flush = (): void => {
-    this.#flushScheduled = false;
-    this.#sealBatch();
-    const outbox = this.#outbox;
-    if (outbox.length === 0) return;
-    const bytes = this.#outboxBytes;
-    this.#outbox = [];
-    this.#outboxBytes = 0;
-    const socket = this.#socket;
-    if (socket.destroyed || socket.writableEnded) return;
-    if (outbox.length === 1) socket.write(outbox[0]!);
-    else if (bytes <= MAX_COALESCED_BYTES) socket.write(Buffer.concat(outbox, bytes));
-    else {
-      // Large frames are not worth copying: one writev instead.
-      socket.cork();
-      for (const frame of outbox) socket.write(frame);
-      socket.uncork();
+    switch (message.type) {
+      case "request": {
+        const id = message.id;
+        this.#checkNotInFlight(id);
+        if (this.#context.shuttingDown) {
+          this.#writer.sendAnswer(id, false, {
+            type: "ShuttingDown",
+            message: "the server is shutting down and accepts no new requests",
+          });
+          return;
+        }
+        const request = new ServerRequest(this.#runner, id, frameBytes);
+        if (message.trace !== undefined) request.trace = parseTraceContext(message.trace);
+        this.#pending.set(id, request);
+        this.#pendingBytes += frameBytes;
+        this.#context.requestAccepted();
+        this.#runner.accept(request, message.payload);
+        this.#updateFlow();
+        return;
+      }
+      case "cancel": {
+        const request = this.#pending.get(message.id);
+        // A cancel for an id not in flight is expected (it may have just finished): ignore it.
+        if (request) this.#runner.abort(request, "request cancelled by the host");
+        return;
+      }
+      case "ping":
+        this.#onPing(message.id, message.prime === true);
+        return;
+      case "hello":
+        throw new ProtocolViolationError("unexpected-hello", "the host sent a second hello");
     }
   };
 
+  #onFirstFrame(message: HostMessage): void {
+    if (message.type !== "hello") {
+      throw new ProtocolViolationError(
+        "missing-hello",
+        `the host's first frame must be its hello, not a ${message.type}`,
+      );
+    }
+    this.#helloReceived = true;
+    const { limits } = message as HostHelloMessage;
+    this.#writer.limits = {
+      maxFrameBytes: limits.maxFrameBytes,
+      maxDepth: limits.maxDepth,
+      maxValues: limits.maxValues,
+    };
+    if (message.logRecords === true) {
+      this.#logRecords = true;
+      this.#runner.recordLogs(logRecordStorage());
+    }
+  }
+
+  /**
+   * pong once the frames before the ping have been dispatched (they have: frames are handled in
+   * order), taking no concurrency slot. A prime ping first waits for the prime hook.
+   */
+  #onPing(id: string, prime: boolean): void {
+    this.#checkNotInFlight(id);
+    const priming = prime ? this.#context.prime() : undefined;
+    if (priming === undefined) {
+      this.#writer.sendPong(id);
+      return;
+    }
+    this.#primePings.add(id);
+    void priming.then((failure) => {
+      if (!this.#primePings.delete(id)) return;
+      if (this.#state !== "open" && this.#state !== "draining") return;
+      if (failure === undefined) this.#writer.sendPong(id);
+      else this.#writer.sendAnswer(id, false, failure);
+      this.#updateFlow();
+      this.#endIfIdle();
+    });
+  }
+
+  #checkNotInFlight(id: string): void {
+    if (this.#pending.has(id) || this.#primePings.has(id)) {
+      throw new ProtocolViolationError(
+        "duplicate-id",
+        `id ${JSON.stringify(id.length > 64 ? `${id.slice(0, 64)}…` : id)} is already in flight`,
+      );
+    }
+  }
+
   /**
    * Pauses reading while this connection holds too much work or unread output, and resumes once all
-   * three are back under half their limit (the gap keeps it from flapping once per frame).
+   * three are back under half their limit (hysteresis, so it does not flap around one threshold).
    */
   readonly #updateFlow = (): void => {
     if (this.#state === "closed" || this.#state === "closing") return;
@@ -421,7 +262,7 @@ export class Connection implements RequestOwner {
       if (
         this.#pending.size >= context.maxPendingRequests ||
         this.#pendingBytes >= context.maxPendingBytes ||
-        this.outboundBytes >= context.maxOutboundBytes
+        this.#writer.outboundBytes >= context.maxOutboundBytes
       ) {
         this.#readPaused = true;
         this.#reader.pause();
@@ -429,7 +270,7 @@ export class Connection implements RequestOwner {
     } else if (
       this.#pending.size <= context.maxPendingRequests >>> 1 &&
       this.#pendingBytes <= context.maxPendingBytes / 2 &&
-      this.outboundBytes <= context.maxOutboundBytes >>> 1
+      this.#writer.outboundBytes <= context.maxOutboundBytes >>> 1
     ) {
       this.#readPaused = false;
       this.#reader.resume();
@@ -437,14 +278,14 @@ export class Connection implements RequestOwner {
   };
 
   #endIfIdle(): void {
-    if (this.#state === "draining" && this.#pending.size === 0) this.#end();
+    if (this.#state === "draining" && this.#pending.size === 0 && this.#primePings.size === 0) this.#end();
   }
 
   #end(): void {
     if (this.#state === "closing" || this.#state === "closed") return;
     this.#state = "closing";
     this.#reader.dispose();
-    this.#flush();
+    this.#writer.flush();
     this.#socket.end();
   }
 
@@ -456,11 +297,11 @@ export class Connection implements RequestOwner {
   };
 
   readonly #onEnd = (): void => {
-    // The client ended its side. A half-closed client cannot be told from a gone one until a write
+    // The host ended its side. A half-closed host cannot be told from a gone one until a write
     // fails, so its work stops now rather than running for nobody (node ends our side in turn).
     if (this.#state === "open" || this.#state === "draining") this.#state = "closing";
     this.#reader.dispose();
-    for (const request of this.#pending.values()) this.#abort(request, "the client connection closed");
+    this.abortAll("the host connection closed");
   };
 
   readonly #onError = (error: Error): void => {
@@ -475,12 +316,9 @@ export class Connection implements RequestOwner {
     this.#reader.dispose();
     this.#socket.removeListener("end", this.#onEnd);
     this.#socket.removeListener("drain", this.#updateFlow);
+    this.#primePings.clear();
     // Nobody is left to answer: stop the work. Results that still arrive are dropped.
-    for (const request of this.#pending.values()) this.#abort(request, "the client connection closed");
+    this.abortAll("the host connection closed");
     this.#context.connectionClosed(this);
   };
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -1,8 +1,9 @@
+import { MAX_ERROR_MESSAGE_CHARS, MAX_STACK_CHARS } from "../protocol/constants.js";
 import type { RemoteError } from "../protocol/messages.js";
 
-/** Longest error message sent back; a runaway message must not turn into an oversize frame. */
-const MAX_MESSAGE_CHARS = 8 * 1024;
 const MAX_ISSUES = 100;
+/** An error's name travels as its type; a class name longer than this is a runaway. */
+const MAX_TYPE_CHARS = 256;
 
 export interface ParseResult {
   success: boolean;
@@ -85,23 +86,42 @@ export function validationError(type: string, what: string, issues: unknown): Re
     .join("; ");
   return {
     type,
-    message: truncate(`${what} does not match its schema${summary ? `: ${summary}` : ""}`),
+    message: boundText(
+      `${what} does not match its schema${summary ? `: ${summary}` : ""}`,
+      MAX_ERROR_MESSAGE_CHARS,
+    ),
     details: list,
   };
 }
 
-export function thrownError(error: unknown, stage: string): RemoteError {
-  if (error instanceof Error) {
-    const remote: RemoteError = {
-      type: typeof error.name === "string" && error.name ? error.name : "Error",
-      message: truncate(String(error.message)),
+/**
+ * What a throw becomes on the wire: the error's name as its type, its message, an own `details`
+ * property as it is (dropped later if it does not encode), and its stack when stacks is set (the
+ * app's errorStacks field). Never throws, whatever getters the thrown value has.
+ */
+export function thrownError(error: unknown, stage: string, stacks = false): RemoteError {
+  try {
+    if (error instanceof Error) {
+      const name = error.name;
+      const remote: RemoteError = {
+        type: typeof name === "string" && name ? boundText(name, MAX_TYPE_CHARS) : "Error",
+        message: boundText(String(error.message), MAX_ERROR_MESSAGE_CHARS),
+      };
+      const details = (error as { details?: unknown }).details;
+      if (details !== undefined) remote.details = details;
+      if (stacks) {
+        const stack = error.stack;
+        if (typeof stack === "string") remote.stack = boundText(stack, MAX_STACK_CHARS);
+      }
+      return remote;
+    }
+    return {
+      type: "Error",
+      message: boundText(`${stage} threw a non-Error value: ${describe(error)}`, MAX_ERROR_MESSAGE_CHARS),
     };
-    // An app may attach JSON details to its error; they travel as they are (dropped if unserialisable).
-    const details = (error as { details?: unknown }).details;
-    if (details !== undefined) remote.details = details;
-    return remote;
+  } catch {
+    return { type: "Error", message: `${stage} threw a value that cannot be described` };
   }
-  return { type: "Error", message: truncate(`${stage} threw a non-Error value: ${describe(error)}`) };
 }
 
 function describe(value: unknown): string {
@@ -112,6 +132,32 @@ function describe(value: unknown): string {
   }
 }
 
-function truncate(message: string): string {
-  return message.length > MAX_MESSAGE_CHARS ? `${message.slice(0, MAX_MESSAGE_CHARS)}…` : message;
+/** C0 controls but \n and \t, DEL, and C1 controls: what a terminal or a log viewer may act on. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point.
+const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point.
+const CONTROLS = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+
+function escapeControl(char: string): string {
+  return `\\u00${char.charCodeAt(0).toString(16).padStart(2, "0")}`;
+}
+
+/**
+ * text with control characters other than \n and \t written as the six characters \u00XX, cut to
+ * maxChars as cutText does. For error frames' type, message and stack, which hosts print.
+ */
+export function boundText(text: string, maxChars: number): string {
+  // Escaping only lengthens: maxChars of the input are all the output can hold.
+  let out = text.length > maxChars ? text.slice(0, maxChars) : text;
+  if (CONTROL.test(out)) out = out.replace(CONTROLS, escapeControl);
+  return text.length > maxChars ? cutText(out, maxChars, true) : cutText(out, maxChars);
+}
+
+/** text if it has at most maxChars, else its start ending in "…", maxChars in all, never half a surrogate pair. */
+export function cutText(text: string, maxChars: number, force = false): string {
+  if (!force && text.length <= maxChars) return text;
+  let end = Math.min(text.length, maxChars - 1);
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return `${text.slice(0, end)}…`;
 }

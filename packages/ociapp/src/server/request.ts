@@ -1,9 +1,13 @@
 import type { ExecutionContext } from "../application.js";
+import type { LogLevel, TraceContext } from "../protocol/messages.js";
 import type { Waiter } from "./limiter.js";
 
-/** What a request calls back into when the limiter hands it a slot. */
+/** What a request calls back into. */
 export interface RequestOwner {
+  /** The limiter handed the request a slot. */
   runQueued(request: ServerRequest): void;
+  /** A console line its execute wrote (log records on): false when it must go to stdout/stderr. */
+  log(request: ServerRequest, level: LogLevel, text: string): boolean;
 }
 
 /**
@@ -24,6 +28,8 @@ export class ServerRequest implements ExecutionContext, Waiter {
   queued = false;
   /** true once its final frame has been decided. */
   done = false;
+  /** From the request frame's trace, when well-formed. */
+  trace: TraceContext | undefined = undefined;
   readonly #owner: RequestOwner;
   #controller: AbortController | undefined;
   #reason: Error | undefined;
@@ -60,5 +66,10 @@ export class ServerRequest implements ExecutionContext, Waiter {
   /** Called by the limiter once the request holds a slot. */
   run(): void {
     this.#owner.runQueued(this);
+  }
+
+  /** Called by the patched console (log records): false once the request has its final frame. */
+  writeLog(level: LogLevel, text: string): boolean {
+    return !this.done && this.#owner.log(this, level, text);
   }
 }

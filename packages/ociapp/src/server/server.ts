@@ -1,46 +1,19 @@
-import { createServer, type Socket } from "node:net";
-import { resolve } from "node:path";
-import { type AnyApplication, isApplication } from "../application.js";
-import { OciappError } from "../errors.js";
-import {
-  DEFAULT_FRAME_TIMEOUT_MS,
-  DEFAULT_MAX_FRAME_BYTES,
-  PROTOCOL_VERSION,
-} from "../protocol/constants.js";
-import { encodeFrame } from "../protocol/frame.js";
-import type { HelloMessage } from "../protocol/messages.js";
+import { createServer, type Server, type Socket } from "node:net";
+import type { AnyApplication } from "../application.js";
+import { MAX_ERROR_MESSAGE_CHARS } from "../protocol/constants.js";
+import type { RemoteError } from "../protocol/messages.js";
+import { connectToHost } from "./connect.js";
 import { Connection, type ConnectionContext } from "./connection.js";
-import { SchemaParser } from "./invoke.js";
+import { encodeAppHello } from "./hello.js";
+import { boundText, SchemaParser, thrownError } from "./invoke.js";
 import { ConcurrencyLimiter } from "./limiter.js";
+import {
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  resolveOptions,
+  type ServeOptions,
+  type ServerSettings,
+} from "./options.js";
 import { type BoundSocket, bindSocket } from "./socket-file.js";
-
-export const DEFAULT_SOCKET_PATH = "/run/ociapp/app.sock";
-export const DEFAULT_MAX_CONCURRENCY = 64;
-export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
-/** Smallest accepted maxFrameBytes: room for any error frame the server itself sends. */
-export const MIN_MAX_FRAME_BYTES = 1024;
-
-export interface ServeOptions {
-  app: AnyApplication;
-  /** Default /run/ociapp/app.sock. */
-  socketPath?: string;
-  /** Executes in flight in this process; further requests wait in FIFO order. Default 64. */
-  maxConcurrency?: number;
-  /** Largest frame body read or written. Default 16 MiB. */
-  maxFrameBytes?: number;
-  /** Once a frame has begun, the rest must arrive within this long. Default 30 s. */
-  frameTimeoutMs?: number;
-  /** How long close() lets in-flight requests finish before aborting them. Default 10 s. */
-  shutdownGraceMs?: number;
-  /** When > 0, the server closes itself after this long without a client. Default 0 (off). */
-  orphanTimeoutMs?: number;
-  /** Announced in the hello frame; defaults to the app's own name and version fields. */
-  appInfo?: { name?: string; version?: string };
-  /** One line per noteworthy event (a violation, a client error). Default: stderr. */
-  log?: (line: string) => void;
-  /** Aborting it closes the server, as close() does. */
-  signal?: AbortSignal;
-}
 
 export interface ServerStats {
   connections: number;
@@ -50,16 +23,22 @@ export interface ServerStats {
   running: number;
   /** Requests waiting for a slot. */
   queued: number;
-  /** Response bytes written but not yet taken by clients, over all connections. */
+  /** Answer and log bytes waiting to be taken by hosts, over all connections. */
   outboundBytes: number;
   /** Connections whose reading is paused for backpressure. */
   pausedConnections: number;
 }
 
-/** Why the server stopped: close() was called, or no client came within the orphan timeout. */
-export type CloseReason = "closed" | "orphaned";
+/**
+ * Why the server stopped: close() was called (or its signal aborted), no host came within the orphan
+ * timeout (listen mode), or the connection that was its whole life ended (connect mode).
+ */
+export type CloseReason = "closed" | "orphaned" | "disconnected";
 
 export interface ServerHandle {
+  /** listen: a socket of its own, any number of connections; connect: one connection to the host. */
+  readonly mode: "listen" | "connect";
+  /** The socket listened on or connected to (absolute). */
   readonly socketPath: string;
   /** Settles once the server has fully stopped, whoever stopped it. */
   readonly closed: Promise<CloseReason>;
@@ -77,35 +56,21 @@ export interface ServerHandle {
 /** Bounded waits of the last shutdown phases. */
 const ABORT_GRACE_MS = 1000;
 const END_GRACE_MS = 2000;
-
-function integerOption(
-  name: string,
-  value: number | undefined,
-  fallback: number,
-  min: number,
-  max: number,
-): number {
-  if (value === undefined) return fallback;
-  if (!Number.isSafeInteger(value) || value < min || value > max) {
-    throw new OciappError(
-      "OCIAPP_INVALID_OPTION",
-      `${name} must be an integer from ${min} to ${max}, got ${String(value)}`,
-    );
-  }
-  return value;
-}
+/** Connect mode: once the host is gone, aborted executes get this long to end before closed settles. */
+const DISCONNECT_GRACE_MS = 500;
 
 /**
- * Serves app on a Unix socket. Resolves once the socket file exists and accepts connections.
+ * Serves app over a Unix socket: listens on socketPath (the default) or connects to connectPath.
+ * Resolves once the socket accepts connections (listen) or the host's socket is connected (connect);
+ * in connect mode it rejects with OciappConnectError when the host cannot be reached in time.
  */
 export async function serve(options: ServeOptions): Promise<ServerHandle> {
-  if (!isApplication(options.app)) {
-    throw new OciappError("OCIAPP_NOT_AN_APPLICATION", "app is not an ociapp Application");
-  }
+  const settings = resolveOptions(options);
   const signal = options.signal;
   signal?.throwIfAborted();
-  const server = new AppServer(options);
-  await server.listen();
+  const server = new AppServer(settings);
+  if (settings.mode === "listen") await server.listen();
+  else await server.connect(signal);
   if (signal) {
     const onAbort = (): void => void server.close();
     if (signal.aborted) onAbort();
@@ -119,28 +84,34 @@ export async function serve(options: ServeOptions): Promise<ServerHandle> {
 
 class AppServer implements ServerHandle, ConnectionContext {
   readonly app: AnyApplication;
+  readonly mode: "listen" | "connect";
   readonly socketPath: string;
   readonly limiter: ConcurrencyLimiter;
   readonly requestParser: SchemaParser;
   readonly responseParser: SchemaParser;
+  readonly errorStacks: boolean;
   readonly maxFrameBytes: number;
+  readonly maxDepth: number;
+  readonly maxValues: number;
   readonly frameTimeoutMs: number;
   readonly maxPendingRequests: number;
   readonly maxPendingBytes: number;
   readonly maxOutboundBytes: number;
+  readonly hello: Buffer;
   readonly closed: Promise<CloseReason>;
   readonly #shutdownGraceMs: number;
   readonly #orphanTimeoutMs: number;
   readonly #log: (line: string) => void;
-  readonly #hello: Buffer;
-  readonly #server = createServer();
   readonly #connections = new Set<Connection>();
+  #listener: Server | undefined;
   #bound: BoundSocket | undefined;
   #nextConnectionId = 1;
   #pending = 0;
   #shuttingDown = false;
   #closing: Promise<void> | undefined;
   #orphanTimer: ReturnType<typeof setTimeout> | undefined;
+  #priming: Promise<RemoteError | undefined> | undefined;
+  #primed = false;
   /** Woken whenever a request settles or a connection closes, during shutdown. */
   #wake: (() => void) | undefined;
   /** Cuts the current shutdown wait short (a second close() with a smaller grace). */
@@ -149,75 +120,57 @@ class AppServer implements ServerHandle, ConnectionContext {
   /** When pending requests stop getting time to finish; lowered by a second close(). */
   #graceDeadline = Number.POSITIVE_INFINITY;
 
-  constructor(options: ServeOptions) {
-    this.app = options.app;
+  constructor(settings: ServerSettings) {
+    this.app = settings.app;
+    this.mode = settings.mode;
+    this.socketPath = settings.socketPath;
     this.requestParser = new SchemaParser(this.app.request);
     this.responseParser = new SchemaParser(this.app.response);
-    this.socketPath = resolve(options.socketPath ?? DEFAULT_SOCKET_PATH);
-    const maxConcurrency = integerOption(
-      "maxConcurrency",
-      options.maxConcurrency,
-      DEFAULT_MAX_CONCURRENCY,
-      1,
-      1_000_000,
-    );
-    this.limiter = new ConcurrencyLimiter(maxConcurrency);
-    this.maxFrameBytes = integerOption(
-      "maxFrameBytes",
-      options.maxFrameBytes,
-      DEFAULT_MAX_FRAME_BYTES,
-      MIN_MAX_FRAME_BYTES,
-      0xffff_ffff,
-    );
-    this.frameTimeoutMs = integerOption(
-      "frameTimeoutMs",
-      options.frameTimeoutMs,
-      DEFAULT_FRAME_TIMEOUT_MS,
-      1,
-      2 ** 31 - 1,
-    );
-    this.#shutdownGraceMs = integerOption(
-      "shutdownGraceMs",
-      options.shutdownGraceMs,
-      DEFAULT_SHUTDOWN_GRACE_MS,
-      0,
-      2 ** 31 - 1,
-    );
-    this.#orphanTimeoutMs = integerOption("orphanTimeoutMs", options.orphanTimeoutMs, 0, 0, 2 ** 31 - 1);
+    this.errorStacks = this.app.errorStacks === true;
+    this.limiter = new ConcurrencyLimiter(settings.maxConcurrency);
+    this.maxFrameBytes = settings.maxFrameBytes;
+    this.maxDepth = settings.maxDepth;
+    this.maxValues = settings.maxValues;
+    this.frameTimeoutMs = settings.frameTimeoutMs;
+    this.#shutdownGraceMs = settings.shutdownGraceMs;
+    this.#orphanTimeoutMs = settings.orphanTimeoutMs;
     // Per-connection flow control: enough to keep every slot busy, bounded in count and bytes.
-    this.maxPendingRequests = Math.max(256, maxConcurrency * 4);
+    this.maxPendingRequests = Math.max(256, settings.maxConcurrency * 4);
     this.maxPendingBytes = Math.max(64 * 1024 * 1024, this.maxFrameBytes * 2);
     this.maxOutboundBytes = 1024 * 1024;
-    this.#log = options.log ?? ((line) => process.stderr.write(`ociapp: ${line}\n`));
-    const name = options.appInfo?.name ?? this.app.name;
-    const version = options.appInfo?.version ?? this.app.version;
-    const hello: HelloMessage = {
-      type: "hello",
-      protocol: PROTOCOL_VERSION,
-      maxConcurrency,
-      maxFrameBytes: this.maxFrameBytes,
-    };
-    if (name !== undefined || version !== undefined) {
-      hello.app = {};
-      if (typeof name === "string") hello.app.name = name;
-      if (typeof version === "string") hello.app.version = version;
-    }
-    this.#hello = encodeFrame(hello);
+    this.#log = settings.log;
+    this.hello = encodeAppHello(settings);
     this.closed = new Promise((resolve) => {
       this.#resolveClosed = resolve;
     });
-    this.#server.on("connection", this.#onConnection);
   }
 
   get shuttingDown(): boolean {
     return this.#shuttingDown;
   }
 
+  /** Listen mode: binds the socket file (see bindSocket); the orphan timer starts now. */
   async listen(): Promise<void> {
-    this.#bound = await bindSocket(this.#server, this.socketPath);
+    const listener = createServer();
+    listener.on("connection", (socket: Socket) => {
+      if (this.#shuttingDown) {
+        socket.destroy();
+        return;
+      }
+      this.#clearOrphanTimer();
+      this.#addConnection(socket);
+    });
+    this.#bound = await bindSocket(listener, this.socketPath);
+    this.#listener = listener;
     // Only now: a failed bind is reported once, by bindSocket's error, not also as a logged line.
-    this.#server.on("error", (error) => this.#log(`server error: ${error.message}`));
+    listener.on("error", (error) => this.#log(`server error: ${error.message}`));
     this.#armOrphanTimer();
+  }
+
+  /** Connect mode: reaches the host within the orphan timeout (0: 60 s), creating nothing on disk. */
+  async connect(signal: AbortSignal | undefined): Promise<void> {
+    const timeoutMs = this.#orphanTimeoutMs > 0 ? this.#orphanTimeoutMs : DEFAULT_CONNECT_TIMEOUT_MS;
+    this.#addConnection(await connectToHost(this.socketPath, timeoutMs, signal));
   }
 
   stats(): ServerStats {
@@ -250,10 +203,38 @@ class AppServer implements ServerHandle, ConnectionContext {
     this.#wake?.();
   }
 
+  prime(): Promise<RemoteError | undefined> | undefined {
+    if (this.#primed || typeof this.app.prime !== "function") return undefined;
+    this.#priming ??= this.#runPrime();
+    return this.#priming;
+  }
+
+  async #runPrime(): Promise<RemoteError | undefined> {
+    try {
+      await this.app.prime?.();
+      return undefined;
+    } catch (error) {
+      const thrown = thrownError(error, "prime", this.errorStacks);
+      const failure: RemoteError = {
+        ...thrown,
+        type: "PrimeError",
+        message: boundText(`prime() failed: ${thrown.type}: ${thrown.message}`, MAX_ERROR_MESSAGE_CHARS),
+      };
+      return failure;
+    } finally {
+      this.#primed = true;
+    }
+  }
+
   connectionClosed(connection: Connection): void {
     this.#connections.delete(connection);
-    if (this.#connections.size === 0) this.#armOrphanTimer();
     this.#wake?.();
+    if (this.mode === "connect") {
+      // The connection was the server's whole life (a shutdown already under way just goes on).
+      this.#closing ??= this.#stopDisconnected();
+    } else if (this.#connections.size === 0) {
+      this.#armOrphanTimer();
+    }
   }
 
   close(options: { graceMs?: number } = {}): Promise<void> {
@@ -277,22 +258,16 @@ class AppServer implements ServerHandle, ConnectionContext {
     return this.close();
   }
 
-  readonly #onConnection = (socket: Socket): void => {
-    if (this.#shuttingDown) {
-      socket.destroy();
-      return;
-    }
-    this.#clearOrphanTimer();
-    const connection = new Connection(this.#nextConnectionId++, socket, this, this.#hello);
-    this.#connections.add(connection);
-  };
+  #addConnection(socket: Socket): void {
+    this.#connections.add(new Connection(this.#nextConnectionId++, socket, this));
+  }
 
   #armOrphanTimer(): void {
     if (this.#orphanTimeoutMs <= 0 || this.#shuttingDown || this.#orphanTimer) return;
     this.#orphanTimer = setTimeout(() => {
       this.#orphanTimer = undefined;
       if (this.#connections.size > 0 || this.#closing) return;
-      this.#log(`no client for ${this.#orphanTimeoutMs} ms: shutting down`);
+      this.#log(`no host connected for ${this.#orphanTimeoutMs} ms: shutting down`);
       this.#graceDeadline = Date.now();
       this.#closing = this.#shutdown("orphaned");
     }, this.#orphanTimeoutMs);
@@ -322,10 +297,20 @@ class AppServer implements ServerHandle, ConnectionContext {
     });
   }
 
+  /**
+   * Connect mode, the host's connection ended: its requests were aborted as it closed (nobody is left
+   * to answer); their executes get a moment to end before closed settles, and the CLI exits.
+   */
+  async #stopDisconnected(): Promise<void> {
+    this.#shuttingDown = true;
+    await this.#waitUntil(() => this.#pending === 0, DISCONNECT_GRACE_MS);
+    this.#resolveClosed("disconnected");
+  }
+
   async #shutdown(reason: CloseReason): Promise<void> {
     this.#shuttingDown = true;
     this.#clearOrphanTimer();
-    this.#server.close();
+    this.#listener?.close();
     await this.#bound?.remove();
     for (const connection of this.#connections) connection.drain();
     await this.#waitUntil(() => this.#pending === 0, Math.max(0, this.#graceDeadline - Date.now()));

@@ -14,6 +14,8 @@ export interface ServerProcess {
   readonly dir: string;
   /** Everything the process wrote to stderr so far. */
   stderr(): string;
+  /** Everything the process wrote to stdout so far. */
+  stdout(): string;
   /** Resolves with the exit code (or signal) once the process has exited. */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   kill(): Promise<void>;
@@ -26,7 +28,11 @@ export async function killAll(): Promise<void> {
   await Promise.all([...running].map((server) => server.kill()));
 }
 
-/** Starts `ociapp serve` from the TypeScript sources as a child process, in cwd = the package folder. */
+/**
+ * Starts `ociapp serve` from the TypeScript sources as a child process, in cwd = the package folder:
+ * listen mode on <dir>/app.sock unless options say otherwise. Resolves once it says "serving" (in
+ * connect mode: once it has connected).
+ */
 export function startCli(
   args: string[],
   options: {
@@ -36,28 +42,41 @@ export function startCli(
     /** Run this bin (the installed layout) instead of the TypeScript sources. */
     bin?: string;
     nodeArgs?: string[];
+    /** Connect mode: --connect this path instead of --socket <dir>/app.sock. */
+    connect?: string;
+    /** Neither --socket nor --connect (they come from args or the environment). */
+    noSocket?: boolean;
+    /** A command the process runs under (e.g. unshare): the node command line is appended. */
+    wrapper?: string[];
   } = {},
 ): Promise<ServerProcess> {
   const dir = mkdtempSync(join(tmpdir(), "ociapp-serve-"));
   const socketPath = join(dir, "app.sock");
-  const child = spawn(
+  const where = options.noSocket
+    ? []
+    : options.connect === undefined
+      ? ["--socket", socketPath]
+      : ["--connect", options.connect];
+  const command = [
     process.execPath,
-    [
-      ...(options.nodeArgs ?? (options.bin ? [] : ["--conditions=source", "--import", "tsx"])),
-      options.bin ?? CLI_ENTRY,
-      "serve",
-      "--socket",
-      socketPath,
-      ...args,
-    ],
-    {
-      cwd: options.cwd ?? PACKAGE_DIR,
-      env: { ...process.env, ...options.env },
-      stdio: ["ignore", "ignore", "pipe"],
-    },
-  );
+    ...(options.nodeArgs ?? (options.bin ? [] : ["--conditions=source", "--import", "tsx"])),
+    options.bin ?? CLI_ENTRY,
+    "serve",
+    ...where,
+    ...args,
+  ];
+  const [file = process.execPath, ...argv] = [...(options.wrapper ?? []), ...command];
+  const child = spawn(file, argv, {
+    cwd: options.cwd ?? PACKAGE_DIR,
+    env: { ...process.env, ...options.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let stderr = "";
+  let stdout = "";
   child.stderr!.setEncoding("utf8");
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+    stdout += chunk;
+  });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolveExit) => {
     child.once("exit", (code, signal) => {
       running.delete(handle);
@@ -70,6 +89,7 @@ export function startCli(
     socketPath,
     dir,
     stderr: () => stderr,
+    stdout: () => stdout,
     exited,
     async kill() {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
