@@ -1,4 +1,5 @@
 import { isAbsolute, resolve } from "node:path";
+import { DEFAULT_MAX_DEPTH, DEFAULT_MAX_VALUES, MIN_LIMITS } from "ociapp/protocol";
 import type { Engine } from "./engines/engine.js";
 import { OptionsError } from "./errors.js";
 import { defaultRuntimeDir } from "./host/runtime-dir.js";
@@ -52,8 +53,18 @@ export interface RuntimeOptions {
   minInstances?: number;
   /** Requests waiting per artifact; past it execute() rejects with QueueFullError. Default 1 000. */
   maxQueue?: number;
-  /** Largest frame either side may send. Default 16 MiB. */
+  /** Largest frame body either side may send, in bytes. Default 16 MiB. */
   maxFrameBytes?: number;
+  /**
+   * Deepest nesting of arrays and objects in a frame from a container (the top-level object is 1),
+   * checked on the bytes before parsing and announced in the host's hello. Default 64.
+   */
+  maxDepth?: number;
+  /**
+   * Most values in a frame from a container (the top-level value, every array element and every
+   * object member), checked on the bytes before parsing and announced in the hello. Default 1 000 000.
+   */
+  maxValues?: number;
   /** Environment for the app in every container. */
   env?: Record<string, string>;
   /**
@@ -116,6 +127,8 @@ export interface ResolvedOptions {
   minInstances: number;
   maxQueue: number;
   maxFrameBytes: number;
+  maxDepth: number;
+  maxValues: number;
   env: Record<string, string>;
   socketDir: string;
   orphanTimeout: number;
@@ -126,6 +139,9 @@ export interface ResolvedOptions {
 
 /** Variables the runtime sets itself; `env` may not override them. */
 export const RESERVED_ENV = [
+  "OCIAPP_CONNECT",
+  "OCIAPP_MAX_DEPTH",
+  "OCIAPP_MAX_VALUES",
   "OCIAPP_MAX_CONCURRENCY",
   "OCIAPP_MAX_FRAME_BYTES",
   "OCIAPP_SHUTDOWN_GRACE_MS",
@@ -285,6 +301,8 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
     "minInstances",
     "maxQueue",
     "maxFrameBytes",
+    "maxDepth",
+    "maxValues",
     "env",
     "socketDir",
     "orphanTimeout",
@@ -339,7 +357,16 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
       "maxFrameBytes",
       options.maxFrameBytes,
       16 * 1024 * 1024,
-      64,
+      MIN_LIMITS.maxFrameBytes,
+      MAX_FRAME_BYTES_LIMIT,
+    ),
+    maxDepth: integer(scope, "maxDepth", options.maxDepth, DEFAULT_MAX_DEPTH, MIN_LIMITS.maxDepth, 100_000),
+    maxValues: integer(
+      scope,
+      "maxValues",
+      options.maxValues,
+      DEFAULT_MAX_VALUES,
+      MIN_LIMITS.maxValues,
       MAX_FRAME_BYTES_LIMIT,
     ),
     env,

@@ -34,7 +34,7 @@ let defaultReadIndex: ReadArtifactIndex | undefined;
 async function readIndexFromArtifact(
   path: string,
   options?: { signal?: AbortSignal },
-): Promise<{ digest: string }> {
+): Promise<{ digest: string; protocol?: number | undefined }> {
   if (!defaultReadIndex) {
     const artifact = await import("ociapp/artifact");
     defaultReadIndex = artifact.readArtifactIndex;

@@ -99,3 +99,23 @@ describe("ArtifactCache", () => {
     expect(await cache.resolve("/missing.ociapp")).toBe(A);
   });
 });
+
+describe("ArtifactCache and the artifact's protocol", () => {
+  it("refuses an artifact built for another protocol, naming both versions and what to do", async () => {
+    const digest = `sha256:${"c".repeat(64)}`;
+    const cache = new ArtifactCache({
+      readIndex: async () => ({ digest, protocol: 1 }),
+      stat: async () => ({ dev: 1, ino: 1, size: 1, mtimeMs: 1 }),
+    });
+    const error = await cache.resolve("/old.ociapp").catch((reason: unknown) => reason);
+    expect(error).toBeInstanceOf(ArtifactError);
+    expect((error as Error).message).toBe(
+      "artifact /old.ociapp was built with an SDK that speaks protocol 1; this runtime speaks protocol 2: rebuild it with ociapp-build 0.2 or later (and ociapp 0.2 or later in the app)",
+    );
+    const unknown = new ArtifactCache({
+      readIndex: async () => ({ digest }),
+      stat: async () => ({ dev: 1, ino: 2, size: 1, mtimeMs: 1 }),
+    });
+    expect(await unknown.resolve("/custom.ociapp")).toBe(digest);
+  });
+});

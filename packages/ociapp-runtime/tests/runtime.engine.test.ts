@@ -373,15 +373,17 @@ describe("Runtime against the Docker engine", () => {
     expect(host.PidsLimit).toBe(256);
     expect(host.LogConfig).toEqual({ Type: "json-file", Config: { "max-size": "1m", "max-file": "1" } });
     const binds = info.Mounts.filter((mount) => mount.Type === "bind");
-    expect(binds.map((mount) => mount.Destination)).toEqual(["/run/ociapp"]);
+    expect(binds.map((mount) => [mount.Destination, mount.RW])).toEqual([["/run/ociapp", false]]);
+    // The container's folder is the host user's, in the private parent socketDir (0700).
     const folder = await stat(binds[0]?.Source as string);
-    expect(folder.mode & 0o777).toBe(0o700);
-    expect([folder.uid, folder.gid]).toEqual([10001, 10001]);
+    expect(folder.mode & 0o777).toBe(0o711);
+    expect(folder.uid).toBe(process.getuid?.());
+    expect(binds[0]?.Source.startsWith(`${socketDir}/`)).toBe(true);
     const uid = await rt.execute<Reply>(artifact.path, { op: "env", name: "OCIAPP_ORPHAN_TIMEOUT_MS" });
     expect(uid.value).toBe("60000");
   });
 
-  it("removes the containers of a host that was SIGKILLed: by the orphan timeout, or by the next runtime", async () => {
+  it("never lets a container outlive its host: a SIGKILLed host's container exits, and the next runtime sweeps its folder", async () => {
     const script = fileURLToPath(new URL("./support/orphan-host.ts", import.meta.url));
     const host = async (orphanTimeout: number) => {
       const child = spawn(
@@ -406,22 +408,40 @@ describe("Runtime against the Docker engine", () => {
       return { labels, pid };
     };
 
-    // No runtime comes back: the app's orphan timeout ends its container, and the engine removes it.
-    const first = await host(2_000);
+    // The host's death closes the container's only connection: its app exits at once (whatever the
+    // orphan timeout), and the engine removes it.
+    const first = await host(600_000);
     await eventually(async () => (await engine.listContainers(first.labels)).length === 0, 60_000);
-
-    // A runtime starts on this host: before its first container it removes what the dead one left.
-    const second = await host(600_000);
-    expect((await readdir(socketDir)).some((name) => name.startsWith(`ociapp-${second.pid}-`))).toBe(true);
+    // The dead host's folder stays until the next runtime on this host sweeps it.
+    expect((await readdir(socketDir)).some((name) => name.startsWith(`${first.pid}-`))).toBe(true);
     const rt = runtime();
     await rt.warm(artifact.path);
-    expect(await engine.listContainers(second.labels)).toEqual([]);
     const left = await readdir(socketDir);
-    expect(
-      left.filter(
-        (name) => name.startsWith(`ociapp-${first.pid}-`) || name.startsWith(`ociapp-${second.pid}-`),
-      ),
-    ).toEqual([]);
+    expect(left.filter((name) => name.startsWith(`${first.pid}-`))).toEqual([]);
+  });
+
+  it("gives the container no writable host path: every attack of a v1 container on its socket folder fails", async () => {
+    const rt = runtime();
+    const reply = await rt.execute<Reply>(artifact.path, { op: "attack-socket-folder" });
+    // A read-only bind mount: nothing can be created, replaced, removed or chmod-ed there.
+    expect(reply.value).toEqual({
+      write: "EROFS",
+      mkdir: "EROFS",
+      symlink: "EROFS",
+      replace: "EROFS",
+      unlink: "EROFS",
+      chmod: "EROFS",
+      listen: "EROFS",
+      // The runtime's listener took exactly one connection: a reconnect finds no socket file.
+      reconnect: "ENOENT",
+    });
+    // The host folder holds nothing but what the runtime made (its socket file is gone too).
+    const [listed] = await containersOf(rt);
+    const info = await engine.docker.getContainer(listed?.id as string).inspect();
+    const source = info.Mounts.find((mount) => mount.Destination === "/run/ociapp")?.Source as string;
+    expect(await readdir(source)).toEqual([]);
+    // The connection still serves.
+    expect((await rt.execute<Reply>(artifact.path, { op: "echo", value: "still" })).value).toBe("still");
   });
 
   it("keeps the app off the network and the root filesystem, and stops a fork bomb at the pids limit", async () => {
@@ -462,6 +482,7 @@ describe("Runtime against the Docker engine", () => {
         ["garbage", "invalid-utf8"],
         ["unknown-id", "unknown-id"],
         ["trickle", "frame-timeout"],
+        ["deep", "too-deep"],
       ] as const;
       setFlagsFromString("--expose-gc");
       const gc = runInNewContext("gc") as () => void;
@@ -486,7 +507,7 @@ describe("Runtime against the Docker engine", () => {
       const heapGrowth = after.heapUsed - before.heapUsed;
       const bufferGrowth = after.arrayBuffers - before.arrayBuffers;
       console.info(
-        `[runtime.engine] after gc, growth over 5 hostile containers: heap ${(heapGrowth / 1048576).toFixed(1)} MiB, array buffers ${(bufferGrowth / 1048576).toFixed(1)} MiB`,
+        `[runtime.engine] after gc, growth over ${cases.length} hostile containers: heap ${(heapGrowth / 1048576).toFixed(1)} MiB, array buffers ${(bufferGrowth / 1048576).toFixed(1)} MiB`,
       );
       expect(Math.max(heapGrowth, bufferGrowth)).toBeLessThan(64 * 1024 * 1024);
     } finally {

@@ -364,6 +364,7 @@ describe("Runtime over the process engine", () => {
     ["huge-length", "frame-too-large"],
     ["garbage", "invalid-utf8"],
     ["stall", "frame-timeout"],
+    ["too-deep", "too-deep"],
   ] as const) {
     it(`retires a container that breaks the protocol (${mode}) with ProtocolError`, async () => {
       engine.command = (_spec, socketPath) => [process.execPath, HOSTILE, mode, socketPath];
@@ -498,6 +499,14 @@ describe("Runtime over the process engine", () => {
     expect(error).toBeInstanceOf(InstanceStartupError);
     expect((error as InstanceStartupError).message).toContain("broke the protocol while starting");
     expect((error as OciappRuntimeError).code).toBe("OCIAPP_INSTANCE_STARTUP");
+  });
+
+  it("fails a start whose container sends a frame before its hello (missing-hello)", async () => {
+    engine.command = (_spec, socketPath) => [process.execPath, HOSTILE, "no-hello", socketPath];
+    const rt = runtime();
+    const error = await rejection(rt.warm(artifact));
+    expect(error).toBeInstanceOf(InstanceStartupError);
+    expect((error as InstanceStartupError).message).toContain("before the app's hello");
   });
 
   it("reaps idle containers down to minInstances, and keeps minInstances warm", async () => {

@@ -58,12 +58,12 @@ describe("sweepOrphans", () => {
       labelled("garbled", "no pid"),
     ]);
     dir = await mkdtemp(join(tmpdir(), "sweep-"));
-    await mkdir(join(dir, `ociapp-${dead}-0123abcd-AbC123`));
-    await mkdir(join(dir, `ociapp-${process.pid}-0123abcd-AbC124`));
+    await mkdir(join(dir, `${dead}-0123abcd-AbC123`));
+    await mkdir(join(dir, `${process.pid}-0123abcd-AbC124`));
     await mkdir(join(dir, "unrelated"));
     const result = await sweepOrphans(engine, dir, host);
     expect(engine.removed).toEqual(["dead-here"]);
     expect(result).toEqual({ containers: 1, folders: 1 });
-    expect((await readdir(dir)).sort()).toEqual([`ociapp-${process.pid}-0123abcd-AbC124`, "unrelated"]);
+    expect((await readdir(dir)).sort()).toEqual([`${process.pid}-0123abcd-AbC124`, "unrelated"]);
   });
 });

@@ -1,11 +1,15 @@
 import { stat as fsStat } from "node:fs/promises";
+import { PROTOCOL_VERSION } from "ociapp/protocol";
 import { ArtifactError } from "../errors.js";
 
-/** Reads an artifact's identity (the manifest digest index.json points at) from its tarball. */
+/**
+ * Reads an artifact's identity (the manifest digest index.json points at) and the wire protocol its
+ * SDK speaks (the manifest's dev.ociapp.protocol annotation, when the build recorded one).
+ */
 export type ReadArtifactIndex = (
   path: string,
   options?: { signal?: AbortSignal },
-) => Promise<{ digest: string }>;
+) => Promise<{ digest: string; protocol?: number | undefined }>;
 
 export interface FileIdentity {
   dev: number;
@@ -113,6 +117,17 @@ export class ArtifactCache {
       const index = await this.readIndex(path);
       if (typeof index?.digest !== "string" || !/^sha256:[0-9a-f]{64}$/.test(index.digest)) {
         throw new Error(`its index names no sha256 manifest digest (got ${JSON.stringify(index?.digest)})`);
+      }
+      // Version skew (ociapp README, "Version skew"): refuse before any container starts.
+      if (index.protocol !== undefined && index.protocol !== PROTOCOL_VERSION) {
+        throw new ArtifactError(
+          path,
+          `artifact ${path} was built with an SDK that speaks protocol ${index.protocol}; this runtime speaks protocol ${PROTOCOL_VERSION}: ${
+            index.protocol < PROTOCOL_VERSION
+              ? "rebuild it with ociapp-build 0.2 or later (and ociapp 0.2 or later in the app)"
+              : "upgrade ociapp-runtime"
+          }`,
+        );
       }
       return index.digest;
     } catch (error) {

@@ -1,4 +1,10 @@
-import { FRAME_HEADER_BYTES, type HelloMessage, type ProtocolViolationError } from "ociapp/protocol";
+import {
+  type AppHelloMessage,
+  checkJsonLimits,
+  FRAME_HEADER_BYTES,
+  mayBreakJsonLimits,
+  type ProtocolViolationError,
+} from "ociapp/protocol";
 import type { ContainerExit, ContainerHandle, Engine } from "../engines/engine.js";
 import { OutputPipeline } from "../engines/output.js";
 import {
@@ -71,11 +77,11 @@ export class Instance implements CallHolder {
   state: InstanceState = "starting";
   /** Requests it may hold at once: min(maxConcurrency, the hello's maxConcurrency). */
   capacity = 0;
-  /** Largest request body it accepts: min(maxFrameBytes, the hello's maxFrameBytes). */
+  /** Largest request body it accepts: min(maxFrameBytes, the hello's limits.maxFrameBytes). */
   maxFrameBytes = 0;
   /** When it last had nothing in flight (the reaper's clock). */
   idleSince: number;
-  hello: HelloMessage | undefined;
+  hello: AppHelloMessage | undefined;
   containerId: string | undefined;
   /** The container's stdout and stderr for its whole life (last lines kept for error reports). */
   readonly output = new OutputPipeline();
@@ -125,14 +131,28 @@ export class Instance implements CallHolder {
 
   /** Sends the call (the pool checked there is a free slot). */
   send(call: Call): void {
-    // The runtime framed the request for its own maxFrameBytes; a container may announce less.
-    if (call.frame.length - FRAME_HEADER_BYTES > this.maxFrameBytes) {
+    // The runtime framed the request for its own limits; a container may announce smaller ones.
+    const bodyBytes = call.frame.length - FRAME_HEADER_BYTES;
+    if (bodyBytes > this.maxFrameBytes) {
       call.fail(
         new InvalidRequestError(
           `the request is larger than the container accepts (its hello allows ${this.maxFrameBytes} bytes)`,
         ),
       );
       return;
+    }
+    const limits = (this.hello as AppHelloMessage).limits;
+    if (mayBreakJsonLimits(bodyBytes, limits)) {
+      try {
+        checkJsonLimits(call.frame.subarray(FRAME_HEADER_BYTES), limits);
+      } catch (error) {
+        call.fail(
+          new InvalidRequestError(`the request breaks the container's limits: ${(error as Error).message}`, {
+            cause: error,
+          }),
+        );
+        return;
+      }
     }
     call.stage = RUNNING;
     call.holder = this;
@@ -184,7 +204,7 @@ export class Instance implements CallHolder {
       (this.handle as ContainerHandle).exit.then((exit) => this.onExit(exit));
       this.hello = hello;
       this.capacity = Math.min(options.maxConcurrency, hello.maxConcurrency);
-      this.maxFrameBytes = Math.min(options.maxFrameBytes, hello.maxFrameBytes);
+      this.maxFrameBytes = Math.min(options.maxFrameBytes, hello.limits.maxFrameBytes);
       this.idleSince = this.config.now();
       this.state = "ready";
     } catch (error) {

@@ -1,6 +1,6 @@
 import type { Socket } from "node:net";
 import { join } from "node:path";
-import type { HelloMessage } from "ociapp/protocol";
+import type { AppHelloMessage } from "ociapp/protocol";
 import type { ContainerExit, ContainerHandle, Engine } from "../engines/engine.js";
 import type { OutputPipeline } from "../engines/output.js";
 import { CONTAINER_SOCKET, HOST_SOCKET, makeContainerFolder } from "../host/runtime-dir.js";
@@ -50,7 +50,10 @@ function serveEnv(options: ResolvedOptions): Record<string, string> {
   return {
     ...options.env,
     OCIAPP_MAX_CONCURRENCY: String(options.maxConcurrency),
+    // The app enforces the same limits on requests as this runtime on answers.
     OCIAPP_MAX_FRAME_BYTES: String(options.maxFrameBytes),
+    OCIAPP_MAX_DEPTH: String(options.maxDepth),
+    OCIAPP_MAX_VALUES: String(options.maxValues),
     // The app cancels what is left a little before SIGKILL, so its Cancelled answers get out.
     OCIAPP_SHUTDOWN_GRACE_MS: String(
       Math.max(0, options.shutdownTimeout - killMargin(options.shutdownTimeout)),
@@ -73,7 +76,7 @@ export function killMargin(shutdownTimeout: number): number {
  * container exited, closed the connection, broke the protocol, or the signal ended the attempt) or
  * with the engine's error.
  */
-export async function startInstance(input: StartupInput, made: StartupResources): Promise<HelloMessage> {
+export async function startInstance(input: StartupInput, made: StartupResources): Promise<AppHelloMessage> {
   const { engine, options, signal } = input;
   const aborted = abortedPromise(signal);
   made.folder = await makeContainerFolder(options.socketDir, input.folderPrefix);
@@ -110,12 +113,19 @@ export async function startInstance(input: StartupInput, made: StartupResources)
 }
 
 /** Connects the protocol client and resolves with the hello frame (or rejects when the stream ends). */
-function handshake(socket: Socket, input: StartupInput, made: StartupResources): Promise<HelloMessage> {
+function handshake(socket: Socket, input: StartupInput, made: StartupResources): Promise<AppHelloMessage> {
   return new Promise((resolve, reject) => {
     let ready = false;
     made.connection = new Connection(
       socket,
-      { maxFrameBytes: input.options.maxFrameBytes, frameTimeoutMs: input.options.frameTimeout },
+      {
+        limits: {
+          maxFrameBytes: input.options.maxFrameBytes,
+          maxDepth: input.options.maxDepth,
+          maxValues: input.options.maxValues,
+        },
+        frameTimeoutMs: input.options.frameTimeout,
+      },
       {
         ...input.events,
         onHello: (hello) => {

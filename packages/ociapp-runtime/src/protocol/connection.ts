@@ -1,18 +1,21 @@
 import type { Socket } from "node:net";
 import {
+  type AppHelloMessage,
+  type Capability,
   encodeFrame,
-  type HelloMessage,
+  type HostHelloMessage,
+  type Limits,
   MessageReader,
   PROTOCOL_VERSION,
   ProtocolViolationError,
-  parseServerMessage,
+  parseAppMessage,
 } from "ociapp/protocol";
 import { RemoteExecutionError } from "../errors.js";
 import type { Call } from "../pool/call.js";
 
 export interface ConnectionEvents {
-  /** The hello frame arrived: the container is ready. */
-  onHello(hello: HelloMessage): void;
+  /** The app's hello frame arrived: the container is ready. */
+  onHello(hello: AppHelloMessage): void;
   /** A final frame arrived for `call` (already settled if its caller gave up): its slot is free. */
   onFinal(call: Call): void;
   /**
@@ -30,24 +33,40 @@ export interface ConnectionEvents {
 }
 
 export interface ConnectionOptions {
-  maxFrameBytes: number;
+  /** What this side enforces on frames from the container, announced in the host hello. */
+  limits: Limits;
   frameTimeoutMs: number;
 }
 
+/** What the runtime announces it uses (docs/protocol-v2.md: capabilities). */
+const HOST_CAPABILITIES: Capability[] = ["cancel", "ping"];
+
+/** Ping ids: "~" never appears in call ids (base 36), so the two id spaces cannot collide. */
+const PING_PREFIX = "~p";
+
+interface PendingPing {
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
 /**
- * A multiplexing client on one container socket: many requests in flight, answered in any order and
- * matched by id. Every read is bounded (frame size, frame timeout), and the container is trusted
- * with nothing: a frame for an id that is not in flight, a second hello, or any malformed frame ends
- * the connection. Writes issued in one tick leave in one syscall (cork until the next tick).
+ * A multiplexing protocol v2 client on one container's connection: many requests in flight, answered
+ * in any order and matched by id. It sends the host hello at once and expects the app's hello as the
+ * first frame. Every read is bounded (frame size, depth and values checked on the bytes before
+ * parsing, frame timeout), and the container is trusted with nothing: a frame for an id that is not in
+ * flight, a second hello, or any malformed frame ends the connection. Writes issued in one tick
+ * leave in one syscall (cork until the next tick).
  */
 export class Connection {
   /** Requests sent and not yet answered by a final frame, cancelled ones included. */
   readonly pending = new Map<string, Call>();
-  hello: HelloMessage | undefined;
-  private readonly reader: MessageReader;
-  private ended = false;
+  hello: AppHelloMessage | undefined;
   /** Why the connection ended, once it has. */
   endedBy: ProtocolViolationError | "closed" | undefined;
+  private readonly reader: MessageReader;
+  private readonly pings = new Map<string, PendingPing>();
+  private pingCounter = 0;
+  private ended = false;
   private corked = false;
   private refed = false;
 
@@ -57,7 +76,9 @@ export class Connection {
     private readonly events: ConnectionEvents,
   ) {
     this.reader = new MessageReader(socket, {
-      maxFrameBytes: options.maxFrameBytes,
+      maxFrameBytes: options.limits.maxFrameBytes,
+      maxDepth: options.limits.maxDepth,
+      maxValues: options.limits.maxValues,
       frameTimeoutMs: options.frameTimeoutMs,
       onMessage: (value) => this.onMessage(value),
       onViolation: (violation) => this.end(violation, undefined),
@@ -67,6 +88,15 @@ export class Connection {
     socket.on("end", () => this.end(undefined, undefined));
     // Idle connections do not keep the host process alive; requests in flight do.
     socket.unref();
+    const hello: HostHelloMessage = {
+      type: "hello",
+      protocol: PROTOCOL_VERSION,
+      role: "host",
+      limits: options.limits,
+      capabilities: HOST_CAPABILITIES,
+      logRecords: false,
+    };
+    socket.write(encodeFrame(hello));
   }
 
   get inFlight(): number {
@@ -81,22 +111,30 @@ export class Connection {
   /** Writes the call's request frame. The caller has checked there is a free slot. */
   send(call: Call): void {
     this.pending.set(call.id, call);
-    if (!this.refed) {
-      this.refed = true;
-      this.socket.ref();
-    }
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(uncork, this);
-    }
-    this.socket.write(call.frame);
+    this.hold();
+    this.write(call.frame);
   }
 
   /** Asks the container to stop working on a request; its final frame is still awaited. */
   cancel(id: string): void {
     if (this.ended || !this.pending.has(id)) return;
-    this.socket.write(encodeFrame({ type: "cancel", id }));
+    this.write(encodeFrame({ type: "cancel", id }));
+  }
+
+  /**
+   * Sends a ping and resolves at its pong: the app has dispatched everything sent before it. With
+   * `prime` (only when the app listed the "prime" capability) its prime() hook runs first. Rejects
+   * with RemoteExecutionError when the hook threw, or an Error when the connection ends first.
+   */
+  ping(prime = false): Promise<void> {
+    if (this.ended) return Promise.reject(new Error("the connection has ended"));
+    const id = `${PING_PREFIX}${(++this.pingCounter).toString(36)}`;
+    return new Promise<void>((resolve, reject) => {
+      this.pings.set(id, { resolve, reject });
+      this.hold();
+      const usePrime = prime && this.hello?.capabilities.includes("prime") === true;
+      this.write(encodeFrame(usePrime ? { type: "ping", id, prime: true } : { type: "ping", id }));
+    });
   }
 
   flush(): void {
@@ -110,20 +148,54 @@ export class Connection {
     this.ended = true;
     this.reader.dispose();
     this.socket.destroy();
+    this.failPings();
+  }
+
+  private write(frame: Buffer): void {
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(uncork, this);
+    }
+    this.socket.write(frame);
+  }
+
+  /** Something awaits an answer: the socket keeps the process alive until it comes. */
+  private hold(): void {
+    if (!this.refed) {
+      this.refed = true;
+      this.socket.ref();
+    }
+  }
+
+  private release(): void {
+    if (this.refed && this.pending.size === 0 && this.pings.size === 0) {
+      this.refed = false;
+      this.socket.unref();
+    }
   }
 
   private onMessage(value: unknown): void {
-    const message = parseServerMessage(value);
+    const message = parseAppMessage(value);
     if (message.type === "hello") {
       if (this.hello) throw new ProtocolViolationError("unexpected-hello", "a second hello frame");
-      if (message.protocol !== PROTOCOL_VERSION) {
-        throw new ProtocolViolationError(
-          "invalid-message",
-          `the container speaks protocol ${message.protocol}; this runtime speaks ${PROTOCOL_VERSION}`,
-        );
-      }
       this.hello = message;
       this.events.onHello(message);
+      return;
+    }
+    if (!this.hello) {
+      throw new ProtocolViolationError("missing-hello", `a ${message.type} frame before the app's hello`);
+    }
+    if (message.type === "log") return; // Not asked for (logRecords false); bounded like any frame.
+    if (message.type === "pong" || (message.type === "error" && this.pings.has(message.id))) {
+      const ping = this.pings.get(message.id);
+      if (ping === undefined) {
+        throw new ProtocolViolationError("unknown-id", "a pong for a ping that is not in flight");
+      }
+      this.pings.delete(message.id);
+      this.release();
+      if (message.type === "pong") ping.resolve();
+      else ping.reject(new RemoteExecutionError(message.error));
       return;
     }
     const call = this.pending.get(message.id);
@@ -134,15 +206,18 @@ export class Connection {
       );
     }
     this.pending.delete(message.id);
-    if (this.pending.size === 0 && this.refed) {
-      this.refed = false;
-      this.socket.unref();
-    }
+    this.release();
     if (message.type === "response") call.succeed(message.payload);
     else if (message.error.type === "ShuttingDown") this.events.onRefused(call);
     else if (message.error.type === "Cancelled" && !call.settled) this.events.onUnaskedCancel(call);
     else call.fail(new RemoteExecutionError(message.error));
     this.events.onFinal(call);
+  }
+
+  private failPings(): void {
+    const pings = [...this.pings.values()];
+    this.pings.clear();
+    for (const ping of pings) ping.reject(new Error("the connection ended before the pong"));
   }
 
   private end(violation: ProtocolViolationError | undefined, cause: unknown): void {
@@ -151,6 +226,7 @@ export class Connection {
     this.endedBy = violation ?? "closed";
     this.reader.dispose();
     this.socket.destroy();
+    this.failPings();
     this.events.onEnd(violation, cause);
   }
 }

@@ -83,7 +83,8 @@ export class ProcessEngine implements Engine {
     const container = this.containers.get(id);
     if (!container) throw new Error(`no such container ${id}`);
     if (container.state !== "created") throw new Error(`container ${id} was already started`);
-    const socketPath = join(container.spec.socketFolder, "app.sock");
+    // The runtime listens on host.sock in the container's folder; serve connects to it.
+    const socketPath = join(container.spec.socketFolder, "host.sock");
     const argv = this.command
       ? this.command(container.spec, socketPath)
       : [
@@ -95,11 +96,9 @@ export class ProcessEngine implements Engine {
           "serve",
           "--app",
           `${FIXTURE_APP}#app`,
-          "--socket",
-          socketPath,
         ];
     const child = spawn(argv[0] as string, argv.slice(1), {
-      env: { ...process.env, ...container.spec.env, ...this.extraEnv },
+      env: { ...process.env, ...container.spec.env, OCIAPP_CONNECT: socketPath, ...this.extraEnv },
       stdio: ["ignore", "pipe", "pipe"],
     });
     container.child = child;
