@@ -1,3 +1,8 @@
+import { once } from "node:events";
+import { mkdtemp, rm } from "node:fs/promises";
+import { connect, createServer, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { encodeFrame, MessageReader, type ProtocolViolationError } from "../src/protocol/index.js";
@@ -47,6 +52,8 @@ describe("MessageReader", () => {
     await vi.advanceTimersByTimeAsync(999);
     expect(violations).toHaveLength(0);
     await vi.advanceTimersByTimeAsync(1);
+    // Judged after the next I/O phase (an immediate): nothing arrived in between.
+    await vi.advanceTimersByTimeAsync(1);
     expect(violations.map((error) => error.reason)).toEqual(["frame-timeout"]);
     // Stopped: the rest of the frame is ignored.
     stream.write(frame.subarray(5));
@@ -84,8 +91,48 @@ describe("MessageReader", () => {
     reader.resume();
     await vi.advanceTimersByTimeAsync(999);
     expect(violations).toHaveLength(0);
-    await vi.advanceTimersByTimeAsync(1);
+    await vi.advanceTimersByTimeAsync(2);
     expect(violations.map((error) => error.reason)).toEqual(["frame-timeout"]);
+  });
+
+  it("completes a frame that arrived while the event loop was busy past its deadline (a real socket)", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "reader-"));
+    const path = join(dir, "s.sock");
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+    const client = connect(path);
+    const [peer] = (await once(server, "connection")) as [Socket];
+    const messages: unknown[] = [];
+    const violations: ProtocolViolationError[] = [];
+    const reader = new MessageReader(client, {
+      frameTimeoutMs: 500,
+      onMessage: (value) => messages.push(value),
+      onViolation: (error) => violations.push(error),
+    });
+    try {
+      const frame = encodeFrame({ type: "cancel", id: "late" });
+      peer.write(frame.subarray(0, 5));
+      while (reader.bufferedBytes === 0) await new Promise((resolve) => setImmediate(resolve));
+      // The rest reaches the kernel's buffer, and the loop is blocked past the deadline before it is
+      // read: the next turn runs the overdue timer before any I/O, and the frame must still complete.
+      setImmediate(() => {
+        peer.write(frame.subarray(5));
+        const end = performance.now() + 1_500;
+        while (performance.now() < end) {
+          // busy
+        }
+      });
+      while (messages.length + violations.length === 0)
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(violations).toHaveLength(0);
+      expect(messages).toEqual([{ type: "cancel", id: "late" }]);
+    } finally {
+      reader.dispose();
+      client.destroy();
+      peer.destroy();
+      server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("stalls with a short real timeout", async () => {

@@ -45,6 +45,8 @@ export class MessageReader {
   readonly #onViolation: (error: ProtocolViolationError) => void;
   readonly #timers: Timers;
   #timer: Timer | undefined;
+  /** Bytes pushed so far (for judging a deadline after I/O). */
+  #received = 0;
   #stopped = false;
   #paused = false;
   /** Frames already received when the owner paused: delivered, in order, on resume. */
@@ -112,6 +114,7 @@ export class MessageReader {
 
   readonly #onData = (chunk: Buffer | string): void => {
     if (this.#stopped) return;
+    this.#received += chunk.length;
     let bodies: Buffer[];
     try {
       bodies = this.#decoder.push(typeof chunk === "string" ? Buffer.from(chunk, "utf8") : chunk);
@@ -174,14 +177,36 @@ export class MessageReader {
     this.#timer = undefined;
   }
 
+  /**
+   * The frame's deadline passed. It is judged only after the event loop's next I/O phase (timers
+   * run before I/O in each turn), so a loop that was busy past the deadline first reads what the
+   * socket holds: a frame that had arrived completes instead of failing. While bytes keep arriving
+   * the judgement waits one more turn; a turn without progress decides.
+   */
   readonly #onTimeout = (): void => {
     this.#timer = undefined;
     if (this.#stopped) return;
+    this.#judgeAfterIo(this.#received);
+  };
+
+  #judgeAfterIo(receivedAtDeadline: number): void {
+    setImmediate(() => {
+      // Done, or the frame completed (and maybe a new one began, with its own timer).
+      if (this.#stopped || this.#timer !== undefined || !this.#decoder.midFrame || this.#paused) return;
+      if (this.#received > receivedAtDeadline) {
+        this.#judgeAfterIo(this.#received);
+        return;
+      }
+      this.#expire();
+    });
+  }
+
+  #expire(): void {
     this.#violate(
       new ProtocolViolationError(
         "frame-timeout",
         `frame incomplete after ${this.#frameTimeoutMs} ms (${this.#decoder.bufferedBytes} bytes received)`,
       ),
     );
-  };
+  }
 }
