@@ -109,7 +109,9 @@ try {
   const dockerLoad = await timeIt(() => docker(["load", "-i", artifact.path]));
   await dropImage();
   const engine = new DockerEngine();
-  const runtimeLoad = await timeIt(() => engine.loadImage(artifact.path));
+  const runtimeLoad = await timeIt(() =>
+    engine.loadImage(artifact.path, artifact.digest, { maxUnpackedBytes: 4 * 1024 ** 3 }),
+  );
   const skipped = await withRuntime({}, async (runtime) => {
     await runtime.execute(artifact.path, PAYLOAD);
     return runtime.stats().artifacts[0]?.imageLoads ?? -1;

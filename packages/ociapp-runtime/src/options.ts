@@ -1,8 +1,18 @@
 import { isAbsolute, resolve } from "node:path";
 import { DEFAULT_MAX_DEPTH, DEFAULT_MAX_VALUES, MIN_LIMITS } from "ociapp/protocol";
 import type { Engine } from "./engines/engine.js";
+
+export type { ImageOptions } from "./images/image-options.js";
+
 import { OptionsError } from "./errors.js";
 import { defaultRuntimeDir } from "./host/runtime-dir.js";
+import {
+  DEFAULT_MAX_UNPACKED_BYTES,
+  type ImageOptions,
+  MAX_BYTES_LIMIT,
+  MIN_UNPACKED_BYTES,
+  resolveImages,
+} from "./images/image-options.js";
 
 /** How each container is confined. Every field has a secure default; override per Runtime. */
 export interface ContainerOptions {
@@ -90,6 +100,13 @@ export interface RuntimeOptions {
   exitReportTimeout?: number;
   /** Confinement of each container. */
   container?: ContainerOptions;
+  /** Retention of loaded images (idle time, disk budget). */
+  images?: ImageOptions;
+  /**
+   * Most bytes an artifact's layers may unpack to, measured while it loads (gzip and zstd layers
+   * decompressed on the side); past it the load is aborted with ArtifactError. Default 4 GiB.
+   */
+  maxUnpackedBytes?: number;
 }
 
 export interface CallOptions {
@@ -135,6 +152,8 @@ export interface ResolvedOptions {
   frameTimeout: number;
   exitReportTimeout: number;
   container: ResolvedContainerOptions;
+  images: Required<ImageOptions>;
+  maxUnpackedBytes: number;
 }
 
 /** Variables the runtime sets itself; `env` may not override them. */
@@ -156,7 +175,7 @@ const MAX_FRAME_BYTES_LIMIT = 1024 * 1024 * 1024;
 /** The engine refuses memory limits below 6 MiB. */
 const MIN_MEMORY_BYTES = 6 * 1024 * 1024;
 
-function show(value: unknown): string {
+export function show(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value);
   if (typeof value === "number" || typeof value === "boolean" || value === null || value === undefined) {
     return String(value);
@@ -165,7 +184,7 @@ function show(value: unknown): string {
   return `a ${typeof value}`;
 }
 
-function integer(
+export function integer(
   scope: string,
   name: string,
   value: unknown,
@@ -309,6 +328,8 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
     "frameTimeout",
     "exitReportTimeout",
     "container",
+    "images",
+    "maxUnpackedBytes",
   ]);
   for (const key of Object.keys(options)) {
     if (!known.has(key)) throw new OptionsError(`Runtime option ${key} is not a known option`);
@@ -375,6 +396,15 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
     frameTimeout: integer(scope, "frameTimeout", options.frameTimeout, 30_000, 1),
     exitReportTimeout: integer(scope, "exitReportTimeout", options.exitReportTimeout, 5_000, 0),
     container: resolveContainer(options.container),
+    images: resolveImages(options.images),
+    maxUnpackedBytes: integer(
+      scope,
+      "maxUnpackedBytes",
+      options.maxUnpackedBytes,
+      DEFAULT_MAX_UNPACKED_BYTES,
+      MIN_UNPACKED_BYTES,
+      MAX_BYTES_LIMIT,
+    ),
   };
 }
 

@@ -6,6 +6,7 @@ import { DockerEngine } from "./engines/docker/docker-engine.js";
 import type { Engine } from "./engines/engine.js";
 import { InvalidRequestError, OptionsError, RuntimeClosedError } from "./errors.js";
 import { sweepOrphans } from "./host/sweep.js";
+import { ImageRetention, type ImageRetentionStats } from "./images/retention-runner.js";
 import { seamsOf } from "./internal/seams.js";
 import { LABELS } from "./labels.js";
 import {
@@ -27,6 +28,8 @@ export interface RuntimeStats {
   runtimeId: string;
   closed: boolean;
   artifacts: ArtifactStats[];
+  /** Image retention: passes run, images removed, the last pass's error (retention is best effort). */
+  images: ImageRetentionStats;
 }
 
 let defaultReadIndex: ReadArtifactIndex | undefined;
@@ -62,6 +65,9 @@ export class Runtime implements AsyncDisposable {
   private containers = 0;
   private closing: Promise<void> | undefined;
   private swept: Promise<void> | undefined;
+  private readonly retention: ImageRetention;
+  /** When retention last asked which artifacts were used (the runtime's clock). */
+  private usageCheckedAt: number;
 
   constructor(options: RuntimeOptions = {}) {
     this.options = resolveOptions(options);
@@ -78,6 +84,8 @@ export class Runtime implements AsyncDisposable {
       now: this.now,
     });
     this.short = this.id.slice(0, 8);
+    this.usageCheckedAt = this.now();
+    this.retention = new ImageRetention(this.engine, this.options.images, () => this.imageUsage());
     this.reaper = new Reaper(this.options.reaperInterval, () => this.reap());
     this.reaper.start();
   }
@@ -155,6 +163,7 @@ export class Runtime implements AsyncDisposable {
       runtimeId: this.id,
       closed: this.closing !== undefined,
       artifacts: [...this.pools.values()].map((pool) => pool.stats()),
+      images: { ...this.retention.stats },
     };
   }
 
@@ -165,6 +174,7 @@ export class Runtime implements AsyncDisposable {
   close(): Promise<void> {
     if (!this.closing) {
       this.reaper.stop();
+      this.retention.close();
       this.closing = Promise.all([...this.pools.values()].map((pool) => pool.close())).then(() => undefined);
     }
     return this.closing;
@@ -229,6 +239,23 @@ export class Runtime implements AsyncDisposable {
       // A pool with nothing in it for idleTimeout is forgotten: rebuilt artifacts do not pile up.
       if (pool.empty && now - pool.lastUsed >= this.options.idleTimeout) this.pools.delete(digest);
     }
+    this.retention.tick();
+  }
+
+  /**
+   * For image retention: the artifacts used since the last ask (their last-used records are
+   * refreshed) and those with containers or calls now (never removed by this runtime).
+   */
+  private imageUsage(): { used: string[]; active: Set<string> } {
+    const since = this.usageCheckedAt;
+    this.usageCheckedAt = this.now();
+    const used: string[] = [];
+    const active = new Set<string>();
+    for (const [digest, pool] of this.pools) {
+      if (!pool.empty) active.add(digest);
+      if (!pool.empty || pool.lastUsed >= since) used.push(digest);
+    }
+    return { used, active };
   }
 }
 
