@@ -123,6 +123,8 @@ async function rewrite(
     const kept: Buffer[] = [];
     const sink = pack.entry({ name: `blobs/sha256/${hex}`, size: size ?? 0, mode: 0o444, mtime: EPOCH });
     const written = entryDone(sink);
+    // Awaited below; when this blob fails first, the pack's destruction rejects it unobserved.
+    written.catch(() => undefined);
     try {
       for await (const chunk of entry as AsyncIterable<Buffer>) {
         hash.update(chunk);
