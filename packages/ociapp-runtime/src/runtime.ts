@@ -68,6 +68,7 @@ export class Runtime implements AsyncDisposable {
   private readonly retention: ImageRetention;
   /** When retention last asked which artifacts were used (the runtime's clock). */
   private usageCheckedAt: number;
+  private retentionArmed = false;
 
   constructor(options: RuntimeOptions = {}) {
     this.options = resolveOptions(options);
@@ -168,14 +169,28 @@ export class Runtime implements AsyncDisposable {
   }
 
   /**
+   * Runs an image retention pass now (see the README's Images section): refreshes the last-used
+   * record of the artifacts this runtime used, then removes runtime-owned images by the `images`
+   * options. Resolves with the retention stats; a failed pass is in `lastError`, never thrown.
+   * The reaper runs the same passes at most once per `images.interval` once the runtime has had a
+   * call (a Runtime never reaches the engine before its first call).
+   */
+  async pruneImages(): Promise<ImageRetentionStats> {
+    if (this.closing) throw new RuntimeClosedError();
+    return this.retention.runNow();
+  }
+
+  /**
    * Rejects new and queued calls with RuntimeClosedError, lets calls in flight finish within
    * shutdownTimeout (SIGTERM, then SIGKILL), removes every container and socket folder. Idempotent.
    */
   close(): Promise<void> {
     if (!this.closing) {
       this.reaper.stop();
-      this.retention.close();
-      this.closing = Promise.all([...this.pools.values()].map((pool) => pool.close())).then(() => undefined);
+      const retention = this.retention.close();
+      this.closing = Promise.all([...[...this.pools.values()].map((pool) => pool.close()), retention]).then(
+        () => undefined,
+      );
     }
     return this.closing;
   }
@@ -239,7 +254,11 @@ export class Runtime implements AsyncDisposable {
       // A pool with nothing in it for idleTimeout is forgotten: rebuilt artifacts do not pile up.
       if (pool.empty && now - pool.lastUsed >= this.options.idleTimeout) this.pools.delete(digest);
     }
-    this.retention.tick();
+    // Only once a call or warm() reached the engine: a Runtime never contacts it before.
+    if (this.pools.size > 0 || this.retentionArmed) {
+      this.retentionArmed = true;
+      this.retention.tick();
+    }
   }
 
   /**

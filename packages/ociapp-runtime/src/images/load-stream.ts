@@ -38,6 +38,8 @@ export interface LoadStreamOptions {
   dockerArchive: boolean;
   /** Most bytes the blobs may unpack to in total, measured while streaming. */
   maxUnpackedBytes: number;
+  /** false skips the measurement (and so the budget): only bench/image-load.ts, to price it. */
+  measure?: boolean;
 }
 
 export interface LoadStreamResult {
@@ -53,6 +55,7 @@ const DIGEST = /^sha256:[a-f0-9]{64}$/;
 const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
 const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
 const EPOCH = new Date(0);
+const NO_METER = { write: async () => undefined, end: async () => undefined, destroy: () => undefined };
 
 /** Starts the rewrite of `source`; `stream` is the body for the engine, `result` settles at its end. */
 export function createLoadStream(
@@ -119,7 +122,7 @@ async function rewrite(
       );
     }
     const hash = createHash("sha256");
-    const meter = createBlobMeter(budget);
+    const meter = options.measure === false ? NO_METER : createBlobMeter(budget);
     const kept: Buffer[] = [];
     const sink = pack.entry({ name: `blobs/sha256/${hex}`, size: size ?? 0, mode: 0o444, mtime: EPOCH });
     const written = entryDone(sink);

@@ -28,7 +28,11 @@ export interface ImageRetentionStats {
 export class ImageRetention {
   readonly stats: ImageRetentionStats = { passes: 0, removed: 0, lastError: undefined };
   private running: Promise<void> | undefined;
-  private lastStart = Number.NEGATIVE_INFINITY;
+  /**
+   * The first pass comes one interval after construction: not while a new runtime starts its first
+   * containers (a pass lists every image and container, load on the engine those starts share).
+   */
+  private lastStart: number;
   private readonly closed = new AbortController();
 
   constructor(
@@ -37,7 +41,9 @@ export class ImageRetention {
     /** Artifacts this runtime used since the previous call (it resets), and those it holds now. */
     private readonly usage: () => { used: Iterable<string>; active: ReadonlySet<string> },
     private readonly wallClock: () => number = Date.now,
-  ) {}
+  ) {
+    this.lastStart = wallClock();
+  }
 
   /** Called on every reaper tick; starts a pass when one is due. */
   tick(): void {
@@ -59,16 +65,19 @@ export class ImageRetention {
       });
   }
 
-  /** Runs one pass now (tests, and callers that want one before they measure). */
-  async runOnce(): Promise<void> {
+  /** Runs a pass now (after the one in flight, if any) and resolves when it is done. */
+  async runNow(): Promise<ImageRetentionStats> {
+    await this.running;
     this.lastStart = Number.NEGATIVE_INFINITY;
     this.tick();
     await this.running;
+    return { ...this.stats };
   }
 
-  /** Ends a pass in flight and starts no more. */
-  close(): void {
+  /** Ends a pass in flight (its engine requests are aborted) and starts no more; resolves once it ended. */
+  async close(): Promise<void> {
     this.closed.abort();
+    await this.running;
   }
 
   private bound(): AbortSignal {

@@ -129,8 +129,9 @@ async function streamArtifact(
         abortSignal: request.signal,
       })) as NodeJS.ReadableStream;
     } catch (error) {
-      if (artifactFailure) throw artifactFailure;
+      // An abort destroys the stream too: the caller's reason, not the stream's, is the answer.
       if (signal.aborted) throw abortError(signal, path, context.where);
+      if (artifactFailure) throw artifactFailure;
       if (statusOf(error) !== undefined) {
         throw new ArtifactError(path, `the engine refused to load ${path}: ${describe(error)}`, {
           cause: error,
@@ -141,8 +142,8 @@ async function streamArtifact(
     response.on("data", progress);
     const answer = await readAnswer(response, request.signal).catch((error: unknown) => {
       destroy(response);
-      if (artifactFailure) throw artifactFailure;
       if (signal.aborted) throw abortError(signal, path, context.where);
+      if (artifactFailure) throw artifactFailure;
       throw engineError(`load ${path}`, error, context.where);
     });
     if (answer.error) {
@@ -181,7 +182,9 @@ function readAnswer(
     });
     response.on("end", () => resolve(error === undefined ? { loaded } : { error, loaded }));
     response.on("error", reject);
-    signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    response.on("close", () => signal.removeEventListener("abort", onAbort));
   });
 }
 

@@ -77,7 +77,11 @@ export async function tagImage(
   signal?: AbortSignal,
 ): Promise<void> {
   try {
-    await untilAborted(context.docker.getImage(source).tag({ repo, tag }), signal, `tag ${source}`);
+    await untilAborted(
+      context.docker.getImage(source).tag({ repo, tag, abortSignal: signal }),
+      signal,
+      `tag ${source}`,
+    );
   } catch (error) {
     throw engineError(`tag ${source} as ${repo}:${tag}`, error, context.where);
   }
@@ -94,7 +98,11 @@ export async function removeName(
 ): Promise<"gone" | "in-use"> {
   if (!parseRuntimeName(name)) throw new TypeError(`not a runtime-owned image name: ${name}`);
   try {
-    await untilAborted(context.docker.getImage(name).remove({ force: false }), signal, `remove ${name}`);
+    await untilAborted(
+      context.docker.getImage(name).remove({ force: false, abortSignal: signal }),
+      signal,
+      `remove ${name}`,
+    );
     return "gone";
   } catch (error) {
     const status = statusOf(error);
@@ -150,11 +158,15 @@ export async function listRuntimeImages(context: ImageContext, signal?: AbortSig
   let containers: { ImageID?: string }[];
   try {
     images = (await untilAborted(
-      context.docker.listImages({ filters: { reference: [`${IMAGE_PREFIX}/*`] } }),
+      context.docker.listImages({ filters: { reference: [`${IMAGE_PREFIX}/*`] }, abortSignal: signal }),
       signal,
       "list images",
     )) as ListedImage[];
-    containers = await untilAborted(context.docker.listContainers({ all: true }), signal, "list containers");
+    containers = await untilAborted(
+      context.docker.listContainers({ all: true, abortSignal: signal }),
+      signal,
+      "list containers",
+    );
   } catch (error) {
     throw engineError("list images", error, context.where);
   }
