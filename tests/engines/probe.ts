@@ -662,7 +662,8 @@ async function main(): Promise<void> {
     if (args.only && !args.only.has(name)) continue;
     if (name === "load" && args.artifacts.length === 0) continue;
     try {
-      results[name] = await probe();
+      const outcome = await withTimeout(probe(), 120_000);
+      results[name] = outcome === "timeout" ? { probeError: "no answer within 120 s" } : outcome;
     } catch (error) {
       results[name] = { probeError: errorText(error) };
     }
@@ -674,6 +675,8 @@ async function main(): Promise<void> {
   for (const c of left) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
   results.leftContainers = left.length;
   console.log(args.summary ? summarize(results).join("\n") : JSON.stringify(results, null, 2));
+  // A wait or attach request an engine never answers must not keep the probe alive.
+  process.exit(0);
 }
 
 /** One line per probe: what the runtime needs to know. */
