@@ -187,7 +187,9 @@ function eventsOf(id: string): RunResult["events"] {
     .map((e) => ({
       action: e.Action ?? e.status,
       attributes: Object.fromEntries(
-        Object.entries(e.Actor?.Attributes ?? {}).filter(([k]) => !k.startsWith("org.") && !k.startsWith("io.")),
+        Object.entries(e.Actor?.Attributes ?? {}).filter(
+          ([k]) => !k.startsWith("org.") && !k.startsWith("io."),
+        ),
       ),
       keys: Object.keys(e).sort(),
     }));
@@ -205,7 +207,14 @@ async function oomEventWithin(id: string, ms: number): Promise<boolean> {
 
 function demux(raw: Buffer): { framing: "multiplexed" | "raw" | "none"; stdout: string; stderr: string } {
   if (raw.length === 0) return { framing: "none", stdout: "", stderr: "" };
-  if (raw.length >= 8 && raw[0] !== undefined && raw[0] <= 2 && raw[1] === 0 && raw[2] === 0 && raw[3] === 0) {
+  if (
+    raw.length >= 8 &&
+    raw[0] !== undefined &&
+    raw[0] <= 2 &&
+    raw[1] === 0 &&
+    raw[2] === 0 &&
+    raw[3] === 0
+  ) {
     let offset = 0;
     let stdout = "";
     let stderr = "";
@@ -268,7 +277,11 @@ async function run(name: string, options: RunOptions): Promise<RunResult> {
   const waiting = armWait(id);
   const armedFirst = await withTimeout(waiting, 3000);
   result.waitArmedBeforeStart = armedFirst === "timeout" ? "no: headers did not arrive within 3 s" : true;
-  const attached = (await container.attach({ stream: true, stdout: true, stderr: true })) as NodeJS.ReadableStream;
+  const attached = (await container.attach({
+    stream: true,
+    stdout: true,
+    stderr: true,
+  })) as NodeJS.ReadableStream;
   const chunks: Buffer[] = [];
   attached.on("data", (chunk: Buffer) => chunks.push(chunk));
   const attachEnded = new Promise<void>((resolve) => {
@@ -363,7 +376,12 @@ function pickHostConfig(hc: Dockerode.HostConfig | undefined): unknown {
 }
 
 /** A host folder like the runtime's: 0755 folder inside a 0700 parent, a 0666 socket a host process listens on. */
-async function hostSocket(): Promise<{ folder: string; server: Server; received: string[]; close: () => void }> {
+async function hostSocket(): Promise<{
+  folder: string;
+  server: Server;
+  received: string[];
+  close: () => void;
+}> {
   const parent = mkdtempSync(join(tmpdir(), "ociapp-probe-"));
   chmodSync(parent, 0o700);
   const folder = join(parent, "sock");
@@ -398,7 +416,7 @@ type Probe = () => Promise<unknown>;
 const probes: Record<string, Probe> = {
   async info() {
     const info = (await docker.info()) as Record<string, unknown>;
-    const version = (await docker.version()) as Record<string, unknown>;
+    const version = (await docker.version()) as unknown as Record<string, unknown>;
     return {
       ServerVersion: info.ServerVersion,
       Driver: info.Driver,
@@ -434,9 +452,19 @@ const probes: Record<string, Probe> = {
         layerMediaTypes: [...new Set(manifest.layers.map((l) => l.mediaType))],
       };
       const before = new Set((await docker.listImages({ all: true })).map((i) => i.Id));
+      const name = (entry.annotations as Record<string, string> | undefined)?.["io.containerd.image.name"];
+      const nameExisted = name
+        ? await docker
+            .getImage(name)
+            .inspect()
+            .then(() => true)
+            .catch(() => false)
+        : true;
       const t0 = performance.now();
       try {
-        const response = (await docker.loadImage(createReadStream(artifact), { quiet: true })) as NodeJS.ReadableStream;
+        const response = (await docker.loadImage(createReadStream(artifact), {
+          quiet: true,
+        })) as NodeJS.ReadableStream;
         let body = "";
         response.on("data", (c: Buffer) => {
           body += c.toString();
@@ -457,8 +485,14 @@ const probes: Record<string, Probe> = {
       for (const [key, ref] of [
         ["inspectByManifestDigest", manifestDigest],
         ["inspectByConfigDigest", configDigest],
-        ["inspectByName", (entry.annotations as Record<string, string> | undefined)?.["io.containerd.image.name"]],
-        ["inspectByRefName", (entry.annotations as Record<string, string> | undefined)?.["org.opencontainers.image.ref.name"]],
+        [
+          "inspectByName",
+          (entry.annotations as Record<string, string> | undefined)?.["io.containerd.image.name"],
+        ],
+        [
+          "inspectByRefName",
+          (entry.annotations as Record<string, string> | undefined)?.["org.opencontainers.image.ref.name"],
+        ],
       ] as const) {
         if (!ref) continue;
         try {
@@ -469,6 +503,16 @@ const probes: Record<string, Probe> = {
         }
       }
       out[artifact] = entry;
+      // Leave the engine as it was: what this load added goes again (tags first, then IDs).
+      const added = [
+        ...(nameExisted || !name ? [] : [name]),
+        ...(entry.newImages as { Id: string }[]).map((i) => i.Id),
+      ];
+      for (const ref of added)
+        await docker
+          .getImage(ref)
+          .remove({ force: true })
+          .catch(() => undefined);
     }
     return out;
   },
@@ -528,7 +572,10 @@ const probes: Record<string, Probe> = {
         await new Promise((r) => setTimeout(r, 1000));
         const info = await docker.getContainer(id).inspect();
         if (info.State.Running) {
-          await docker.getContainer(id).kill({ signal: "SIGKILL" }).catch(() => undefined);
+          await docker
+            .getContainer(id)
+            .kill({ signal: "SIGKILL" })
+            .catch(() => undefined);
           return `oom event ${oom ? `after ${oomMs} ms` : "missing"}; still running 1 s later: SIGKILL sent`;
         }
         return `oom event ${oom ? `after ${oomMs} ms` : "missing"}; exited by itself`;
@@ -551,7 +598,7 @@ const probes: Record<string, Probe> = {
         "id -u; id -g; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; tr '\\0' ' ' </proc/1/cmdline; echo; " +
           "(touch /x 2>/dev/null && echo root-writable) || echo root-readonly; " +
           "(touch /tmp/x && echo tmp-writable) || echo tmp-readonly; " +
-          "node -e 'console.log(Object.keys(require(\"os\").networkInterfaces()).join(\",\"))'; " +
+          'node -e \'console.log(Object.keys(require("os").networkInterfaces()).join(","))\'; ' +
           "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu.max 2>/dev/null; " +
           "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max 2>/dev/null; " +
           "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/pids.max 2>/dev/null; uname -r",
@@ -591,7 +638,11 @@ const probes: Record<string, Probe> = {
       Image: args.image,
       Cmd: NODE("setInterval(() => {}, 1000)"),
       Labels: { [LABEL]: runId, "ociapp.probe.case": "force-remove" },
-      HostConfig: { AutoRemove: true, NetworkMode: "none", ...(args.runtime ? { Runtime: args.runtime } : {}) },
+      HostConfig: {
+        AutoRemove: true,
+        NetworkMode: "none",
+        ...(args.runtime ? { Runtime: args.runtime } : {}),
+      },
     });
     await container.start();
     const listed = await docker.listContainers({ all: true, filters: { label: [`${LABEL}=${runId}`] } });
@@ -657,7 +708,10 @@ const probes: Record<string, Probe> = {
 
 async function main(): Promise<void> {
   await openEvents();
-  const results: Record<string, unknown> = { socket: args.socket ?? "default", runtime: args.runtime ?? "default" };
+  const results: Record<string, unknown> = {
+    socket: args.socket ?? "default",
+    runtime: args.runtime ?? "default",
+  };
   for (const [name, probe] of Object.entries(probes)) {
     if (args.only && !args.only.has(name)) continue;
     if (name === "load" && args.artifacts.length === 0) continue;
@@ -672,7 +726,11 @@ async function main(): Promise<void> {
   (eventStream as unknown as { destroy(): void } | undefined)?.destroy();
   // Nothing of ours may be left behind.
   const left = await docker.listContainers({ all: true, filters: { label: [`${LABEL}=${runId}`] } });
-  for (const c of left) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+  for (const c of left)
+    await docker
+      .getContainer(c.Id)
+      .remove({ force: true })
+      .catch(() => undefined);
   results.leftContainers = left.length;
   console.log(args.summary ? summarize(results).join("\n") : JSON.stringify(results, null, 2));
   // A wait or attach request an engine never answers must not keep the probe alive.
@@ -693,7 +751,9 @@ function summarize(results: Record<string, unknown>): string[] {
       lines.push(`${name}: create failed: ${r.createError}`);
       return;
     }
-    const events = r.events.map((e) => `${e.action}${e.attributes?.exitCode ? `(exitCode=${e.attributes.exitCode})` : ""}`);
+    const events = r.events.map(
+      (e) => `${e.action}${e.attributes?.exitCode ? `(exitCode=${e.attributes.exitCode})` : ""}`,
+    );
     lines.push(
       `${name}: exit=${r.exitCode} wait=${r.waitBody} armedBeforeStart=${r.waitArmedBeforeStart} ` +
         `${r.startError ? `startError="${r.startError}" ` : ""}events=[${events.join(",")}] ` +
@@ -706,11 +766,15 @@ function summarize(results: Record<string, unknown>): string[] {
   const info = results.info as Record<string, unknown> | undefined;
   if (info) lines.push(`info: ${JSON.stringify(info)}`);
   const load = results.load as Record<string, Record<string, unknown>> | undefined;
-  for (const [artifact, entry] of Object.entries(load ?? {})) lines.push(`load ${artifact}: ${JSON.stringify(entry)}`);
+  for (const [artifact, entry] of Object.entries(load ?? {}))
+    lines.push(`load ${artifact}: ${JSON.stringify(entry)}`);
   for (const name of ["exit3", "kill", "sigterm", "oom", "oomInspect", "oomThenKill", "pids", "badCommand"])
     container(name, (r) => (r.during ? `during=${JSON.stringify(r.during)}` : ""));
   container("hardening", (r) => `hostConfig=${JSON.stringify(r.inspect?.hostConfig)}`);
-  container("uds", (r) => `hostReceived=${JSON.stringify((r as unknown as { hostReceived: string[] }).hostReceived)}`);
+  container(
+    "uds",
+    (r) => `hostReceived=${JSON.stringify((r as unknown as { hostReceived: string[] }).hostReceived)}`,
+  );
   for (const name of ["coldStart", "forceRemove", "killExited"]) {
     if (results[name]) lines.push(`${name}: ${JSON.stringify(results[name])}`);
   }
