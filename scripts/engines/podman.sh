@@ -105,7 +105,10 @@ up() {
   say "starting podman $(podman --version | awk '{print $3}') system service on $SOCKET (storage $STORAGE, log $LOG)"
   local start
   start=$(now_ms)
-  setsid nohup podman "${PODMAN_FLAGS[@]}" system service --time=0 "unix://$SOCKET" >>"$LOG" 2>&1 </dev/null &
+  # From its own folder: conmon (started by the service) writes an empty file named "oom" into its
+  # working directory when a container is OOM-killed (which podman 4.3 never reads).
+  (cd "$RUN_DIR" && exec setsid nohup podman "${PODMAN_FLAGS[@]}" system service --time=0 "unix://$SOCKET" \
+    >>"$LOG" 2>&1 </dev/null) &
   printf '%s\n' "$!" >"$PIDFILE"
   wait_until 60 answers || die "the podman service did not answer within 60 s; see $LOG"
   say "podman service answers after $(($(now_ms) - start)) ms"
