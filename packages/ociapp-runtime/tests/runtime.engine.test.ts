@@ -82,7 +82,23 @@ describe("Runtime against the Docker engine", () => {
     }
     if (socketDir) await rm(socketDir, { recursive: true, force: true });
     await fixture?.remove();
+    await hostileProject?.remove();
   });
+
+  /** A second build of the fixture, with hostile.flag: another digest, hostile when the env says so. */
+  let hostileBuild: Promise<{ path: string; digest: string }> | undefined;
+  let hostileProject: FixtureProject | undefined;
+  function hostileArtifact(): Promise<{ path: string; digest: string }> {
+    hostileBuild ??= (async () => {
+      hostileProject = await fixtureProject();
+      await hostileProject.markHostile();
+      const built = await hostileProject.build();
+      digests.add(built.digest);
+      expect(built.digest).not.toBe(artifact.digest);
+      return built;
+    })();
+    return hostileBuild;
+  }
 
   function runtime(options: RuntimeOptions = {}): Runtime {
     const created = new Runtime({ socketDir, ...options });
@@ -469,50 +485,67 @@ describe("Runtime against the Docker engine", () => {
   });
 
   it("retires hostile containers with ProtocolError without buffering what they declare; other artifacts of the same runtime keep serving", async () => {
-    // A second build of the fixture, with hostile.flag: another digest, hostile when the env says so.
-    const hostileProject = await fixtureProject();
-    try {
-      await hostileProject.markHostile();
-      const hostile = await hostileProject.build();
-      digests.add(hostile.digest);
-      expect(hostile.digest).not.toBe(artifact.digest);
-      const cases = [
-        ["huge-length", "frame-too-large"],
-        ["oversize", "frame-too-large"],
-        ["garbage", "invalid-utf8"],
-        ["unknown-id", "unknown-id"],
-        ["trickle", "frame-timeout"],
-        ["deep", "too-deep"],
-      ] as const;
-      setFlagsFromString("--expose-gc");
-      const gc = runInNewContext("gc") as () => void;
-      gc();
-      const before = process.memoryUsage();
-      for (const [mode, reason] of cases) {
-        // One runtime, one env: the good build ignores the variable, the hostile build obeys it.
-        const rt = runtime({ env: { OCIAPP_FIXTURE_HOSTILE: mode }, frameTimeout: 3_000 });
-        const good = await rt.execute<Reply>(artifact.path, { op: "echo", value: `before ${mode}` });
-        const error = await rejection(rt.execute(hostile.path, { op: "echo", value: mode }));
-        expect(error, mode).toBeInstanceOf(ProtocolError);
-        expect((error as ProtocolError).reason, mode).toBe(reason);
-        const after = await rt.execute<Reply>(artifact.path, { op: "echo", value: mode });
-        expect(after.value).toBe(mode);
-        expect(after.host, "the good artifact's container is untouched").toBe(good.host);
-        const stats = rt.stats().artifacts;
-        expect(stats.find((entry) => entry.digest === artifact.digest)?.coldStarts).toBe(1);
-        await eventually(async () => (await containersOf(rt)).length === 1);
-      }
-      gc();
-      const after = process.memoryUsage();
-      const heapGrowth = after.heapUsed - before.heapUsed;
-      const bufferGrowth = after.arrayBuffers - before.arrayBuffers;
-      console.info(
-        `[runtime.engine] after gc, growth over ${cases.length} hostile containers: heap ${(heapGrowth / 1048576).toFixed(1)} MiB, array buffers ${(bufferGrowth / 1048576).toFixed(1)} MiB`,
-      );
-      expect(Math.max(heapGrowth, bufferGrowth)).toBeLessThan(64 * 1024 * 1024);
-    } finally {
-      await hostileProject.remove();
+    const hostile = await hostileArtifact();
+    const cases = [
+      ["huge-length", "frame-too-large"],
+      ["oversize", "frame-too-large"],
+      ["garbage", "invalid-utf8"],
+      ["unknown-id", "unknown-id"],
+      ["trickle", "frame-timeout"],
+      ["deep", "too-deep"],
+    ] as const;
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    gc();
+    const before = process.memoryUsage();
+    for (const [mode, reason] of cases) {
+      // One runtime, one env: the good build ignores the variable, the hostile build obeys it.
+      const rt = runtime({ env: { OCIAPP_FIXTURE_HOSTILE: mode }, frameTimeout: 3_000 });
+      const good = await rt.execute<Reply>(artifact.path, { op: "echo", value: `before ${mode}` });
+      const error = await rejection(rt.execute(hostile.path, { op: "echo", value: mode }));
+      expect(error, mode).toBeInstanceOf(ProtocolError);
+      expect((error as ProtocolError).reason, mode).toBe(reason);
+      const after = await rt.execute<Reply>(artifact.path, { op: "echo", value: mode });
+      expect(after.value).toBe(mode);
+      expect(after.host, "the good artifact's container is untouched").toBe(good.host);
+      const stats = rt.stats().artifacts;
+      expect(stats.find((entry) => entry.digest === artifact.digest)?.coldStarts).toBe(1);
+      await eventually(async () => (await containersOf(rt)).length === 1);
     }
+    gc();
+    const after = process.memoryUsage();
+    const heapGrowth = after.heapUsed - before.heapUsed;
+    const bufferGrowth = after.arrayBuffers - before.arrayBuffers;
+    console.info(
+      `[runtime.engine] after gc, growth over ${cases.length} hostile containers: heap ${(heapGrowth / 1048576).toFixed(1)} MiB, array buffers ${(bufferGrowth / 1048576).toFixed(1)} MiB`,
+    );
+    expect(Math.max(heapGrowth, bufferGrowth)).toBeLessThan(64 * 1024 * 1024);
+  });
+
+  it("keeps containers that refuse every call and ignore SIGTERM to maxInstances + 1 at once", async () => {
+    const hostile = await hostileArtifact();
+    const rt = runtime({
+      env: { OCIAPP_FIXTURE_HOSTILE: "refuse-all" },
+      maxInstances: 1,
+      shutdownTimeout: 1_000,
+      requestTimeout: 8_000,
+    });
+    let most = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        most = Math.max(most, (await containersOf(rt)).length);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    })();
+    const error = await rejection(rt.execute(hostile.path, { op: "echo", value: 1 }));
+    sampling = false;
+    await sampler;
+    expect(error).toBeInstanceOf(RequestTimeoutError);
+    const stats = rt.stats().artifacts.find((entry) => entry.digest === hostile.digest);
+    expect(stats?.coldStarts).toBeGreaterThanOrEqual(2);
+    // The engine's own list, sampled: the drained, SIGTERM-ignoring container plus one replacement.
+    expect(most).toBeLessThanOrEqual(2);
   });
 
   it("settles every one of 20,000 mixed calls with faults injected, and leaks nothing", async () => {

@@ -35,6 +35,8 @@ export class ProcessEngine implements Engine {
   readonly containers = new Map<string, FakeContainer>();
   loads = 0;
   created = 0;
+  /** The most containers that existed (created or running) at once, counted at each create. */
+  mostAlive = 0;
   /** Environment added to every process (e.g. to make the fixture hang). */
   extraEnv: Record<string, string> = {};
   /** When set, startContainer runs this command instead (hostile "apps"). */
@@ -70,6 +72,8 @@ export class ProcessEngine implements Engine {
       capturing: true,
     };
     this.containers.set(id, container);
+    const alive = [...this.containers.values()].filter((entry) => entry.state !== "exited").length;
+    this.mostAlive = Math.max(this.mostAlive, alive);
     return {
       id,
       exit,
