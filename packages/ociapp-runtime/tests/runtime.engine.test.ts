@@ -1,5 +1,5 @@
 import { execFile, spawn } from "node:child_process";
-import { copyFile, link, mkdtemp, readdir, rm, stat } from "node:fs/promises";
+import { copyFile, link, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -458,6 +458,39 @@ describe("Runtime against the Docker engine", () => {
     expect(await readdir(source)).toEqual([]);
     // The connection still serves.
     expect((await rt.execute<Reply>(artifact.path, { op: "echo", value: "still" })).value).toBe("still");
+  });
+
+  it("neutralises the image config the runtime did not choose: no HEALTHCHECK, a VOLUME is a tmpfs", async () => {
+    // A base image whose config an artifact inherits: a 1 ms healthcheck and a VOLUME.
+    const work = await mkdtemp(join(tmpdir(), "ort-base-"));
+    const base = `ociapp-test/hostile-base:${Date.now()}`;
+    const config = await fixtureProject();
+    try {
+      await writeFile(
+        join(work, "Containerfile"),
+        "FROM node:20-bookworm-slim\nHEALTHCHECK --interval=1ms --timeout=1s CMD node -e 0\nVOLUME /data\n",
+      );
+      await execFileAsync("docker", ["build", "-q", "-f", join(work, "Containerfile"), "-t", base, work]);
+      const built = await config.build({ baseImage: base });
+      digests.add(built.digest);
+      const volumesBefore = (await execFileAsync("docker", ["volume", "ls", "-q"])).stdout.trim();
+      const rt = runtime({ container: { memory: 256 * 1024 * 1024 } });
+      await rt.warm(built.path);
+      const [listed] = await containersOf(rt);
+      const info = await engine.docker.getContainer(listed?.id as string).inspect();
+      expect(info.Config.Healthcheck?.Test).toEqual(["NONE"]);
+      expect(info.State.Health).toBeUndefined();
+      expect(info.HostConfig.Tmpfs?.["/data"]).toBe("rw,nosuid,nodev,size=64m");
+      expect(info.Mounts.filter((mount) => mount.Type === "volume")).toEqual([]);
+      // 200 MiB into the VOLUME: the tmpfs stops it at 64 MiB (in memory, inside the limit).
+      const fill = await rt.execute<Reply>(built.path, { op: "fill", path: "/data/blob", mib: 200 });
+      expect(fill.value).toEqual({ mib: 64, error: "ENOSPC" });
+      expect((await execFileAsync("docker", ["volume", "ls", "-q"])).stdout.trim()).toBe(volumesBefore);
+    } finally {
+      await config.remove();
+      await execFileAsync("docker", ["image", "rm", "-f", base]).catch(() => undefined);
+      await rm(work, { recursive: true, force: true });
+    }
   });
 
   it("keeps the app off the network and the root filesystem, and stops a fork bomb at the pids limit", async () => {

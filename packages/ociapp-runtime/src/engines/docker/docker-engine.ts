@@ -1,5 +1,5 @@
 import Dockerode from "dockerode";
-import { EngineUnavailableError } from "../../errors.js";
+import { ArtifactError, EngineUnavailableError } from "../../errors.js";
 import { CONTAINER_FOLDER } from "../../host/runtime-dir.js";
 import { within } from "../../util/timers.js";
 import type { ContainerExit, ContainerHandle, ContainerSpec, Engine, ListedContainer } from "../engine.js";
@@ -31,6 +31,7 @@ export class DockerEngine implements Engine {
   readonly docker: Dockerode;
   private ready: Promise<void> | undefined;
   private readonly events: ContainerEvents;
+  private readonly volumes = new Map<string, string[]>();
   /** How errors name this engine: its socket or host. */
   private readonly where: string;
 
@@ -92,6 +93,7 @@ export class DockerEngine implements Engine {
 
   async createContainer(spec: ContainerSpec, signal?: AbortSignal): Promise<ContainerHandle> {
     await untilAborted(this.events.open(), signal, "open its event stream");
+    const volumes = await untilAborted(this.volumesOf(spec.image), signal, `inspect image ${spec.image}`);
     const c = spec.container;
     let container: Dockerode.Container;
     // Not aborted with the caller's signal: an engine that got the request may create the container
@@ -105,13 +107,21 @@ export class DockerEngine implements Engine {
       Labels: spec.labels,
       AttachStdout: true,
       AttachStderr: true,
+      // The image's config is the artifact's: what the runtime did not choose is neutralised (see
+      // the README's image config table). No HEALTHCHECK: it would run engine execs at the image's
+      // interval, with CPU outside the container's limit.
+      Healthcheck: { Test: ["NONE"] },
+      // The runtime signals containers itself; a `docker stop` by someone else sends SIGTERM too.
+      StopSignal: "SIGTERM",
       HostConfig: {
         AutoRemove: true,
         // Read-only: the container connects to the runtime's socket there and can write nothing.
         Binds: [`${spec.socketFolder}:${CONTAINER_FOLDER}:ro`],
         NetworkMode: c.networkMode,
         ReadonlyRootfs: c.readonlyRootfs,
-        Tmpfs: c.tmpfs,
+        // A VOLUME of the image would get an anonymous volume on the engine's disk, writable despite
+        // the read-only root: each gets a tmpfs instead, which counts inside the memory limit.
+        Tmpfs: { ...volumeTmpfs(volumes), ...c.tmpfs },
         CapDrop: c.capDrop,
         SecurityOpt: c.noNewPrivileges ? ["no-new-privileges"] : [],
         Init: c.init,
@@ -187,6 +197,30 @@ export class DockerEngine implements Engine {
     }
   }
 
+  /** The image's VOLUME paths (cached per image: an image's config never changes). */
+  private async volumesOf(image: string): Promise<string[]> {
+    let volumes = this.volumes.get(image);
+    if (!volumes) {
+      try {
+        const info = (await this.docker.getImage(image).inspect()) as {
+          Config?: { Volumes?: Record<string, unknown> | null };
+        };
+        volumes = Object.keys(info.Config?.Volumes ?? {});
+      } catch (error) {
+        throw engineError(`inspect image ${image}`, error, this.where);
+      }
+      if (volumes.length > MAX_IMAGE_VOLUMES) {
+        throw new ArtifactError(
+          image,
+          `image ${image} declares ${volumes.length} VOLUMEs; the runtime mounts a tmpfs for each and allows at most ${MAX_IMAGE_VOLUMES}`,
+        );
+      }
+      if (this.volumes.size >= 256) this.volumes.clear();
+      this.volumes.set(image, volumes);
+    }
+    return volumes;
+  }
+
   async startContainer(id: string, signal?: AbortSignal): Promise<void> {
     try {
       await this.docker.getContainer(id).start({ abortSignal: signal });
@@ -240,6 +274,15 @@ export class DockerEngine implements Engine {
       throw engineError("list containers", error, this.where);
     }
   }
+}
+
+/** Most VOLUMEs an image may declare: each becomes a tmpfs mount, and their number is the artifact's to choose. */
+const MAX_IMAGE_VOLUMES = 64;
+/** What an image's VOLUME gets instead of a volume on the engine's disk. */
+const VOLUME_TMPFS = "rw,nosuid,nodev,size=64m";
+
+function volumeTmpfs(volumes: string[]): Record<string, string> {
+  return Object.fromEntries(volumes.map((path) => [path, VOLUME_TMPFS]));
 }
 
 /** "the Docker engine at unix:///var/run/docker.sock" (or tcp://host:port): what errors name. */
