@@ -1,10 +1,11 @@
 import { randomUUID } from "node:crypto";
-import { hostname } from "node:os";
 import { encodeFrame } from "ociapp/protocol";
 import { ArtifactCache, type ReadArtifactIndex } from "./artifacts/artifact-cache.js";
 import { DockerEngine } from "./engines/docker/docker-engine.js";
 import type { Engine } from "./engines/engine.js";
 import { InvalidRequestError, OptionsError, RuntimeClosedError } from "./errors.js";
+import { formatOwner, ownIdentity } from "./host/owner.js";
+import { removeOwnerRecord, writeOwnerRecord } from "./host/runtime-dir.js";
 import { sweepOrphans } from "./host/sweep.js";
 import { seamsOf } from "./internal/seams.js";
 import { LABELS } from "./labels.js";
@@ -19,6 +20,7 @@ import { Call, CallDeadlines } from "./pool/call.js";
 import { type ArtifactStats, Pool } from "./pool/pool.js";
 import { Reaper } from "./pool/reaper.js";
 import { untilAborted } from "./util/bounded.js";
+import { within } from "./util/timers.js";
 
 export { LABELS } from "./labels.js";
 
@@ -77,7 +79,7 @@ export class Runtime implements AsyncDisposable {
       readIndex: internals.readIndex ?? readIndexFromArtifact,
       now: this.now,
     });
-    this.short = this.id.slice(0, 8);
+    this.short = this.id.replaceAll("-", "").slice(0, 12);
     this.reaper = new Reaper(this.options.reaperInterval, () => this.reap());
     this.reaper.start();
   }
@@ -165,7 +167,9 @@ export class Runtime implements AsyncDisposable {
   close(): Promise<void> {
     if (!this.closing) {
       this.reaper.stop();
-      this.closing = Promise.all([...this.pools.values()].map((pool) => pool.close())).then(() => undefined);
+      this.closing = Promise.all([...this.pools.values()].map((pool) => pool.close())).then(async () => {
+        if (this.swept) await removeOwnerRecord(this.options.socketDir, this.short);
+      });
     }
     return this.closing;
   }
@@ -186,10 +190,10 @@ export class Runtime implements AsyncDisposable {
             [LABELS.managed]: "true",
             [LABELS.runtime]: this.id,
             [LABELS.artifact]: digest,
-            [LABELS.owner]: `${hostname()}:${process.pid}`,
+            [LABELS.owner]: formatOwner(ownIdentity()),
           },
           nextName: () => `ociapp-${this.short}-${++this.containers}`,
-          folderPrefix: `${process.pid}-${this.short}-`,
+          folderPrefix: `${this.short}-`,
           prepare: () => this.sweepOnce(),
           now: this.now,
         },
@@ -204,20 +208,23 @@ export class Runtime implements AsyncDisposable {
 
   /**
    * Before its first container, a runtime removes what dead runtimes of this host left behind
-   * (containers and socket folders). Best effort: a failure here never fails a call.
+   * (containers and folders; best effort, bounded by startupTimeout: a failure here never fails a
+   * call), then records itself as the owner of its own folders. A socketDir that is not private is
+   * an OptionsError for the calls that wait on it.
    */
   private sweepOnce(): Promise<void> {
     if (!this.swept) {
-      // Bounded by startupTimeout: a wedged engine's list must not hold every first start.
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const bound = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, this.options.startupTimeout);
-      });
-      const sweep = sweepOrphans(this.engine, this.options.socketDir, hostname()).then(
+      // Bounded: a wedged engine's list must not hold every first start.
+      const sweep = sweepOrphans(this.engine, this.options.socketDir).then(
         () => undefined,
         () => undefined,
       );
-      this.swept = Promise.race([sweep, bound]).finally(() => clearTimeout(timer));
+      this.swept = within(sweep, this.options.startupTimeout).then(() =>
+        writeOwnerRecord(this.options.socketDir, this.short, ownIdentity()),
+      );
+      this.swept.catch(() => {
+        this.swept = undefined;
+      });
     }
     return this.swept;
   }

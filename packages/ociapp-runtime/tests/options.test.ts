@@ -107,6 +107,9 @@ class RefusingEngine implements Engine {
   async startContainer(): Promise<void> {}
   async killContainer(): Promise<void> {}
   async removeContainer(): Promise<void> {}
+  async imageLabels(): Promise<Record<string, string>> {
+    return {};
+  }
   async listContainers(): Promise<ListedContainer[]> {
     return [];
   }

@@ -8,6 +8,7 @@ import { promisify } from "node:util";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { formatOwner, ownIdentity } from "../src/host/owner.js";
 import {
   DockerEngine,
   InstanceStartupError,
@@ -421,19 +422,78 @@ describe("Runtime against the Docker engine", () => {
       expect(await engine.listContainers(labels)).toHaveLength(1);
       child.kill("SIGKILL");
       await new Promise((resolve) => child.once("exit", resolve));
-      return { labels, pid };
+      return { labels, pid, short: runtimeId.replaceAll("-", "").slice(0, 12) };
     };
 
     // The host's death closes the container's only connection: its app exits at once (whatever the
     // orphan timeout), and the engine removes it.
     const first = await host(600_000);
     await eventually(async () => (await engine.listContainers(first.labels)).length === 0, 60_000);
-    // The dead host's folder stays until the next runtime on this host sweeps it.
-    expect((await readdir(socketDir)).some((name) => name.startsWith(`${first.pid}-`))).toBe(true);
+    // The dead host's folder and owner record stay until the next runtime on this host sweeps them.
+    const leftover = (await readdir(socketDir)).filter((name) => name.startsWith(first.short));
+    expect(leftover.sort()).toEqual([
+      expect.stringMatching(new RegExp(`^${first.short}-`)),
+      `${first.short}.owner`,
+    ]);
     const rt = runtime();
     await rt.warm(artifact.path);
-    const left = await readdir(socketDir);
-    expect(left.filter((name) => name.startsWith(`${first.pid}-`))).toEqual([]);
+    expect((await readdir(socketDir)).filter((name) => name.startsWith(first.short))).toEqual([]);
+  });
+
+  it("sweeps nothing it cannot prove is an orphan: a replica in another PID namespace, a plain run of an image with ociapp labels", async () => {
+    // A replica of this service in its own PID namespace (same hostname, same engine).
+    const script = fileURLToPath(new URL("./support/orphan-host.ts", import.meta.url));
+    const work = await mkdtemp(join(tmpdir(), "ort-labels-"));
+    const replicaDir = join(work, "replica");
+    const replica = spawn(
+      "unshare",
+      [
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--mount-proc",
+        process.execPath,
+        "--conditions=source",
+        "--import",
+        "tsx",
+        script,
+        artifact.path,
+        replicaDir,
+        "600000",
+      ],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    const tag = `ociapp-test/labelled:${Date.now()}`;
+    let plain = "";
+    try {
+      let line: string | undefined;
+      for await (const first of createInterface({ input: replica.stdout })) {
+        line = first;
+        break;
+      }
+      const { runtimeId } = JSON.parse(line as string) as { runtimeId: string };
+      const replicaLabels = { [LABELS.managed]: "true", [LABELS.runtime]: runtimeId };
+      expect(await engine.listContainers(replicaLabels)).toHaveLength(1);
+      // An image carrying the labels of a dead owner of this host and namespace, run plainly.
+      const self = ownIdentity();
+      const fake = formatOwner({ ...self, pid: 999_999, start: "1" });
+      await writeFile(
+        join(work, "Containerfile"),
+        `FROM node:20-bookworm-slim\nLABEL dev.ociapp.managed=true dev.ociapp.owner=${fake}\nCMD ["sleep", "600"]\n`,
+      );
+      await execFileAsync("docker", ["build", "-q", "-f", join(work, "Containerfile"), "-t", tag, work]);
+      plain = (await execFileAsync("docker", ["run", "-d", "--rm", "--network", "none", tag])).stdout.trim();
+      // This runtime's first start sweeps: both survive.
+      const rt = runtime();
+      await rt.warm(artifact.path);
+      expect(await engine.listContainers(replicaLabels)).toHaveLength(1);
+      expect((await engine.docker.getContainer(plain).inspect()).State.Running).toBe(true);
+    } finally {
+      replica.kill("SIGKILL");
+      if (plain) await execFileAsync("docker", ["rm", "-f", plain]).catch(() => undefined);
+      await execFileAsync("docker", ["image", "rm", "-f", tag]).catch(() => undefined);
+      await rm(work, { recursive: true, force: true });
+    }
   });
 
   it("gives the container no writable host path: every attack of a v1 container on its socket folder fails", async () => {

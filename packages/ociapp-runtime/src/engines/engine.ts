@@ -50,6 +50,8 @@ export interface ListedContainer {
   id: string;
   state: string;
   labels: Record<string, string>;
+  /** The image it runs (an ID the engine's image calls accept). */
+  image: string;
 }
 
 /**
@@ -74,4 +76,6 @@ export interface Engine {
   removeContainer(id: string, abort?: AbortSignal): Promise<void>;
   /** Containers (running or not) carrying every given label. */
   listContainers(labels: Record<string, string>): Promise<ListedContainer[]>;
+  /** The labels an image's own config carries (a container inherits them unless it sets its own). */
+  imageLabels(reference: string): Promise<Record<string, string>>;
 }

@@ -143,12 +143,24 @@ export class ProcessEngine implements Engine {
     this.containers.delete(id);
   }
 
+  /** Labels baked into each image, by digest (an image may carry dev.ociapp.* labels of its own). */
+  readonly imageLabelsOf = new Map<string, Record<string, string>>();
+
+  async imageLabels(reference: string): Promise<Record<string, string>> {
+    return this.imageLabelsOf.get(reference) ?? {};
+  }
+
   async listContainers(labels: Record<string, string>): Promise<ListedContainer[]> {
     return [...this.containers.entries()]
       .filter(([, container]) =>
         Object.entries(labels).every(([key, value]) => container.spec.labels[key] === value),
       )
-      .map(([id, container]) => ({ id, state: container.state, labels: container.spec.labels }));
+      .map(([id, container]) => ({
+        id,
+        state: container.state,
+        labels: container.spec.labels,
+        image: container.spec.image,
+      }));
   }
 
   /** Kills a running container's process, as `docker kill` would. */

@@ -263,13 +263,29 @@ export class DockerEngine implements Engine {
     throw new EngineUnavailableError(`container ${id} was still being removed after 10 s`);
   }
 
+  async imageLabels(reference: string): Promise<Record<string, string>> {
+    try {
+      const info = (await this.docker.getImage(reference).inspect()) as {
+        Config?: { Labels?: Record<string, string> | null };
+      };
+      return info.Config?.Labels ?? {};
+    } catch (error) {
+      throw engineError(`inspect image ${reference}`, error, this.where);
+    }
+  }
+
   async listContainers(labels: Record<string, string>): Promise<ListedContainer[]> {
     try {
       const list = await this.docker.listContainers({
         all: true,
         filters: { label: Object.entries(labels).map(([key, value]) => `${key}=${value}`) },
       });
-      return list.map((entry) => ({ id: entry.Id, state: entry.State, labels: entry.Labels ?? {} }));
+      return list.map((entry) => ({
+        id: entry.Id,
+        state: entry.State,
+        labels: entry.Labels ?? {},
+        image: entry.ImageID,
+      }));
     } catch (error) {
       throw engineError("list containers", error, this.where);
     }
