@@ -56,6 +56,13 @@ export interface RuntimeOptions {
   /** Largest frame body either side may send, in bytes. Default 16 MiB. */
   maxFrameBytes?: number;
   /**
+   * Most bytes of partly received frames held at once over all of the runtime's containers. Past it,
+   * one container finishes its frame while the others wait (their frame timeouts suspended), so a
+   * burst of large answers costs at most this plus maxFrameBytes. Default 64 MiB; at least
+   * maxFrameBytes.
+   */
+  maxBufferedBytes?: number;
+  /**
    * Deepest nesting of arrays and objects in a frame from a container (the top-level object is 1),
    * checked on the bytes before parsing and announced in the host's hello. Default 64.
    */
@@ -127,6 +134,7 @@ export interface ResolvedOptions {
   minInstances: number;
   maxQueue: number;
   maxFrameBytes: number;
+  maxBufferedBytes: number;
   maxDepth: number;
   maxValues: number;
   env: Record<string, string>;
@@ -301,6 +309,7 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
     "minInstances",
     "maxQueue",
     "maxFrameBytes",
+    "maxBufferedBytes",
     "maxDepth",
     "maxValues",
     "env",
@@ -332,6 +341,14 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
       );
     }
   }
+  const maxFrameBytes = integer(
+    scope,
+    "maxFrameBytes",
+    options.maxFrameBytes,
+    16 * 1024 * 1024,
+    MIN_LIMITS.maxFrameBytes,
+    MAX_FRAME_BYTES_LIMIT,
+  );
   const socketDirInput = options.socketDir ?? defaultRuntimeDir();
   if (typeof socketDirInput !== "string" || socketDirInput === "") {
     throw new OptionsError(`Runtime option socketDir must be a directory path (got ${show(socketDirInput)})`);
@@ -352,13 +369,13 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
     maxConcurrency: integer(scope, "maxConcurrency", options.maxConcurrency, 64, 1, 65_536),
     minInstances,
     maxQueue: integer(scope, "maxQueue", options.maxQueue, 1_000, 0),
-    maxFrameBytes: integer(
+    maxFrameBytes,
+    maxBufferedBytes: integer(
       scope,
-      "maxFrameBytes",
-      options.maxFrameBytes,
-      16 * 1024 * 1024,
-      MIN_LIMITS.maxFrameBytes,
-      MAX_FRAME_BYTES_LIMIT,
+      "maxBufferedBytes",
+      options.maxBufferedBytes,
+      Math.max(64 * 1024 * 1024, maxFrameBytes),
+      maxFrameBytes,
     ),
     maxDepth: integer(scope, "maxDepth", options.maxDepth, DEFAULT_MAX_DEPTH, MIN_LIMITS.maxDepth, 100_000),
     maxValues: integer(

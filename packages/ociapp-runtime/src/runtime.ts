@@ -19,6 +19,7 @@ import {
 import { Call, CallDeadlines } from "./pool/call.js";
 import { type ArtifactStats, Pool } from "./pool/pool.js";
 import { Reaper } from "./pool/reaper.js";
+import { ReceiveBudget } from "./protocol/receive-budget.js";
 import { untilAborted } from "./util/bounded.js";
 import { within } from "./util/timers.js";
 
@@ -28,6 +29,8 @@ export interface RuntimeStats {
   /** The runtime's id: the value of every container's dev.ociapp.runtime label. */
   runtimeId: string;
   closed: boolean;
+  /** Bytes of partly received frames held now and at most, over all containers (see maxBufferedBytes). */
+  receiveBuffer: { bytes: number; peakBytes: number; limit: number; pausedConnections: number };
   artifacts: ArtifactStats[];
 }
 
@@ -58,6 +61,8 @@ export class Runtime implements AsyncDisposable {
   private readonly reaper: Reaper;
   private readonly now: () => number;
   private readonly short: string;
+  /** Bytes of partly received frames, over every container of this runtime. */
+  private readonly budget: ReceiveBudget;
   /** Timeouts of the calls made with requestTimeout: one list, one timer. */
   private readonly deadlines = new CallDeadlines();
   private counter = 0;
@@ -80,6 +85,7 @@ export class Runtime implements AsyncDisposable {
       now: this.now,
     });
     this.short = this.id.replaceAll("-", "").slice(0, 12);
+    this.budget = new ReceiveBudget(this.options.maxBufferedBytes);
     this.reaper = new Reaper(this.options.reaperInterval, () => this.reap());
     this.reaper.start();
   }
@@ -156,6 +162,12 @@ export class Runtime implements AsyncDisposable {
     return {
       runtimeId: this.id,
       closed: this.closing !== undefined,
+      receiveBuffer: {
+        bytes: this.budget.held,
+        peakBytes: this.budget.peak,
+        limit: this.budget.maxBytes,
+        pausedConnections: this.budget.paused,
+      },
       artifacts: [...this.pools.values()].map((pool) => pool.stats()),
     };
   }
@@ -194,6 +206,7 @@ export class Runtime implements AsyncDisposable {
           },
           nextName: () => `ociapp-${this.short}-${++this.containers}`,
           folderPrefix: `${this.short}-`,
+          budget: this.budget,
           prepare: () => this.sweepOnce(),
           now: this.now,
         },

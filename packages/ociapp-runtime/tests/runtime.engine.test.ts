@@ -615,6 +615,31 @@ describe("Runtime against the Docker engine", () => {
     expect(Math.max(heapGrowth, bufferGrowth)).toBeLessThan(64 * 1024 * 1024);
   });
 
+  it("bounds the bytes of partly received frames over all containers: three 12 MiB answers within a 16 MiB budget", async () => {
+    const hostile = await hostileArtifact();
+    const maxBufferedBytes = 16 * 1024 * 1024;
+    const rt = runtime({
+      env: { OCIAPP_FIXTURE_HOSTILE: "big-answer" },
+      maxInstances: 3,
+      minInstances: 3,
+      maxConcurrency: 1,
+      maxBufferedBytes,
+    });
+    await rt.warm(hostile.path);
+    // Each container answers its first request slowly.
+    const answers = await Promise.all(
+      [1, 2, 3].map(() => rt.execute<string>(hostile.path, { op: "echo", value: 1 }, { timeout: 120_000 })),
+    );
+    for (const answer of answers) expect(answer.length).toBe(12 * 1024 * 1024);
+    const { receiveBuffer } = rt.stats();
+    console.info(
+      `[runtime.engine] partly received frames: peak ${(receiveBuffer.peakBytes / 1048576).toFixed(1)} MiB`,
+    );
+    // At most the budget plus one frame (not 36 MiB), and all released.
+    expect(receiveBuffer.peakBytes).toBeLessThanOrEqual(maxBufferedBytes + 12 * 1024 * 1024 + 64);
+    expect(receiveBuffer.bytes).toBe(0);
+  });
+
   it("keeps containers that refuse every call and ignore SIGTERM to maxInstances + 1 at once", async () => {
     const hostile = await hostileArtifact();
     const rt = runtime({

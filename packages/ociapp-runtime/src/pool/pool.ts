@@ -1,6 +1,7 @@
 import type { Engine } from "../engines/engine.js";
 import { ArtifactError, QueueFullError, RuntimeClosedError } from "../errors.js";
 import type { ResolvedOptions } from "../options.js";
+import type { ReceiveBudget } from "../protocol/receive-budget.js";
 import { engineCall, untilAborted } from "../util/bounded.js";
 import { type Call, type CallHolder, CallQueue, PENDING, QUEUED } from "./call.js";
 import { Instance, type InstanceEvents, type InstanceState } from "./instance.js";
@@ -19,6 +20,8 @@ export interface PoolConfig {
   /** A unique container name per call. */
   nextName: () => string;
   folderPrefix: string;
+  /** The runtime-wide bound on partly received frames. */
+  budget: ReceiveBudget;
   now: () => number;
   /** Runs once before the runtime's first container (the orphan sweep). */
   prepare: () => Promise<void>;
@@ -165,11 +168,11 @@ export class Pool implements CallHolder, InstanceEvents {
   }
 
   private startInstance(): void {
-    const { engine, options, digest, labels, folderPrefix, now } = this.config;
+    const { engine, options, digest, labels, folderPrefix, now, budget } = this.config;
     this.starting++;
     this.coldStarts++;
     const instance = new Instance(
-      { engine, options, digest, labels, name: this.config.nextName(), folderPrefix, now },
+      { engine, options, digest, labels, name: this.config.nextName(), folderPrefix, now, budget },
       this,
     );
     this.instances.add(instance);
