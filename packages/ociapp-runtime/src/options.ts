@@ -69,7 +69,7 @@ export interface RuntimeOptions {
   maxDepth?: number;
   /**
    * Most values in a frame from a container (the top-level value, every array element and every
-   * object member), checked on the bytes before parsing and announced in the hello. Default 1 000 000.
+   * object member), checked on the bytes before parsing and announced in the hello. Default 100 000.
    */
   maxValues?: number;
   /** Environment for the app in every container. */
