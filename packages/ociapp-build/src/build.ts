@@ -2,7 +2,12 @@ import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rename, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { ArtifactFormatError, PROTOCOL_ANNOTATION, readArtifactIndex } from "ociapp/artifact";
+import {
+  ArtifactFileError,
+  ArtifactFormatError,
+  PROTOCOL_ANNOTATION,
+  readArtifactIndex,
+} from "ociapp/artifact";
 import { checkBuildx, runBuildx } from "./buildx.js";
 import { BuildError } from "./errors.js";
 import { artifactFileName, defaultBaseImage, defaultImageReference } from "./naming.js";
@@ -141,7 +146,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     try {
       digest = (await readArtifactIndex(tempPath, signal ? { signal } : {})).digest;
     } catch (error) {
-      if (!(error instanceof ArtifactFormatError)) throw error;
+      if (!(error instanceof ArtifactFormatError || error instanceof ArtifactFileError)) throw error;
       throw new BuildError("OCIAPP_BUILD_FAILED", `buildx wrote an unreadable artifact: ${error.message}`, {
         cause: error,
       });

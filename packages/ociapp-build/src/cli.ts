@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, Option } from "commander";
-import { ArtifactFormatError, inspectArtifact } from "ociapp/artifact";
+import { ArtifactFileError, ArtifactFormatError, inspectArtifact } from "ociapp/artifact";
 import { build } from "./build.js";
 import { BuildError } from "./errors.js";
 import { formatArtifactInfo, formatBytes } from "./format.js";
@@ -140,6 +140,11 @@ function report(error: unknown, io: CliIo): number {
     io.stderr.write(`ociapp-build: error: ${error.message}\n`);
     if (error.output) io.stderr.write(`${indent(error.output)}\n`);
     return error.code === "OCIAPP_BUILD_ABORTED" ? 130 : 1;
+  }
+  if (error instanceof ArtifactFileError) {
+    // "cannot read artifact <path>: it is a FIFO, not a regular file", and the like.
+    io.stderr.write(`ociapp-build: error: ${error.message}\n`);
+    return 1;
   }
   if (error instanceof ArtifactFormatError) {
     io.stderr.write(`ociapp-build: error: invalid artifact: ${error.message}\n`);

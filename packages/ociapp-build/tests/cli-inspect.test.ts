@@ -1,4 +1,6 @@
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { constants } from "node:fs";
+import { mkdtemp, open, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,7 +13,14 @@ let work = "";
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), "ociapp-build-inspect-"));
 });
+const fifos: string[] = [];
 afterAll(async () => {
+  // Releases a CLI stuck in open(2) on a FIFO, should the refusal ever regress (it runs after a
+  // timed-out test too): the child then reads an empty archive and exits.
+  for (const fifo of fifos) {
+    const writer = await open(fifo, constants.O_WRONLY | constants.O_NONBLOCK).catch(() => undefined);
+    await writer?.close();
+  }
   await rm(work, { recursive: true, force: true });
 });
 
@@ -57,10 +66,41 @@ describe("ociapp-build inspect", () => {
     expect(result).toEqual({
       exitCode: 1,
       stdout: "",
-      stderr: `ociapp-build: error: no such file: ${join(work, "nope.ociapp")}\n`,
+      stderr: `ociapp-build: error: cannot read artifact ${join(work, "nope.ociapp")}: no such file\n`,
     });
     const folder = await runCliHere(["inspect", work]);
-    expect(folder.stderr).toBe(`ociapp-build: error: invalid artifact: ${work} is not a regular file\n`);
+    expect(folder.stderr).toBe(
+      `ociapp-build: error: cannot read artifact ${work}: it is a directory, not a regular file\n`,
+    );
+  });
+});
+
+describe("ociapp-build inspect of something other than a regular file exits at once", () => {
+  // Before, `inspect` of a FIFO without a writer blocked in open(2) for ever (the CLI had to be
+  // killed). A child process: a blocked thread-pool thread must not be this test process's.
+  it("a FIFO, a symbolic link to one, /dev/zero and the CLI's own stdin", async () => {
+    const fifo = join(work, "pipe.ociapp");
+    execFileSync("mkfifo", [fifo]);
+    fifos.push(fifo);
+    const link = join(work, "link.ociapp");
+    await symlink(fifo, link);
+    const cases: [string, string][] = [
+      [fifo, "a FIFO"],
+      [link, "a FIFO"],
+      ["/dev/zero", "a character device"],
+    ];
+    for (const [path, what] of cases) {
+      const result = await runCli(["inspect", path], { timeout: 60_000 });
+      expect(result).toEqual({
+        exitCode: 1,
+        stdout: "",
+        stderr: `ociapp-build: error: cannot read artifact ${path}: it is ${what}, not a regular file\n`,
+      });
+    }
+    // The child's stdin is a pipe (or socket) from this process that never ends.
+    const stdin = await runCli(["inspect", "/dev/stdin"], { timeout: 60_000 });
+    expect(stdin.exitCode).toBe(1);
+    expect(stdin.stderr).toMatch(/^ociapp-build: error: cannot read artifact \/dev\/stdin: it is .*\n$/);
   });
 });
 
