@@ -6,6 +6,8 @@ import {
   ArtifactFileError,
   ArtifactFormatError,
   PROTOCOL_ANNOTATION,
+  printable,
+  quote,
   readArtifactIndex,
 } from "ociapp/artifact";
 import { checkBuildx, runBuildx } from "./buildx.js";
@@ -75,7 +77,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   if (customContainerfile && !(await isFile(customContainerfile))) {
     throw new BuildError(
       "OCIAPP_BUILD_CONTAINERFILE_MISSING",
-      `ociapp.containerfile "${config.mode === "custom" ? config.containerfile : ""}" does not exist in ${project.root}`,
+      `ociapp.containerfile ${quote(config.mode === "custom" ? config.containerfile : "")} does not exist in ${project.root}`,
     );
   }
   await checkBuildx({ signal, env: opts.env });
@@ -126,7 +128,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     if (config.entrypoint !== undefined) annotations["dev.ociapp.entrypoint"] = config.entrypoint;
     if (protocol !== undefined) annotations[PROTOCOL_ANNOTATION] = String(protocol);
 
-    say(`building ${image} from ${config.mode === "managed" ? baseImage : containerfile}`);
+    say(`building ${image} from ${printable(config.mode === "managed" ? baseImage : containerfile)}`);
     await runBuildx({
       context,
       containerfile,
