@@ -14,7 +14,12 @@ export default defineConfig({
         test: {
           name: "unit",
           include: ["packages/*/tests/**/*.test.ts", "tests/**/*.test.ts"],
-          exclude: ["**/*.engine.test.ts", "**/*.disruptive.test.ts", "**/*.k8s.test.ts", "**/node_modules/**"],
+          exclude: [
+            "**/*.engine.test.ts",
+            "**/*.disruptive.test.ts",
+            "**/*.k8s.test.ts",
+            "**/node_modules/**",
+          ],
           testTimeout: 20_000,
           sequence: { groupOrder: 0 },
         },

@@ -327,6 +327,10 @@ state = "$RUN_DIR/containerd"
   stream_server_port = "0"
   enable_selinux = false
   disable_apparmor = true
+  # The sandbox this machine runs in has no CAP_SYS_RESOURCE: the oom_score_adj below 0 that CRI
+  # gives sandboxes (-998) and Guaranteed pods (-997) makes runc fail ("can't get final child's
+  # PID from pipe"). This clamps them to containerd's own score (0), as for rootless containerd.
+  restrict_oom_score_adj = true
 
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
@@ -413,7 +417,11 @@ pid_of() { cat "$PIDS/$1.pid" 2>/dev/null || true; }
 running() {
   local pid
   pid=$(pid_of "$1")
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$1"
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  # The pid must still be that daemon's (a pid file can outlive a reboot or a kill -9).
+  local cmdline
+  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  [[ "$cmdline" == *"$1"* ]]
 }
 
 # start NAME COMMAND...: in its own session, in the background, logging to $LOG_DIR/NAME.log.
@@ -452,7 +460,15 @@ wait_for() {
 
 kubectl_() { "$K8S_BIN/kubectl" --kubeconfig "$ADMIN_KUBECONFIG" --request-timeout=10s "$@"; }
 ctr_() { ctr -a "$CTR_SOCK" -n k8s.io "$@"; }
-https_ok() { curl -fsk --max-time 3 "$1" | grep -qx ok; }
+# (No `cmd | grep -q` anywhere: grep's early exit can fail the pipeline under pipefail.)
+https_ok() { [ "$(curl -fsk --max-time 3 "$1")" = ok ]; }
+http_ok() { [ "$(curl -fs --max-time 3 "$1")" = ok ]; }
+etcd_ok() { [[ "$(curl -fs --max-time 3 "http://127.0.0.1:$ETCD_CLIENT_PORT/health")" == *'"health":"true"'* ]]; }
+has_image() {
+  local all
+  all=$(ctr_ images ls -q) || return 1
+  grep -qxF -- "$1" <<<"$all"
+}
 
 start_etcd() {
   mkdir -p "$STATE_DIR/etcd"
@@ -463,7 +479,7 @@ start_etcd() {
     --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
     --initial-cluster "ociapp-k8s=http://127.0.0.1:$ETCD_PEER_PORT" --listen-metrics-urls "" \
     --log-level warn
-  wait_for "etcd on 127.0.0.1:$ETCD_CLIENT_PORT" 30 sh -c "curl -fs --max-time 3 http://127.0.0.1:$ETCD_CLIENT_PORT/health | grep -q '\"health\":\"true\"'"
+  wait_for "etcd on 127.0.0.1:$ETCD_CLIENT_PORT" 30 etcd_ok
 }
 
 start_containerd() {
@@ -473,7 +489,7 @@ start_containerd() {
 }
 
 import_images() {
-  if ! ctr_ images ls -q | grep -qx "$PAUSE_IMAGE"; then
+  if ! has_image "$PAUSE_IMAGE"; then
     say "importing $PAUSE_IMAGE into the node's containerd"
     ctr_ images import "$PAUSE_DIR/pause.tar" >/dev/null || die "importing the pause image failed"
   fi
@@ -483,21 +499,21 @@ import_images() {
   id=$(timeout 10 docker image inspect -f '{{.Id}}' "$NODE_IMAGE" 2>/dev/null || true)
   have=$(cat "$STATE_DIR/node-image.id" 2>/dev/null || true)
   if [ -z "$id" ]; then
-    if ctr_ images ls -q | grep -qx "$ref"; then
+    if has_image "$ref"; then
       say "$NODE_IMAGE is in the node's containerd (Docker does not have it to compare)"
     else
       say "warning: Docker has no $NODE_IMAGE (run scripts/engine.sh); pods of it cannot start"
     fi
     return 0
   fi
-  if [ "$id" = "$have" ] && ctr_ images ls -q | grep -qx "$ref"; then
+  if [ "$id" = "$have" ] && has_image "$ref"; then
     say "$NODE_IMAGE already imported ($id)"
     return 0
   fi
   local t0=$SECONDS
   say "importing $NODE_IMAGE from Docker into the node's containerd"
   timeout 300 docker save "$NODE_IMAGE" | ctr_ images import - >/dev/null || die "importing $NODE_IMAGE failed"
-  ctr_ images ls -q | grep -qx "$ref" || die "after the import, $ref is not in the node's containerd"
+  has_image "$ref" || die "after the import, $ref is not in the node's containerd"
   printf '%s\n' "$id" >"$STATE_DIR/node-image.id"
   say "imported $NODE_IMAGE in $(elapsed "$t0")"
 }
@@ -540,17 +556,26 @@ start_controllers() {
   wait_for "kube-scheduler on 127.0.0.1:10259" 60 https_ok https://127.0.0.1:10259/healthz
 }
 
+# node_ready [SINCE]: the node's Ready condition is True (and was reported at or after SINCE, an
+# RFC 3339 UTC time, so that a status left from an earlier kubelet does not count).
 node_ready() {
-  [ "$(kubectl_ get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
+  local got
+  got=$(kubectl_ get node "$NODE_NAME" \
+    -o jsonpath='{.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}' 2>/dev/null) ||
+    return 1
+  [ "${got%% *}" = True ] || return 1
+  [ -z "${1:-}" ] || [[ ! "${got#* }" < "$1" ]]
 }
 
 start_kubelet() {
+  local since=
+  running kubelet || since=$(date -u +%Y-%m-%dT%H:%M:%SZ)
   WAIT_PID_NAME=kubelet
   start kubelet "$K8S_BIN/kubelet" --config="$STATE_DIR/kubelet-config.yaml" \
     --kubeconfig="$KCFG/kubelet.kubeconfig" --root-dir="$STATE_DIR/kubelet" \
     --hostname-override="$NODE_NAME" --v=1
-  wait_for "kubelet on 127.0.0.1:10248" 60 sh -c "curl -fs --max-time 3 http://127.0.0.1:10248/healthz | grep -qx ok"
-  wait_for "kubelet (node $NODE_NAME Ready)" 120 node_ready
+  wait_for "kubelet on 127.0.0.1:10248" 60 http_ok http://127.0.0.1:10248/healthz
+  wait_for "kubelet (node $NODE_NAME Ready)" 120 node_ready "$since"
   WAIT_PID_NAME=
   wait_for "kube-controller-manager (service account default/default)" 60 kubectl_ -n default get serviceaccount default
 }
@@ -567,7 +592,7 @@ all_running() {
 preflight() {
   [ "$(id -u)" = 0 ] || die "run as root: the kubelet and containerd manage cgroups, mounts and network namespaces"
   [ -d /sys/fs/cgroup/memory ] || [ -f /sys/fs/cgroup/cgroup.controllers ] || die "no cgroup hierarchy found under /sys/fs/cgroup"
-  getent hosts "$NODE_NAME" | grep -qE '^(127\.|::1)' ||
+  [[ "$(getent hosts "$NODE_NAME" || true)" =~ ^(127\.|::1) ]] ||
     die "the host name $NODE_NAME must resolve to a loopback address (/etc/hosts): the API server reaches the kubelet on 127.0.0.1 by it"
 }
 
@@ -578,7 +603,7 @@ cmd_up() {
       say "a cluster already answers at KUBECONFIG=$KUBECONFIG: nothing to do"
       return 0
     fi
-  elif all_running && kubectl_ get --raw /readyz >/dev/null 2>&1 && node_ready; then
+  elif all_running && kubectl_ get --raw /readyz >/dev/null 2>&1 && node_ready ""; then
     say "the cluster already runs and answers at KUBECONFIG=$KUBECONFIG: nothing to do"
     return 0
   fi
@@ -599,51 +624,51 @@ cmd_up() {
   say "cluster up in $(elapsed "$t0"): node $NODE_NAME Ready; $(cmd_env | head -n1)"
 }
 
-stop_daemon() {
-  local name=$1 pid
-  pid=$(pid_of "$name")
-  if ! running "$name"; then
-    rm -f "$PIDS/$name.pid"
-    return 0
-  fi
-  say "stopping $name (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 40); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.5
+# stop_daemons NAME...: SIGTERM to each that runs, then up to 20 s for all of them, then SIGKILL.
+stop_daemons() {
+  local name pid pids=()
+  for name in "$@"; do
+    if running "$name"; then
+      pid=$(pid_of "$name")
+      say "stopping $name (pid $pid)"
+      kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$pid")
+    fi
   done
-  if kill -0 "$pid" 2>/dev/null; then
-    say "$name did not stop within 20 s: SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    sleep 0.5
-  fi
-  rm -f "$PIDS/$name.pid"
+  for _ in $(seq 1 100); do
+    local alive=0
+    for pid in ${pids[@]+"${pids[@]}"}; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.2
+  done
+  for pid in ${pids[@]+"${pids[@]}"}; do
+    if kill -0 "$pid" 2>/dev/null; then
+      say "pid $pid did not stop within 20 s: SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+  for name in "$@"; do rm -f "$PIDS/$name.pid"; done
 }
 
 # The pods' containers live in containerd shims, which outlive containerd itself: stop them first.
 stop_containers() {
   running containerd || return 0
-  local tasks t
+  local tasks
   tasks=$(ctr_ tasks ls -q 2>/dev/null || true)
   [ -n "$tasks" ] || return 0
   say "stopping $(printf '%s\n' "$tasks" | wc -l) container task(s) in the node's containerd"
-  for t in $tasks; do ctr_ tasks kill -a -s SIGKILL "$t" >/dev/null 2>&1 || true; done
-  for t in $tasks; do
-    for _ in $(seq 1 20); do
-      ctr_ tasks delete "$t" >/dev/null 2>&1 && break
-      sleep 0.25
-    done
-  done
+  # shellcheck disable=SC2086 # one container id per word
+  ctr_ tasks delete --force $tasks >/dev/null 2>&1 || true
+  tasks=$(ctr_ tasks ls -q 2>/dev/null || true)
+  [ -z "$tasks" ] || say "warning: tasks still in the node's containerd: $tasks"
 }
 
 cmd_down() {
-  stop_daemon kubelet
-  stop_daemon kube-scheduler
-  stop_daemon kube-controller-manager
-  stop_daemon kube-apiserver
+  stop_daemons kubelet kube-scheduler kube-controller-manager
+  stop_daemons kube-apiserver
   stop_containers
-  stop_daemon containerd
-  stop_daemon etcd
+  stop_daemons containerd
+  stop_daemons etcd
   say "stopped; state in $STATE_DIR and builds in $CACHE_DIR are kept"
 }
 

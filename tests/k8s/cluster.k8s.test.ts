@@ -12,7 +12,10 @@ interface Condition {
   status: string;
 }
 interface NodeList {
-  items: { metadata: { name: string }; status: { conditions: Condition[]; nodeInfo: { kubeletVersion: string } } }[];
+  items: {
+    metadata: { name: string };
+    status: { conditions: Condition[]; nodeInfo: { kubeletVersion: string } };
+  }[];
 }
 interface Pod {
   spec: { nodeName?: string };
@@ -51,6 +54,7 @@ describe("single-node Kubernetes cluster", () => {
       metadata: { name: pod, labels: { "app.kubernetes.io/part-of": "ociapp-tests" } },
       spec: {
         restartPolicy: "Never",
+        dnsPolicy: "Default",
         automountServiceAccountToken: false,
         containers: [
           {
@@ -63,12 +67,7 @@ describe("single-node Kubernetes cluster", () => {
       },
     };
     await kubectl(["apply", "-f", "-"], { input: JSON.stringify(manifest) });
-    await kubectl([
-      "wait",
-      `pod/${pod}`,
-      "--for=jsonpath={.status.phase}=Succeeded",
-      "--timeout=120s",
-    ]);
+    await kubectl(["wait", `pod/${pod}`, "--for=jsonpath={.status.phase}=Succeeded", "--timeout=120s"]);
 
     const status = await kubectlJson<Pod>(["get", "pod", pod]);
     expect(status.status.phase).toBe("Succeeded");
@@ -90,8 +89,8 @@ describe("single-node Kubernetes cluster", () => {
     ]);
     const reasons = events.items.map((e) => e.reason);
     expect(reasons).not.toContain("Pulling");
-    expect(events.items.some((e) => e.reason === "Pulled" && /already present on machine/.test(e.message))).toBe(
-      true,
-    );
+    expect(
+      events.items.some((e) => e.reason === "Pulled" && /already present on machine/.test(e.message)),
+    ).toBe(true);
   });
 });

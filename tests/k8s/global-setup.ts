@@ -9,7 +9,9 @@ export default function setup(project: TestProject): void {
   const script = fileURLToPath(new URL("../../scripts/k8s.sh", import.meta.url));
   const up = spawnSync("bash", [script, "up"], { stdio: "inherit", timeout: 3_600_000 });
   if (up.status !== 0) {
-    throw new Error(`scripts/k8s.sh up failed (exit ${up.status ?? up.signal}); the cluster tests cannot run`);
+    throw new Error(
+      `scripts/k8s.sh up failed (exit ${up.status ?? up.signal}); the cluster tests cannot run`,
+    );
   }
   const env = spawnSync("bash", [script, "env"], { encoding: "utf8" });
   if (env.status !== 0) throw new Error(`scripts/k8s.sh env failed: ${env.stderr}`);
