@@ -38,7 +38,7 @@ describe("single-node Kubernetes cluster", () => {
   it("has exactly one node, and it is Ready", async () => {
     const nodes = await kubectlJson<NodeList>(["get", "nodes"]);
     expect(nodes.items).toHaveLength(1);
-    const [node] = nodes.items;
+    const node = nodes.items[0]!;
     const ready = node.status.conditions.find((c) => c.type === "Ready");
     expect(ready?.status).toBe("True");
     const server = JSON.parse(await kubectl(["version", "-o", "json"])) as {
@@ -76,7 +76,7 @@ describe("single-node Kubernetes cluster", () => {
       reason: "Completed",
     });
     const nodes = await kubectlJson<NodeList>(["get", "nodes"]);
-    expect(status.spec.nodeName).toBe(nodes.items[0].metadata.name);
+    expect(status.spec.nodeName).toBe(nodes.items[0]?.metadata.name);
 
     expect((await kubectl(["logs", pod])).trim()).toBe("hello from k8s");
 
