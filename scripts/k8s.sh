@@ -331,6 +331,10 @@ state = "$RUN_DIR/containerd"
   # gives sandboxes (-998) and Guaranteed pods (-997) makes runc fail ("can't get final child's
   # PID from pipe"). This clamps them to containerd's own score (0), as for rootless containerd.
   restrict_oom_score_adj = true
+  # Pod network namespaces under this containerd's own state folder, not /run/netns: there, an
+  # "ip netns add" by anyone else bind-mounts /run/netns over itself, hides the mounts made
+  # before, and the sandboxes can then never be removed ("unlinkat ...: device or resource busy").
+  netns_mounts_under_state_dir = true
 
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
