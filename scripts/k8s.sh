@@ -106,6 +106,7 @@ build_kubernetes() {
   (cd "$src" && "${LOW[@]}" "${GO_ENV[@]}" go build -p 2 -trimpath -ldflags "$ld" -o "$K8S_BIN/" "${pkgs[@]}" >>"$log" 2>&1) ||
     die "go build failed; see $log"
   touch "$K8S_BIN/.complete"
+  BUILT=1
   say "built kubernetes $K8S_VERSION: compile $(elapsed "$bt"), total $(elapsed "$start")"
 }
 
@@ -139,6 +140,7 @@ EOF
   (cd "$src" && "${LOW[@]}" "${GO_ENV[@]}" go mod tidy >"$log" 2>&1) || die "go mod tidy failed for etcd; see $log"
   (cd "$src" && "${LOW[@]}" "${GO_ENV[@]}" go build -p 2 -trimpath -ldflags "-s -w" -o "$ETCD_BIN/etcd" . >>"$log" 2>&1) ||
     die "go build failed for etcd; see $log"
+  BUILT=1
   say "built etcd $ETCD_VERSION in $(elapsed "$start")"
 }
 
@@ -189,9 +191,22 @@ C
   printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"amd64","os":"linux"},"annotations":{"io.containerd.image.name":"%s","org.opencontainers.image.ref.name":"%s"}}]}' \
     "$manifest_sha" "${#manifest}" "$PAUSE_IMAGE" "${PAUSE_IMAGE##*:}" >"$w/oci/index.json"
   printf '{"imageLayoutVersion":"1.0.0"}' >"$w/oci/oci-layout"
-  tar --numeric-owner --owner=0 --group=0 -C "$w/oci" -cf "$tar.tmp" oci-layout index.json blobs
+  tar --numeric-owner --owner=0 --group=0 --mtime=@0 --sort=name -C "$w/oci" -cf "$tar.tmp" oci-layout index.json blobs
   mv "$tar.tmp" "$tar"
   rm -rf "$w"
+}
+
+# Once the binaries are cached, the Go build cache (4 GiB) and module cache (1 GiB) only take disk.
+BUILT=0
+build_all() {
+  build_etcd
+  build_kubernetes
+  build_pause
+  if [ "$BUILT" = 1 ] && [ "${OCIAPP_K8S_KEEP_GO_CACHES:-0}" != 1 ]; then
+    say "removing the Go build and module caches (set OCIAPP_K8S_KEEP_GO_CACHES=1 to keep them)"
+    "${GO_ENV[@]}" go clean -cache -modcache >/dev/null 2>&1 || true
+    rm -rf "$CACHE_DIR/go-build" "$CACHE_DIR/go-mod"
+  fi
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -465,8 +480,11 @@ wait_for() {
 kubectl_() { "$K8S_BIN/kubectl" --kubeconfig "$ADMIN_KUBECONFIG" --request-timeout=10s "$@"; }
 ctr_() { ctr -a "$CTR_SOCK" -n k8s.io "$@"; }
 # (No `cmd | grep -q` anywhere: grep's early exit can fail the pipeline under pipefail.)
+# shellcheck disable=SC2317 # called through wait_for
 https_ok() { [ "$(curl -fsk --max-time 3 "$1")" = ok ]; }
+# shellcheck disable=SC2317 # called through wait_for
 http_ok() { [ "$(curl -fs --max-time 3 "$1")" = ok ]; }
+# shellcheck disable=SC2317 # called through wait_for
 etcd_ok() { [[ "$(curl -fs --max-time 3 "http://127.0.0.1:$ETCD_CLIENT_PORT/health")" == *'"health":"true"'* ]]; }
 has_image() {
   local all
@@ -614,9 +632,7 @@ cmd_up() {
   preflight
   ensure_packages
   mkdir -p "$CACHE_DIR" "$STATE_DIR" "$RUN_DIR" "$PIDS" "$LOG_DIR"
-  build_etcd
-  build_kubernetes
-  build_pause
+  build_all
   ensure_pki
   write_configs
   start_etcd
@@ -702,15 +718,17 @@ cmd_env() {
   printf 'export PATH=%s:$PATH\n' "$K8S_BIN"
 }
 
-case "${1:-up}" in
-up) cmd_up ;;
-down) cmd_down ;;
-status) cmd_status ;;
-env) cmd_env ;;
-build)
-  build_etcd
-  build_kubernetes
-  build_pause
-  ;;
-*) die "unknown command: $1 (up, down, status, env, build)" ;;
-esac
+main() {
+  case "${1:-up}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  env) cmd_env ;;
+  build) build_all ;;
+  *) die "unknown command: $1 (up, down, status, env, build)" ;;
+  esac
+}
+
+# On one line, so that bash has read all it runs before it starts: editing or checking out this
+# file while it runs (a build takes minutes) cannot make it execute a half-read line.
+main "$@"; exit $?
