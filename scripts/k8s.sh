@@ -360,6 +360,8 @@ state = "$RUN_DIR/containerd"
 
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        # runc's state apart from /run/containerd/runc, which Docker's containerd uses.
+        Root = "$RUN_DIR/runc"
 
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
