@@ -217,9 +217,13 @@ ensure_packages() {
   local need=()
   [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/loopback ] && [ -x /usr/lib/cni/host-local ] || need+=(containernetworking-plugins)
   command -v runc >/dev/null || need+=(runc)
-  command -v containerd >/dev/null || need+=(containerd)
   command -v openssl >/dev/null || need+=(openssl)
   command -v curl >/dev/null || need+=(curl)
+  if ! command -v containerd >/dev/null || ! command -v ctr >/dev/null; then
+    die "containerd is not installed: run scripts/engine.sh first (it installs containerd 1.7 from Debian trixie)"
+  fi
+  [[ "$(containerd --version)" =~ \ (1\.[7-9]|[2-9]\.) ]] ||
+    die "the node needs containerd >= 1.7 (found: $(containerd --version)); run scripts/engine.sh first"
   [ "${#need[@]}" = 0 ] && return 0
   say "installing Debian packages: ${need[*]}"
   apt-get -qq update >/dev/null
@@ -456,7 +460,8 @@ start() {
   say "starting $name (log: $LOG_DIR/$name.log)"
   mkdir -p "$PIDS" "$LOG_DIR"
   printf '\n---- %s %s\n' "$(date -u +%FT%TZ)" "$*" >>"$LOG_DIR/$name.log"
-  setsid nohup "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+  # The subshell execs setsid, which execs nohup, which execs the daemon: $! is the daemon's pid.
+  (cd / && exec setsid nohup "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null) &
   echo $! >"$PIDS/$name.pid"
 }
 
@@ -623,7 +628,9 @@ preflight() {
 cmd_up() {
   local t0=$SECONDS
   if [ "$KUBECONFIG" != "$ADMIN_KUBECONFIG" ]; then
-    if timeout 10 kubectl get --raw /readyz >/dev/null 2>&1; then
+    local kc=kubectl
+    [ -x "$K8S_BIN/kubectl" ] && kc=$K8S_BIN/kubectl
+    if timeout 10 "$kc" get --raw /readyz >/dev/null 2>&1; then
       say "a cluster already answers at KUBECONFIG=$KUBECONFIG: nothing to do"
       return 0
     fi
