@@ -692,12 +692,26 @@ stop_containers() {
   [ -z "$tasks" ] || say "warning: tasks still in the node's containerd: $tasks"
 }
 
+# What the node leaves mounted once its daemons are gone: the kubelet's root folder (bind-mounted
+# onto itself) with pods' tmpfs volumes below it, and the killed sandboxes' network namespaces and
+# /dev/shm under containerd's state. Deepest first. The next kubelet and containerd set up again
+# whatever their pods still need, and release the sandboxes' addresses.
+unmount_leftovers() {
+  local mounts m
+  mounts=$(awk -v a="$STATE_DIR" -v b="$RUN_DIR" \
+    '$5 == a || index($5, a "/") == 1 || $5 == b || index($5, b "/") == 1 { print $5 }' /proc/self/mountinfo | sort -r)
+  [ -n "$mounts" ] || return 0
+  say "unmounting $(printf '%s\n' "$mounts" | wc -l) mount(s) left under $STATE_DIR and $RUN_DIR"
+  while IFS= read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done <<<"$mounts"
+}
+
 cmd_down() {
   stop_daemons kubelet kube-scheduler kube-controller-manager
   stop_daemons kube-apiserver
   stop_containers
   stop_daemons containerd
   stop_daemons etcd
+  unmount_leftovers
   say "stopped; state in $STATE_DIR and builds in $CACHE_DIR are kept"
 }
 
