@@ -78,7 +78,7 @@ build_kubernetes() {
   # The upstream go.mod points every k8s.io staging module at ./staging/src with a replace line;
   # replaces of a dependency do not apply, so this wrapper pins each one to its published v0.x.
   local kgomod
-  kgomod=$("${GO_ENV[@]}" go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^\s*"GoMod": "\(.*\)",\?$/\1/p')
+  kgomod=$("${GO_ENV[@]}" go mod download -json "k8s.io/kubernetes@$K8S_VERSION" 2>>"$log" | sed -n 's/^\s*"GoMod": "\(.*\)",\?$/\1/p')
   [ -f "$kgomod" ] || die "could not download k8s.io/kubernetes@$K8S_VERSION; see $log"
   {
     printf 'module ociapp.local/kubernetes-build\n\n'
