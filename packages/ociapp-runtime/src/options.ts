@@ -30,6 +30,13 @@ export interface ContainerOptions {
   logMaxSize?: string;
   /** Allow `user` to be root (uid 0). Default false. */
   allowRoot?: boolean;
+  /**
+   * The OCI runtime the engine runs the container with, by the name the engine registered it under:
+   * "runc" (default) or "runsc" (gVisor: a user-space kernel between the app and the host's; see the
+   * README's sandbox section for what it costs). Whether the engine has it is checked at the first
+   * engine contact. runsc requires networkMode "none".
+   */
+  runtime?: string;
 }
 
 export interface RuntimeOptions {
@@ -121,6 +128,7 @@ export interface ResolvedContainerOptions {
   pidsLimit: number;
   logMaxSize: string;
   allowRoot: boolean;
+  runtime: string;
 }
 
 export interface ResolvedOptions {
@@ -230,6 +238,7 @@ function resolveContainer(value: unknown): ResolvedContainerOptions {
     "pidsLimit",
     "logMaxSize",
     "allowRoot",
+    "runtime",
   ]);
   for (const key of Object.keys(options)) {
     if (!known.has(key)) throw new OptionsError(`Runtime option container.${key} is not a known option`);
@@ -265,6 +274,19 @@ function resolveContainer(value: unknown): ResolvedContainerOptions {
       `Runtime option container.networkMode must be a string (got ${show(networkMode)})`,
     );
   }
+  const runtime = options.runtime ?? "runc";
+  if (typeof runtime !== "string" || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(runtime)) {
+    throw new OptionsError(
+      `Runtime option container.runtime must be an OCI runtime name such as "runc" or "runsc" (got ${show(runtime)})`,
+    );
+  }
+  // gVisor's own network stack is off (--network=none): any other mode would silently give the app
+  // only a loopback device, so it is refused rather than pretended.
+  if (runtime === "runsc" && networkMode !== "none") {
+    throw new OptionsError(
+      `Runtime option container.networkMode must be "none" with container.runtime "runsc" (got ${show(networkMode)})`,
+    );
+  }
   const capDrop = options.capDrop ?? ["ALL"];
   if (!Array.isArray(capDrop) || capDrop.some((cap) => typeof cap !== "string")) {
     throw new OptionsError(
@@ -289,6 +311,7 @@ function resolveContainer(value: unknown): ResolvedContainerOptions {
     pidsLimit: integer("Runtime", "container.pidsLimit", options.pidsLimit, 256, 0),
     logMaxSize,
     allowRoot,
+    runtime,
   };
 }
 

@@ -20,7 +20,7 @@ import { Call, CallDeadlines } from "./pool/call.js";
 import { type ArtifactStats, Pool } from "./pool/pool.js";
 import { Reaper } from "./pool/reaper.js";
 import { ReceiveBudget } from "./protocol/receive-budget.js";
-import { untilAborted } from "./util/bounded.js";
+import { engineCall, untilAborted } from "./util/bounded.js";
 import { within } from "./util/timers.js";
 
 export { LABELS } from "./labels.js";
@@ -232,9 +232,18 @@ export class Runtime implements AsyncDisposable {
         () => undefined,
         () => undefined,
       );
-      this.swept = within(sweep, this.options.startupTimeout).then(() =>
-        writeOwnerRecord(this.options.socketDir, this.short, ownIdentity()),
-      );
+      const { runtime } = this.options.container;
+      const checked =
+        runtime === "runc"
+          ? Promise.resolve()
+          : engineCall(
+              (signal) => this.engine.checkRuntime(runtime, signal),
+              this.options.startupTimeout,
+              `say whether it has the OCI runtime ${runtime}`,
+            );
+      this.swept = checked
+        .then(() => within(sweep, this.options.startupTimeout))
+        .then(() => writeOwnerRecord(this.options.socketDir, this.short, ownIdentity()));
       this.swept.catch(() => {
         this.swept = undefined;
       });

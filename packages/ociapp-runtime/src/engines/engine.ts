@@ -62,6 +62,11 @@ export interface Engine {
   /** Resolves when the engine answers and can run the runtime's containers; else EngineUnavailableError. */
   ping(signal?: AbortSignal): Promise<void>;
   hasImage(reference: string, signal?: AbortSignal): Promise<boolean>;
+  /**
+   * Resolves when the engine can run containers with the OCI runtime `name` ("runc", "runsc");
+   * else EngineUnavailableError naming how to register it.
+   */
+  checkRuntime(name: string, signal?: AbortSignal): Promise<void>;
   /** Streams an image tarball to the engine. The runtime bounds the whole load; an engine may bound idle time. */
   loadImage(path: string, signal?: AbortSignal): Promise<void>;
   /**

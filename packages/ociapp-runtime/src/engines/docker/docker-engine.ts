@@ -76,6 +76,25 @@ export class DockerEngine implements Engine {
     }
   }
 
+  async checkRuntime(name: string, signal?: AbortSignal): Promise<void> {
+    let info: { Runtimes?: Record<string, unknown> };
+    try {
+      info = await untilAborted(this.docker.info(), signal, "answer an info request");
+    } catch (error) {
+      throw engineError("answer an info request", error, this.where);
+    }
+    if (!info.Runtimes || !(name in info.Runtimes)) {
+      const known = Object.keys(info.Runtimes ?? {}).join(", ") || "none";
+      throw new EngineUnavailableError(
+        `${this.where} has no OCI runtime "${name}" (it has: ${known}); register it under "runtimes" in /etc/docker/daemon.json${
+          name === "runsc"
+            ? ' ({"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--platform=systrap", "--network=none", "--host-uds=open"]}}; scripts/engine.sh runsc does it)'
+            : ""
+        } and reload dockerd (SIGHUP)`,
+      );
+    }
+  }
+
   async hasImage(reference: string, signal?: AbortSignal): Promise<boolean> {
     try {
       await untilAborted(this.docker.getImage(reference).inspect(), signal, `inspect image ${reference}`);
@@ -125,6 +144,7 @@ export class DockerEngine implements Engine {
         CapDrop: c.capDrop,
         SecurityOpt: c.noNewPrivileges ? ["no-new-privileges"] : [],
         Init: c.init,
+        Runtime: c.runtime,
         // Swap equal to memory: no swap, so a memory-hungry app is OOM-killed rather than slowed.
         Memory: c.memory,
         MemorySwap: c.memory === 0 ? 0 : c.memory,
@@ -146,6 +166,10 @@ export class DockerEngine implements Engine {
     }
     const id = container.id;
     const record = this.events.watch(id);
+    // Under gVisor the host's OOM killer kills one of the sandbox's processes and the sandbox hangs
+    // (docs/engines.md: 10 minutes until a docker kill): the runtime kills it at its oom event.
+    if (c.runtime === "runsc")
+      record.onOom = () => void this.killContainer(id, "SIGKILL").catch(() => undefined);
     let attach: NodeJS.ReadableStream | undefined;
     try {
       // Both must be in place before start; they do not depend on each other.
