@@ -21,6 +21,7 @@ import {
   type Throughput,
   timeIt,
 } from "./measure.js";
+import { measureParsing } from "./parse-limits.js";
 import { type RawEcho, startContainerEcho, startHostEcho } from "./raw-baselines.js";
 
 const execFileAsync = promisify(execFile);
@@ -200,6 +201,9 @@ try {
     };
   });
 
+  log("parsing: frames the default limits allow, and two they refuse");
+  const parsing = measureParsing(log);
+
   log("failures: docker kill with calls in flight (20 rounds), close() then exit");
   const failures = await measureFailures(20, log);
 
@@ -250,6 +254,7 @@ try {
     },
     rss,
     failures,
+    parsing,
   };
   await writeFile(RESULTS, `${JSON.stringify(results, null, 2)}\n`);
 

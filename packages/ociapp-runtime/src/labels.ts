@@ -3,6 +3,9 @@ export const LABELS = {
   managed: "dev.ociapp.managed",
   runtime: "dev.ociapp.runtime",
   artifact: "dev.ociapp.artifact",
-  /** "<hostname>:<pid>" of the process that owns the runtime. */
+  /**
+   * "<boot id>/<pid namespace>/<pid>/<start time>" of the process that owns the runtime (see
+   * host/owner.ts): unique across hosts, boots, PID namespaces and pid reuse.
+   */
   owner: "dev.ociapp.owner",
 } as const;

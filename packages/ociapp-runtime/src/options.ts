@@ -40,6 +40,13 @@ export interface ContainerOptions {
   logMaxSize?: string;
   /** Allow `user` to be root (uid 0). Default false. */
   allowRoot?: boolean;
+  /**
+   * The OCI runtime the engine runs the container with, by the name the engine registered it under:
+   * "runc" (default) or "runsc" (gVisor: a user-space kernel between the app and the host's; see the
+   * README's sandbox section for what it costs). Whether the engine has it is checked at the first
+   * engine contact. runsc requires networkMode "none".
+   */
+  runtime?: string;
 }
 
 export interface RuntimeOptions {
@@ -66,13 +73,20 @@ export interface RuntimeOptions {
   /** Largest frame body either side may send, in bytes. Default 16 MiB. */
   maxFrameBytes?: number;
   /**
+   * Most bytes of partly received frames held at once over all of the runtime's containers. Past it,
+   * one container finishes its frame while the others wait (their frame timeouts suspended), so a
+   * burst of large answers costs at most this plus maxFrameBytes. Default 64 MiB; at least
+   * maxFrameBytes.
+   */
+  maxBufferedBytes?: number;
+  /**
    * Deepest nesting of arrays and objects in a frame from a container (the top-level object is 1),
    * checked on the bytes before parsing and announced in the host's hello. Default 64.
    */
   maxDepth?: number;
   /**
    * Most values in a frame from a container (the top-level value, every array element and every
-   * object member), checked on the bytes before parsing and announced in the hello. Default 1 000 000.
+   * object member), checked on the bytes before parsing and announced in the hello. Default 100 000.
    */
   maxValues?: number;
   /** Environment for the app in every container. */
@@ -131,6 +145,7 @@ export interface ResolvedContainerOptions {
   pidsLimit: number;
   logMaxSize: string;
   allowRoot: boolean;
+  runtime: string;
 }
 
 export interface ResolvedOptions {
@@ -144,6 +159,7 @@ export interface ResolvedOptions {
   minInstances: number;
   maxQueue: number;
   maxFrameBytes: number;
+  maxBufferedBytes: number;
   maxDepth: number;
   maxValues: number;
   env: Record<string, string>;
@@ -241,6 +257,7 @@ function resolveContainer(value: unknown): ResolvedContainerOptions {
     "pidsLimit",
     "logMaxSize",
     "allowRoot",
+    "runtime",
   ]);
   for (const key of Object.keys(options)) {
     if (!known.has(key)) throw new OptionsError(`Runtime option container.${key} is not a known option`);
@@ -276,6 +293,19 @@ function resolveContainer(value: unknown): ResolvedContainerOptions {
       `Runtime option container.networkMode must be a string (got ${show(networkMode)})`,
     );
   }
+  const runtime = options.runtime ?? "runc";
+  if (typeof runtime !== "string" || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(runtime)) {
+    throw new OptionsError(
+      `Runtime option container.runtime must be an OCI runtime name such as "runc" or "runsc" (got ${show(runtime)})`,
+    );
+  }
+  // gVisor's own network stack is off (--network=none): any other mode would silently give the app
+  // only a loopback device, so it is refused rather than pretended.
+  if (runtime === "runsc" && networkMode !== "none") {
+    throw new OptionsError(
+      `Runtime option container.networkMode must be "none" with container.runtime "runsc" (got ${show(networkMode)})`,
+    );
+  }
   const capDrop = options.capDrop ?? ["ALL"];
   if (!Array.isArray(capDrop) || capDrop.some((cap) => typeof cap !== "string")) {
     throw new OptionsError(
@@ -300,6 +330,7 @@ function resolveContainer(value: unknown): ResolvedContainerOptions {
     pidsLimit: integer("Runtime", "container.pidsLimit", options.pidsLimit, 256, 0),
     logMaxSize,
     allowRoot,
+    runtime,
   };
 }
 
@@ -320,6 +351,7 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
     "minInstances",
     "maxQueue",
     "maxFrameBytes",
+    "maxBufferedBytes",
     "maxDepth",
     "maxValues",
     "env",
@@ -353,6 +385,14 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
       );
     }
   }
+  const maxFrameBytes = integer(
+    scope,
+    "maxFrameBytes",
+    options.maxFrameBytes,
+    16 * 1024 * 1024,
+    MIN_LIMITS.maxFrameBytes,
+    MAX_FRAME_BYTES_LIMIT,
+  );
   const socketDirInput = options.socketDir ?? defaultRuntimeDir();
   if (typeof socketDirInput !== "string" || socketDirInput === "") {
     throw new OptionsError(`Runtime option socketDir must be a directory path (got ${show(socketDirInput)})`);
@@ -373,13 +413,13 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
     maxConcurrency: integer(scope, "maxConcurrency", options.maxConcurrency, 64, 1, 65_536),
     minInstances,
     maxQueue: integer(scope, "maxQueue", options.maxQueue, 1_000, 0),
-    maxFrameBytes: integer(
+    maxFrameBytes,
+    maxBufferedBytes: integer(
       scope,
-      "maxFrameBytes",
-      options.maxFrameBytes,
-      16 * 1024 * 1024,
-      MIN_LIMITS.maxFrameBytes,
-      MAX_FRAME_BYTES_LIMIT,
+      "maxBufferedBytes",
+      options.maxBufferedBytes,
+      Math.max(64 * 1024 * 1024, maxFrameBytes),
+      maxFrameBytes,
     ),
     maxDepth: integer(scope, "maxDepth", options.maxDepth, DEFAULT_MAX_DEPTH, MIN_LIMITS.maxDepth, 100_000),
     maxValues: integer(

@@ -1,10 +1,11 @@
 import { randomUUID } from "node:crypto";
-import { hostname } from "node:os";
 import { encodeFrame } from "ociapp/protocol";
 import { ArtifactCache, type ReadArtifactIndex } from "./artifacts/artifact-cache.js";
 import { DockerEngine } from "./engines/docker/docker-engine.js";
 import type { Engine } from "./engines/engine.js";
 import { InvalidRequestError, OptionsError, RuntimeClosedError } from "./errors.js";
+import { formatOwner, ownIdentity } from "./host/owner.js";
+import { removeOwnerRecord, writeOwnerRecord } from "./host/runtime-dir.js";
 import { sweepOrphans } from "./host/sweep.js";
 import { ImageRetention, type ImageRetentionStats } from "./images/retention-runner.js";
 import { seamsOf } from "./internal/seams.js";
@@ -19,7 +20,9 @@ import {
 import { Call, CallDeadlines } from "./pool/call.js";
 import { type ArtifactStats, Pool } from "./pool/pool.js";
 import { Reaper } from "./pool/reaper.js";
-import { untilAborted } from "./util/bounded.js";
+import { ReceiveBudget } from "./protocol/receive-budget.js";
+import { engineCall, untilAborted } from "./util/bounded.js";
+import { within } from "./util/timers.js";
 
 export { LABELS } from "./labels.js";
 
@@ -27,6 +30,8 @@ export interface RuntimeStats {
   /** The runtime's id: the value of every container's dev.ociapp.runtime label. */
   runtimeId: string;
   closed: boolean;
+  /** Bytes of partly received frames held now and at most, over all containers (see maxBufferedBytes). */
+  receiveBuffer: { bytes: number; peakBytes: number; limit: number; pausedConnections: number };
   artifacts: ArtifactStats[];
   /** Image retention: passes run, images removed, the last pass's error (retention is best effort). */
   images: ImageRetentionStats;
@@ -59,6 +64,8 @@ export class Runtime implements AsyncDisposable {
   private readonly reaper: Reaper;
   private readonly now: () => number;
   private readonly short: string;
+  /** Bytes of partly received frames, over every container of this runtime. */
+  private readonly budget: ReceiveBudget;
   /** Timeouts of the calls made with requestTimeout: one list, one timer. */
   private readonly deadlines = new CallDeadlines();
   private counter = 0;
@@ -84,7 +91,8 @@ export class Runtime implements AsyncDisposable {
       readIndex: internals.readIndex ?? readIndexFromArtifact,
       now: this.now,
     });
-    this.short = this.id.slice(0, 8);
+    this.short = this.id.replaceAll("-", "").slice(0, 12);
+    this.budget = new ReceiveBudget(this.options.maxBufferedBytes);
     this.usageCheckedAt = this.now();
     this.retention = new ImageRetention(this.engine, this.options.images, () => this.imageUsage());
     this.reaper = new Reaper(this.options.reaperInterval, () => this.reap());
@@ -163,6 +171,12 @@ export class Runtime implements AsyncDisposable {
     return {
       runtimeId: this.id,
       closed: this.closing !== undefined,
+      receiveBuffer: {
+        bytes: this.budget.held,
+        peakBytes: this.budget.peak,
+        limit: this.budget.maxBytes,
+        pausedConnections: this.budget.paused,
+      },
       artifacts: [...this.pools.values()].map((pool) => pool.stats()),
       images: { ...this.retention.stats },
     };
@@ -189,7 +203,9 @@ export class Runtime implements AsyncDisposable {
       this.reaper.stop();
       const retention = this.retention.close();
       this.closing = Promise.all([...[...this.pools.values()].map((pool) => pool.close()), retention]).then(
-        () => undefined,
+        async () => {
+          if (this.swept) await removeOwnerRecord(this.options.socketDir, this.short);
+        },
       );
     }
     return this.closing;
@@ -211,10 +227,11 @@ export class Runtime implements AsyncDisposable {
             [LABELS.managed]: "true",
             [LABELS.runtime]: this.id,
             [LABELS.artifact]: digest,
-            [LABELS.owner]: `${hostname()}:${process.pid}`,
+            [LABELS.owner]: formatOwner(ownIdentity()),
           },
           nextName: () => `ociapp-${this.short}-${++this.containers}`,
-          folderPrefix: `${process.pid}-${this.short}-`,
+          folderPrefix: `${this.short}-`,
+          budget: this.budget,
           prepare: () => this.sweepOnce(),
           now: this.now,
         },
@@ -229,20 +246,32 @@ export class Runtime implements AsyncDisposable {
 
   /**
    * Before its first container, a runtime removes what dead runtimes of this host left behind
-   * (containers and socket folders). Best effort: a failure here never fails a call.
+   * (containers and folders; best effort, bounded by startupTimeout: a failure here never fails a
+   * call), then records itself as the owner of its own folders. A socketDir that is not private is
+   * an OptionsError for the calls that wait on it.
    */
   private sweepOnce(): Promise<void> {
     if (!this.swept) {
-      // Bounded by startupTimeout: a wedged engine's list must not hold every first start.
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const bound = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, this.options.startupTimeout);
-      });
-      const sweep = sweepOrphans(this.engine, this.options.socketDir, hostname()).then(
+      // Bounded: a wedged engine's list must not hold every first start.
+      const sweep = sweepOrphans(this.engine, this.options.socketDir).then(
         () => undefined,
         () => undefined,
       );
-      this.swept = Promise.race([sweep, bound]).finally(() => clearTimeout(timer));
+      const { runtime } = this.options.container;
+      const checked =
+        runtime === "runc"
+          ? Promise.resolve()
+          : engineCall(
+              (signal) => this.engine.checkRuntime(runtime, signal),
+              this.options.startupTimeout,
+              `say whether it has the OCI runtime ${runtime}`,
+            );
+      this.swept = checked
+        .then(() => within(sweep, this.options.startupTimeout))
+        .then(() => writeOwnerRecord(this.options.socketDir, this.short, ownIdentity()));
+      this.swept.catch(() => {
+        this.swept = undefined;
+      });
     }
     return this.swept;
   }

@@ -113,6 +113,9 @@ describe("DockerEngine when a create completes after the caller gave up", () => 
       if (url.startsWith("/events")) {
         response.writeHead(200, { "content-type": "application/json" });
         response.flushHeaders();
+      } else if (url.startsWith("/images/")) {
+        response.writeHead(200, { "content-type": "application/json" });
+        response.end(JSON.stringify({ Id: "sha256:image", Config: {} }));
       } else if (url.startsWith("/containers/create?")) {
         request.resume();
         setTimeout(() => {

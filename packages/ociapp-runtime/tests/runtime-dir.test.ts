@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { OptionsError } from "../src/errors.js";
+import { type OwnerIdentity, ownIdentity } from "../src/host/owner.js";
 import {
   defaultRuntimeDir,
   ensurePrivateDir,
@@ -11,6 +12,7 @@ import {
   makeContainerFolder,
   removeContainerFolder,
   sweepFolders,
+  writeOwnerRecord,
 } from "../src/host/runtime-dir.js";
 import { OneShotListener } from "../src/protocol/listener.js";
 
@@ -88,7 +90,7 @@ describe("the private runtime folder", () => {
     async () => {
       const parent = join(work, "runtime");
       await chmod(work, 0o755);
-      const folder = await makeContainerFolder(parent, `${process.pid}-0123abcd-`);
+      const folder = await makeContainerFolder(parent, "0123456789ab-");
       const listener = await OneShotListener.listen(join(folder, HOST_SOCKET));
       try {
         const probe = `
@@ -157,30 +159,49 @@ describe("container folders and the sweep", () => {
     await rm(work, { recursive: true, force: true });
   });
 
-  it("removes a dead runtime's folders and nothing outside the parent, never following a link", async () => {
+  it("removes a dead runtime's folders and record, and nothing outside the parent, never following a link", async () => {
     const parent = join(work, "runtime");
-    await ensurePrivateDir(parent);
     const outside = join(work, "outside");
     await mkdir(outside);
     await writeFile(join(outside, HOST_SOCKET), "must stay");
     await writeFile(join(outside, "precious"), "must stay");
-    const dead = 999_999;
-    const folder = await makeContainerFolder(parent, `${dead}-0123abcd-`);
+    const deadOwner = { ...ownIdentity(), pid: 999_999, start: "1" };
+    await writeOwnerRecord(parent, "0123456789ab", deadOwner);
+    await writeOwnerRecord(parent, "ba9876543210", ownIdentity());
+    const folder = await makeContainerFolder(parent, "0123456789ab-");
     await writeFile(join(folder, HOST_SOCKET), "");
-    // A folder name of a dead runtime that is a link to a folder outside the parent.
-    await symlink(outside, join(parent, `${dead}-0123abcd-AbCdEf`));
-    const live = await makeContainerFolder(parent, `${process.pid}-0123abcd-`);
-    expect(await sweepFolders(parent, (pid) => pid === dead)).toBe(2);
-    expect(await readdir(parent)).toEqual([live.slice(parent.length + 1)]);
+    // A folder name of the dead runtime that is a link to a folder outside the parent.
+    await symlink(outside, join(parent, "0123456789ab-AbCdEf"));
+    const live = await makeContainerFolder(parent, "ba9876543210-");
+    const dead = (owner: OwnerIdentity) => owner.pid === 999_999;
+    expect(await sweepFolders(parent, dead)).toBe(2);
+    expect((await readdir(parent)).sort()).toEqual(
+      [live.slice(parent.length + 1), "ba9876543210.owner"].sort(),
+    );
     expect((await readdir(outside)).sort()).toEqual([HOST_SOCKET, "precious"]);
+  });
+
+  it("trusts no owner record that is a link, too large or malformed", async () => {
+    const parent = join(work, "runtime");
+    await ensurePrivateDir(parent);
+    const target = join(work, "record");
+    await writeFile(target, JSON.stringify({ ...ownIdentity(), pid: 999_999, start: "1" }));
+    await symlink(target, join(parent, "0123456789ab.owner"));
+    await writeFile(join(parent, "aaaaaaaaaaaa.owner"), "x".repeat(2048));
+    await writeFile(join(parent, "bbbbbbbbbbbb.owner"), "{}");
+    for (const prefix of ["0123456789ab", "aaaaaaaaaaaa", "bbbbbbbbbbbb"])
+      await makeContainerFolder(parent, `${prefix}-`);
+    expect(await sweepFolders(parent, () => true)).toBe(0);
+    expect(await readdir(parent)).toHaveLength(6);
   });
 
   it("sweeps nothing in a parent that is not private", async () => {
     const parent = join(work, "open");
     await mkdir(parent);
     await chmod(parent, 0o777);
-    await mkdir(join(parent, "999999-0123abcd-AbCdEf"));
+    await mkdir(join(parent, "0123456789ab-AbCdEf"));
+    await writeFile(join(parent, "0123456789ab.owner"), JSON.stringify({ ...ownIdentity(), pid: 999_999 }));
     expect(await sweepFolders(parent, () => true)).toBe(0);
-    expect(await readdir(parent)).toEqual(["999999-0123abcd-AbCdEf"]);
+    expect((await readdir(parent)).sort()).toEqual(["0123456789ab-AbCdEf", "0123456789ab.owner"]);
   });
 });

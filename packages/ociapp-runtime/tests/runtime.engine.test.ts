@@ -1,5 +1,5 @@
 import { execFile, spawn } from "node:child_process";
-import { copyFile, link, mkdtemp, readdir, rm, stat } from "node:fs/promises";
+import { copyFile, link, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -8,6 +8,7 @@ import { promisify } from "node:util";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { formatOwner, ownIdentity } from "../src/host/owner.js";
 import {
   DockerEngine,
   InstanceStartupError,
@@ -43,6 +44,13 @@ function blockEventLoop(ms: number): void {
     // busy
   }
 }
+
+/**
+ * The OCI runtime every container of this file runs with: "runc" (default) or, with
+ * OCIAPP_TEST_OCI_RUNTIME=runsc, gVisor (CI runs the file both ways; README: the support table).
+ */
+const OCI_RUNTIME = process.env.OCIAPP_TEST_OCI_RUNTIME ?? "runc";
+const GVISOR = OCI_RUNTIME === "runsc";
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] as number;
@@ -82,10 +90,30 @@ describe("Runtime against the Docker engine", () => {
     }
     if (socketDir) await rm(socketDir, { recursive: true, force: true });
     await fixture?.remove();
+    await hostileProject?.remove();
   });
 
+  /** A second build of the fixture, with hostile.flag: another digest, hostile when the env says so. */
+  let hostileBuild: Promise<{ path: string; digest: string }> | undefined;
+  let hostileProject: FixtureProject | undefined;
+  function hostileArtifact(): Promise<{ path: string; digest: string }> {
+    hostileBuild ??= (async () => {
+      hostileProject = await fixtureProject();
+      await hostileProject.markHostile();
+      const built = await hostileProject.build();
+      digests.add(built.digest);
+      expect(built.digest).not.toBe(artifact.digest);
+      return built;
+    })();
+    return hostileBuild;
+  }
+
   function runtime(options: RuntimeOptions = {}): Runtime {
-    const created = new Runtime({ socketDir, ...options });
+    const created = new Runtime({
+      socketDir,
+      ...options,
+      container: { runtime: OCI_RUNTIME, ...options.container },
+    });
     runtimes.push(created);
     return created;
   }
@@ -118,7 +146,8 @@ describe("Runtime against the Docker engine", () => {
       [LABELS.managed]: "true",
       [LABELS.runtime]: rt.id,
       [LABELS.artifact]: artifact.digest,
-      [LABELS.owner]: expect.stringMatching(new RegExp(`:${process.pid}$`)),
+      // boot id / PID namespace / pid / start time
+      [LABELS.owner]: expect.stringMatching(new RegExp(`^[0-9a-f-]{36}/\\d+/${process.pid}/\\d+$`)),
     });
     latencies.sort((a, b) => a - b);
     console.info(
@@ -180,7 +209,8 @@ describe("Runtime against the Docker engine", () => {
     expect((error as InstanceStartupError).logs).toContain("hanging on load");
     expect(Date.now() - started).toBeLessThan(30_000);
     expect(await containersOf(rt)).toEqual([]);
-    expect(await readdir(socketDir)).toEqual([]);
+    // Nothing but the runtime's own owner record (removed at close()).
+    expect((await readdir(socketDir)).filter((name) => !name.endsWith(".owner"))).toEqual([]);
   });
 
   it("times out and aborts sleeping calls at once, and the container keeps serving", async () => {
@@ -405,36 +435,92 @@ describe("Runtime against the Docker engine", () => {
       expect(await engine.listContainers(labels)).toHaveLength(1);
       child.kill("SIGKILL");
       await new Promise((resolve) => child.once("exit", resolve));
-      return { labels, pid };
+      return { labels, pid, short: runtimeId.replaceAll("-", "").slice(0, 12) };
     };
 
     // The host's death closes the container's only connection: its app exits at once (whatever the
     // orphan timeout), and the engine removes it.
     const first = await host(600_000);
     await eventually(async () => (await engine.listContainers(first.labels)).length === 0, 60_000);
-    // The dead host's folder stays until the next runtime on this host sweeps it.
-    expect((await readdir(socketDir)).some((name) => name.startsWith(`${first.pid}-`))).toBe(true);
+    // The dead host's folder and owner record stay until the next runtime on this host sweeps them.
+    const leftover = (await readdir(socketDir)).filter((name) => name.startsWith(first.short));
+    expect(leftover.sort()).toEqual([
+      expect.stringMatching(new RegExp(`^${first.short}-`)),
+      `${first.short}.owner`,
+    ]);
     const rt = runtime();
     await rt.warm(artifact.path);
-    const left = await readdir(socketDir);
-    expect(left.filter((name) => name.startsWith(`${first.pid}-`))).toEqual([]);
+    expect((await readdir(socketDir)).filter((name) => name.startsWith(first.short))).toEqual([]);
+  });
+
+  it("sweeps nothing it cannot prove is an orphan: a replica in another PID namespace, a plain run of an image with ociapp labels", async () => {
+    // A replica of this service in its own PID namespace (same hostname, same engine).
+    const script = fileURLToPath(new URL("./support/orphan-host.ts", import.meta.url));
+    const work = await mkdtemp(join(tmpdir(), "ort-labels-"));
+    const replicaDir = join(work, "replica");
+    const replica = spawn(
+      "unshare",
+      [
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--mount-proc",
+        process.execPath,
+        "--conditions=source",
+        "--import",
+        "tsx",
+        script,
+        artifact.path,
+        replicaDir,
+        "600000",
+      ],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    const tag = `ociapp-test/labelled:${Date.now()}`;
+    let plain = "";
+    try {
+      let line: string | undefined;
+      for await (const first of createInterface({ input: replica.stdout })) {
+        line = first;
+        break;
+      }
+      const { runtimeId } = JSON.parse(line as string) as { runtimeId: string };
+      const replicaLabels = { [LABELS.managed]: "true", [LABELS.runtime]: runtimeId };
+      expect(await engine.listContainers(replicaLabels)).toHaveLength(1);
+      // An image carrying the labels of a dead owner of this host and namespace, run plainly.
+      const self = ownIdentity();
+      const fake = formatOwner({ ...self, pid: 999_999, start: "1" });
+      await writeFile(
+        join(work, "Containerfile"),
+        `FROM node:20-bookworm-slim\nLABEL dev.ociapp.managed=true dev.ociapp.owner=${fake}\nCMD ["sleep", "600"]\n`,
+      );
+      await execFileAsync("docker", ["build", "-q", "-f", join(work, "Containerfile"), "-t", tag, work]);
+      plain = (await execFileAsync("docker", ["run", "-d", "--rm", "--network", "none", tag])).stdout.trim();
+      // This runtime's first start sweeps: both survive.
+      const rt = runtime();
+      await rt.warm(artifact.path);
+      expect(await engine.listContainers(replicaLabels)).toHaveLength(1);
+      expect((await engine.docker.getContainer(plain).inspect()).State.Running).toBe(true);
+    } finally {
+      replica.kill("SIGKILL");
+      if (plain) await execFileAsync("docker", ["rm", "-f", plain]).catch(() => undefined);
+      await execFileAsync("docker", ["image", "rm", "-f", tag]).catch(() => undefined);
+      await rm(work, { recursive: true, force: true });
+    }
   });
 
   it("gives the container no writable host path: every attack of a v1 container on its socket folder fails", async () => {
     const rt = runtime();
     const reply = await rt.execute<Reply>(artifact.path, { op: "attack-socket-folder" });
-    // A read-only bind mount: nothing can be created, replaced, removed or chmod-ed there.
-    expect(reply.value).toEqual({
-      write: "EROFS",
-      mkdir: "EROFS",
-      symlink: "EROFS",
-      replace: "EROFS",
-      unlink: "EROFS",
-      chmod: "EROFS",
-      listen: "EROFS",
-      // The runtime's listener took exactly one connection: a reconnect finds no socket file.
-      reconnect: "ENOENT",
-    });
+    // A read-only bind mount: nothing can be created, replaced, removed or chmod-ed there (gVisor's
+    // gofer refuses some with EACCES or EPERM before it looks at the mount; every attempt fails).
+    const attempts = reply.value as Record<string, string>;
+    const refused = GVISOR ? ["EROFS", "EACCES", "EPERM"] : ["EROFS"];
+    for (const attempt of ["write", "mkdir", "symlink", "replace", "unlink", "chmod", "listen"]) {
+      expect(refused, attempt).toContain(attempts[attempt]);
+    }
+    // The runtime's listener took exactly one connection: a reconnect finds no socket file.
+    expect(attempts.reconnect).toBe("ENOENT");
     // The host folder holds nothing but what the runtime made (its socket file is gone too).
     const [listed] = await containersOf(rt);
     const info = await engine.docker.getContainer(listed?.id as string).inspect();
@@ -444,13 +530,49 @@ describe("Runtime against the Docker engine", () => {
     expect((await rt.execute<Reply>(artifact.path, { op: "echo", value: "still" })).value).toBe("still");
   });
 
+  it("neutralises the image config the runtime did not choose: no HEALTHCHECK, a VOLUME is a tmpfs", async () => {
+    // A base image whose config an artifact inherits: a 1 ms healthcheck and a VOLUME.
+    const work = await mkdtemp(join(tmpdir(), "ort-base-"));
+    const base = `ociapp-test/hostile-base:${Date.now()}`;
+    const config = await fixtureProject();
+    try {
+      await writeFile(
+        join(work, "Containerfile"),
+        "FROM node:20-bookworm-slim\nHEALTHCHECK --interval=1ms --timeout=1s CMD node -e 0\nVOLUME /data\n",
+      );
+      await execFileAsync("docker", ["build", "-q", "-f", join(work, "Containerfile"), "-t", base, work]);
+      const built = await config.build({ baseImage: base });
+      digests.add(built.digest);
+      const volumesBefore = (await execFileAsync("docker", ["volume", "ls", "-q"])).stdout.trim();
+      const rt = runtime({ container: { memory: 256 * 1024 * 1024 } });
+      await rt.warm(built.path);
+      const [listed] = await containersOf(rt);
+      const info = await engine.docker.getContainer(listed?.id as string).inspect();
+      expect(info.Config.Healthcheck?.Test).toEqual(["NONE"]);
+      expect(info.State.Health).toBeUndefined();
+      expect(info.HostConfig.Tmpfs?.["/data"]).toBe("rw,nosuid,nodev,size=64m");
+      expect(info.Mounts.filter((mount) => mount.Type === "volume")).toEqual([]);
+      // 200 MiB into the VOLUME: the tmpfs stops it at 64 MiB (in memory, inside the limit).
+      const fill = await rt.execute<Reply>(built.path, { op: "fill", path: "/data/blob", mib: 200 });
+      expect(fill.value).toEqual({ mib: 64, error: "ENOSPC" });
+      expect((await execFileAsync("docker", ["volume", "ls", "-q"])).stdout.trim()).toBe(volumesBefore);
+    } finally {
+      await config.remove();
+      await execFileAsync("docker", ["image", "rm", "-f", base]).catch(() => undefined);
+      await rm(work, { recursive: true, force: true });
+    }
+  });
+
   it("keeps the app off the network and the root filesystem, and stops a fork bomb at the pids limit", async () => {
     const rt = runtime({ container: { pidsLimit: 64 } });
     const other = runtime();
     await Promise.all([rt.warm(artifact.path), other.warm(artifact.path)]);
     const outbound = await rt.execute<Reply>(artifact.path, { op: "connect", host: "1.1.1.1", port: 53 });
     expect(outbound.value).toMatch(/^(ENETUNREACH|EHOSTUNREACH|ENETDOWN)$/);
-    expect((await rt.execute<Reply>(artifact.path, { op: "write", path: "/probe" })).value).toBe("EROFS");
+    // gVisor checks the user's permission before the mount's read-only flag.
+    expect((await rt.execute<Reply>(artifact.path, { op: "write", path: "/probe" })).value).toBe(
+      GVISOR ? "EACCES" : "EROFS",
+    );
     expect((await rt.execute<Reply>(artifact.path, { op: "write", path: "/tmp/probe" })).value).toBe(
       "written",
     );
@@ -459,60 +581,108 @@ describe("Runtime against the Docker engine", () => {
       Array.from({ length: 50 }, (_, i) => other.execute<Reply>(artifact.path, { op: "echo", value: i })),
     );
     expect(echoes.map((reply) => reply.value)).toEqual(Array.from({ length: 50 }, (_, i) => i));
-    const { value } = await bomb;
-    const forks = value as { started: number; refused: number };
-    expect(forks.refused).toBeGreaterThan(0);
-    expect(forks.started).toBeLessThan(64);
+    if (GVISOR) {
+      // gVisor's own threads count toward the pids limit, and reaching it ends the whole sandbox with
+      // exit code 2 (docs/engines.md): the bomb's caller learns the container went away.
+      expect(await rejection(bomb)).toMatchObject({ code: "OCIAPP_WORKER_EXITED", exitCode: 2 });
+    } else {
+      const { value } = await bomb;
+      const forks = value as { started: number; refused: number };
+      expect(forks.refused).toBeGreaterThan(0);
+      expect(forks.started).toBeLessThan(64);
+    }
     expect((await rt.execute<Reply>(artifact.path, { op: "echo", value: "still here" })).value).toBe(
       "still here",
     );
   });
 
   it("retires hostile containers with ProtocolError without buffering what they declare; other artifacts of the same runtime keep serving", async () => {
-    // A second build of the fixture, with hostile.flag: another digest, hostile when the env says so.
-    const hostileProject = await fixtureProject();
-    try {
-      await hostileProject.markHostile();
-      const hostile = await hostileProject.build();
-      digests.add(hostile.digest);
-      expect(hostile.digest).not.toBe(artifact.digest);
-      const cases = [
-        ["huge-length", "frame-too-large"],
-        ["oversize", "frame-too-large"],
-        ["garbage", "invalid-utf8"],
-        ["unknown-id", "unknown-id"],
-        ["trickle", "frame-timeout"],
-        ["deep", "too-deep"],
-      ] as const;
-      setFlagsFromString("--expose-gc");
-      const gc = runInNewContext("gc") as () => void;
-      gc();
-      const before = process.memoryUsage();
-      for (const [mode, reason] of cases) {
-        // One runtime, one env: the good build ignores the variable, the hostile build obeys it.
-        const rt = runtime({ env: { OCIAPP_FIXTURE_HOSTILE: mode }, frameTimeout: 3_000 });
-        const good = await rt.execute<Reply>(artifact.path, { op: "echo", value: `before ${mode}` });
-        const error = await rejection(rt.execute(hostile.path, { op: "echo", value: mode }));
-        expect(error, mode).toBeInstanceOf(ProtocolError);
-        expect((error as ProtocolError).reason, mode).toBe(reason);
-        const after = await rt.execute<Reply>(artifact.path, { op: "echo", value: mode });
-        expect(after.value).toBe(mode);
-        expect(after.host, "the good artifact's container is untouched").toBe(good.host);
-        const stats = rt.stats().artifacts;
-        expect(stats.find((entry) => entry.digest === artifact.digest)?.coldStarts).toBe(1);
-        await eventually(async () => (await containersOf(rt)).length === 1);
-      }
-      gc();
-      const after = process.memoryUsage();
-      const heapGrowth = after.heapUsed - before.heapUsed;
-      const bufferGrowth = after.arrayBuffers - before.arrayBuffers;
-      console.info(
-        `[runtime.engine] after gc, growth over ${cases.length} hostile containers: heap ${(heapGrowth / 1048576).toFixed(1)} MiB, array buffers ${(bufferGrowth / 1048576).toFixed(1)} MiB`,
-      );
-      expect(Math.max(heapGrowth, bufferGrowth)).toBeLessThan(64 * 1024 * 1024);
-    } finally {
-      await hostileProject.remove();
+    const hostile = await hostileArtifact();
+    const cases = [
+      ["huge-length", "frame-too-large"],
+      ["oversize", "frame-too-large"],
+      ["garbage", "invalid-utf8"],
+      ["unknown-id", "unknown-id"],
+      ["trickle", "frame-timeout"],
+      ["deep", "too-deep"],
+    ] as const;
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    gc();
+    const before = process.memoryUsage();
+    for (const [mode, reason] of cases) {
+      // One runtime, one env: the good build ignores the variable, the hostile build obeys it.
+      const rt = runtime({ env: { OCIAPP_FIXTURE_HOSTILE: mode }, frameTimeout: 3_000 });
+      const good = await rt.execute<Reply>(artifact.path, { op: "echo", value: `before ${mode}` });
+      const error = await rejection(rt.execute(hostile.path, { op: "echo", value: mode }));
+      expect(error, mode).toBeInstanceOf(ProtocolError);
+      expect((error as ProtocolError).reason, mode).toBe(reason);
+      const after = await rt.execute<Reply>(artifact.path, { op: "echo", value: mode });
+      expect(after.value).toBe(mode);
+      expect(after.host, "the good artifact's container is untouched").toBe(good.host);
+      const stats = rt.stats().artifacts;
+      expect(stats.find((entry) => entry.digest === artifact.digest)?.coldStarts).toBe(1);
+      await eventually(async () => (await containersOf(rt)).length === 1);
     }
+    gc();
+    const after = process.memoryUsage();
+    const heapGrowth = after.heapUsed - before.heapUsed;
+    const bufferGrowth = after.arrayBuffers - before.arrayBuffers;
+    console.info(
+      `[runtime.engine] after gc, growth over ${cases.length} hostile containers: heap ${(heapGrowth / 1048576).toFixed(1)} MiB, array buffers ${(bufferGrowth / 1048576).toFixed(1)} MiB`,
+    );
+    expect(Math.max(heapGrowth, bufferGrowth)).toBeLessThan(64 * 1024 * 1024);
+  });
+
+  it("bounds the bytes of partly received frames over all containers: three 12 MiB answers within a 16 MiB budget", async () => {
+    const hostile = await hostileArtifact();
+    const maxBufferedBytes = 16 * 1024 * 1024;
+    const rt = runtime({
+      env: { OCIAPP_FIXTURE_HOSTILE: "big-answer" },
+      maxInstances: 3,
+      minInstances: 3,
+      maxConcurrency: 1,
+      maxBufferedBytes,
+    });
+    await rt.warm(hostile.path);
+    // Each container answers its first request slowly.
+    const answers = await Promise.all(
+      [1, 2, 3].map(() => rt.execute<string>(hostile.path, { op: "echo", value: 1 }, { timeout: 120_000 })),
+    );
+    for (const answer of answers) expect(answer.length).toBe(12 * 1024 * 1024);
+    const { receiveBuffer } = rt.stats();
+    console.info(
+      `[runtime.engine] partly received frames: peak ${(receiveBuffer.peakBytes / 1048576).toFixed(1)} MiB`,
+    );
+    // At most the budget plus one frame (not 36 MiB), and all released.
+    expect(receiveBuffer.peakBytes).toBeLessThanOrEqual(maxBufferedBytes + 12 * 1024 * 1024 + 64);
+    expect(receiveBuffer.bytes).toBe(0);
+  });
+
+  it("keeps containers that refuse every call and ignore SIGTERM to maxInstances + 1 at once", async () => {
+    const hostile = await hostileArtifact();
+    const rt = runtime({
+      env: { OCIAPP_FIXTURE_HOSTILE: "refuse-all" },
+      maxInstances: 1,
+      shutdownTimeout: 1_000,
+      requestTimeout: 8_000,
+    });
+    let most = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        most = Math.max(most, (await containersOf(rt)).length);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    })();
+    const error = await rejection(rt.execute(hostile.path, { op: "echo", value: 1 }));
+    sampling = false;
+    await sampler;
+    expect(error).toBeInstanceOf(RequestTimeoutError);
+    const stats = rt.stats().artifacts.find((entry) => entry.digest === hostile.digest);
+    expect(stats?.coldStarts).toBeGreaterThanOrEqual(2);
+    // The engine's own list, sampled: the drained, SIGTERM-ignoring container plus one replacement.
+    expect(most).toBeLessThanOrEqual(2);
   });
 
   it("settles every one of 20,000 mixed calls with faults injected, and leaks nothing", async () => {

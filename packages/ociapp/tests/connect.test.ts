@@ -46,7 +46,7 @@ describe.concurrent("ociapp serve --connect (child process)", () => {
       protocol: 2,
       role: "app",
       maxConcurrency: 64,
-      limits: { maxFrameBytes: 16 * 1024 * 1024, maxDepth: 16, maxValues: 1_000_000 },
+      limits: { maxFrameBytes: 16 * 1024 * 1024, maxDepth: 16, maxValues: 100_000 },
       capabilities: ["cancel", "ping", "prime", "log", "trace"],
       app: { name: "behaviour", version: "1.2.3" },
       sdk: { name: "ociapp", version: VERSION },

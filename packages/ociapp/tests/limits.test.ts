@@ -302,7 +302,7 @@ describe("limits in decodeJson and MessageReader", () => {
     expect(grown).toBeLessThan(8 * 1024 * 1024);
   });
 
-  it("the reader enforces the limits it is given, and defaults to 64 / 1,000,000", async () => {
+  it("the reader enforces the limits it is given, and defaults to 64 / 100,000", async () => {
     const frame = (json: string) => {
       const bytes = Buffer.from(json);
       const header = Buffer.alloc(4);

@@ -53,6 +53,8 @@ export interface ListedContainer {
   id: string;
   state: string;
   labels: Record<string, string>;
+  /** The image it runs (an ID the engine's image calls accept). */
+  image: string;
 }
 
 /** How an artifact is loaded. */
@@ -95,6 +97,11 @@ export interface Engine {
    */
   hasImage(digest: string, signal?: AbortSignal): Promise<boolean>;
   /**
+   * Resolves when the engine can run containers with the OCI runtime `name` ("runc", "runsc");
+   * else EngineUnavailableError naming how to register it.
+   */
+  checkRuntime(name: string, signal?: AbortSignal): Promise<void>;
+  /**
    * Loads the artifact at `path` (an OCI image-layout tarball whose manifest digest is `digest`) under
    * a runtime-owned reference, never under a name the artifact carries, and creates, moves or removes
    * no other tag. Resolves once the image is complete under that reference; a failed load leaves
@@ -128,4 +135,6 @@ export interface Engine {
   removeContainer(id: string, abort?: AbortSignal): Promise<void>;
   /** Containers (running or not) carrying every given label. */
   listContainers(labels: Record<string, string>): Promise<ListedContainer[]>;
+  /** The labels an image's own config carries (a container inherits them unless it sets its own). */
+  imageLabels(reference: string): Promise<Record<string, string>>;
 }

@@ -1,7 +1,19 @@
-import { chmod, lstat, mkdir, mkdtemp, readdir, rmdir, unlink } from "node:fs/promises";
+import {
+  chmod,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rename,
+  rmdir,
+  unlink,
+  writeFile,
+} from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { isAbsolute, join } from "node:path";
 import { OptionsError } from "../errors.js";
+import { type OwnerIdentity, parseOwner } from "./owner.js";
 
 /** The socket the runtime listens on in each container's folder (seen as /run/ociapp/host.sock). */
 export const HOST_SOCKET = "host.sock";
@@ -61,7 +73,7 @@ function describeWrong(info: Awaited<ReturnType<typeof lstat>>): string | undefi
 }
 
 /**
- * Makes one container's folder in the private parent: `<pid>-<runtime id prefix>-<random>`, mode
+ * Makes one container's folder in the private parent: `<runtime id prefix>-<random>`, mode
  * 0711 (the container's user, whoever it is, may pass through it to the socket; only the parent
  * keeps other host users out). It is bind-mounted read-only, so the container can create, rename,
  * chmod or fill nothing in it.
@@ -97,24 +109,65 @@ export async function removeContainerFolder(folder: string): Promise<void> {
   await rmdir(folder);
 }
 
-/** Container folders are named <owner pid>-<runtime id prefix>-<random>. */
-const FOLDER = /^(\d+)-[0-9a-f]{8}-[A-Za-z0-9]{6}$/;
+/** A runtime's record of its owner, beside its folders: `<runtime id prefix>.owner`. */
+const RECORD = /^([0-9a-f]{12})\.owner$/;
+/** Container folders are named <runtime id prefix>-<random>. */
+const FOLDER = /^([0-9a-f]{12})-[A-Za-z0-9]{6}$/;
+/** An owner record is one short JSON line; anything longer is not one of ours. */
+const MAX_RECORD_BYTES = 1024;
 
 /**
- * Removes the folders of runtimes whose process is gone, inside `parent` only (its entries are
- * lstat'd, never followed). Returns how many were removed.
+ * Writes `<prefix>.owner` in the private parent: who owns the folders named `<prefix>-*` (the
+ * runtime's process, see owner.ts), so a later runtime can prove them orphaned. Replaced atomically.
  */
-export async function sweepFolders(parent: string, dead: (pid: number) => boolean): Promise<number> {
+export async function writeOwnerRecord(parent: string, prefix: string, owner: OwnerIdentity): Promise<void> {
+  await ensurePrivateDir(parent);
+  const path = join(parent, `${prefix}.owner`);
+  const temporary = `${path}.${process.pid}.tmp`;
+  await writeFile(temporary, `${JSON.stringify(owner)}\n`, { mode: 0o600, flag: "wx" });
+  await rename(temporary, path);
+}
+
+/** Removes the runtime's own record (close()). */
+export async function removeOwnerRecord(parent: string, prefix: string): Promise<void> {
+  await unlink(join(parent, `${prefix}.owner`)).catch(() => undefined);
+}
+
+/**
+ * Removes the folders of runtimes whose owner record provably names a dead process (`dead`), and
+ * those records, inside `parent` only (entries lstat'd, never followed; records read only when they
+ * are small regular files). Returns how many folders were removed.
+ */
+export async function sweepFolders(parent: string, dead: (owner: OwnerIdentity) => boolean): Promise<number> {
   const info = await lstat(parent).catch(() => undefined);
   if (!info || describeWrong(info)) return 0;
+  const names = await readdir(parent).catch(() => [] as string[]);
   let removed = 0;
-  for (const name of await readdir(parent).catch(() => [] as string[])) {
-    const match = FOLDER.exec(name);
-    if (!match || !dead(Number(match[1]))) continue;
-    await removeContainerFolder(join(parent, name)).then(
-      () => removed++,
-      () => undefined,
-    );
+  for (const name of names) {
+    const record = RECORD.exec(name);
+    if (!record) continue;
+    const owner = await readOwnerRecord(join(parent, name));
+    if (!owner || !dead(owner)) continue;
+    const prefix = record[1] as string;
+    for (const folder of names) {
+      if (FOLDER.exec(folder)?.[1] !== prefix) continue;
+      await removeContainerFolder(join(parent, folder)).then(
+        () => removed++,
+        () => undefined,
+      );
+    }
+    await unlink(join(parent, name)).catch(() => undefined);
   }
   return removed;
+}
+
+async function readOwnerRecord(path: string): Promise<OwnerIdentity | undefined> {
+  const info = await lstat(path).catch(() => undefined);
+  if (!info?.isFile() || info.size > MAX_RECORD_BYTES) return undefined;
+  try {
+    const value = JSON.parse(await readFile(path, "utf8")) as Partial<OwnerIdentity>;
+    return parseOwner(`${value.boot}/${value.pidns}/${value.pid}/${value.start}`);
+  } catch {
+    return undefined;
+  }
 }

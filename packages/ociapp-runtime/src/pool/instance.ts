@@ -18,6 +18,7 @@ import {
 import { removeContainerFolder } from "../host/runtime-dir.js";
 import type { ResolvedOptions } from "../options.js";
 import type { Connection } from "../protocol/connection.js";
+import type { ReceiveBudget } from "../protocol/receive-budget.js";
 import { engineCall } from "../util/bounded.js";
 import { within } from "../util/timers.js";
 import { type Call, type CallHolder, RUNNING } from "./call.js";
@@ -55,6 +56,7 @@ export interface InstanceConfig {
   digest: string;
   name: string;
   folderPrefix: string;
+  budget: ReceiveBudget;
   labels: Record<string, string>;
   now: () => number;
 }

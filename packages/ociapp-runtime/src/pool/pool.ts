@@ -1,6 +1,7 @@
 import type { Engine } from "../engines/engine.js";
 import { ArtifactError, QueueFullError, RuntimeClosedError } from "../errors.js";
 import type { ResolvedOptions } from "../options.js";
+import type { ReceiveBudget } from "../protocol/receive-budget.js";
 import { engineCall, untilAborted } from "../util/bounded.js";
 import { type Call, type CallHolder, CallQueue, PENDING, QUEUED } from "./call.js";
 import { Instance, type InstanceEvents, type InstanceState } from "./instance.js";
@@ -19,6 +20,8 @@ export interface PoolConfig {
   /** A unique container name per call. */
   nextName: () => string;
   folderPrefix: string;
+  /** The runtime-wide bound on partly received frames. */
+  budget: ReceiveBudget;
   now: () => number;
   /** Runs once before the runtime's first container (the orphan sweep). */
   prepare: () => Promise<void>;
@@ -144,24 +147,32 @@ export class Pool implements CallHolder, InstanceEvents {
     }
   }
 
-  /** Starts containers for the demand: queued calls beyond what starting ones will take, and minInstances. */
+  /**
+   * Starts containers for the demand: queued calls beyond what starting ones will take, and
+   * minInstances. Containers that are draining or being stopped still count toward maxInstances, plus
+   * room for one replacement while any of them is on its way out: a drain around one stuck call does
+   * not block an artifact whose limit is 1, and containers that refuse every call and ignore SIGTERM
+   * cannot multiply (at most maxInstances + 1 exist at once).
+   */
   private scale(): void {
     if (this.closed) return;
     const { maxInstances, minInstances, maxConcurrency } = this.config.options;
     const live = this.ready.length + this.starting;
+    const retiring = this.instances.size - live;
     let wanted = this.activated ? minInstances - live : 0;
     const uncovered = this.queue.length - this.starting * maxConcurrency;
     if (uncovered > 0) wanted = Math.max(wanted, Math.ceil(uncovered / maxConcurrency));
-    const room = Math.min(wanted, maxInstances - live, MAX_PARALLEL_STARTS - this.starting);
+    const limit = maxInstances + (retiring > 0 ? 1 : 0) - live - retiring;
+    const room = Math.min(wanted, limit, MAX_PARALLEL_STARTS - this.starting);
     for (let i = 0; i < room; i++) this.startInstance();
   }
 
   private startInstance(): void {
-    const { engine, options, digest, labels, folderPrefix, now } = this.config;
+    const { engine, options, digest, labels, folderPrefix, now, budget } = this.config;
     this.starting++;
     this.coldStarts++;
     const instance = new Instance(
-      { engine, options, digest, labels, name: this.config.nextName(), folderPrefix, now },
+      { engine, options, digest, labels, name: this.config.nextName(), folderPrefix, now, budget },
       this,
     );
     this.instances.add(instance);
@@ -266,8 +277,9 @@ export class Pool implements CallHolder, InstanceEvents {
     const index = this.ready.indexOf(instance);
     if (index >= 0) this.ready.splice(index, 1);
     this.lastUsed = this.config.now();
-    // No scale() here: a ready instance already asked for its replacement when it retired, and a
-    // failed start must not start the next one from its own clean-up. That would loop for as long
+    // A container that served and is now gone frees a place under maxInstances for waiting calls.
+    if (instance.hello !== undefined && this.queue.length > 0) this.scale();
+    // No scale() for a failed start: it must not start the next one from its own clean-up. That would loop for as long
     // as starts fail (the engine is down, say): each failure starting another before it is
     // counted, so the queued calls never learn that nothing can start.
   }

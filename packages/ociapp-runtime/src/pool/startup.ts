@@ -7,6 +7,7 @@ import { CONTAINER_SOCKET, HOST_SOCKET, makeContainerFolder } from "../host/runt
 import type { ResolvedOptions } from "../options.js";
 import { Connection, type ConnectionEvents } from "../protocol/connection.js";
 import { OneShotListener } from "../protocol/listener.js";
+import type { ReceiveBudget } from "../protocol/receive-budget.js";
 
 /** Why a start attempt ended before the hello (the instance turns it into InstanceStartupError). */
 export type StartupStop =
@@ -36,6 +37,7 @@ export interface StartupInput {
   name: string;
   labels: Record<string, string>;
   folderPrefix: string;
+  budget: ReceiveBudget;
   output: OutputPipeline;
   /** Where the connection reports once the instance is ready. */
   events: Omit<ConnectionEvents, "onHello" | "onEnd"> & {
@@ -125,6 +127,7 @@ function handshake(socket: Socket, input: StartupInput, made: StartupResources):
           maxValues: input.options.maxValues,
         },
         frameTimeoutMs: input.options.frameTimeout,
+        budget: input.budget,
       },
       {
         ...input.events,

@@ -12,6 +12,7 @@ import {
 } from "ociapp/protocol";
 import { RemoteExecutionError } from "../errors.js";
 import type { Call } from "../pool/call.js";
+import type { ReceiveBudget } from "./receive-budget.js";
 
 export interface ConnectionEvents {
   /** The app's hello frame arrived: the container is ready. */
@@ -36,6 +37,8 @@ export interface ConnectionOptions {
   /** What this side enforces on frames from the container, announced in the host hello. */
   limits: Limits;
   frameTimeoutMs: number;
+  /** The runtime-wide bound on partly received frames, shared by every connection. */
+  budget: ReceiveBudget;
 }
 
 /** What the runtime announces it uses (docs/protocol-v2.md: capabilities). */
@@ -64,6 +67,8 @@ export class Connection {
   /** Why the connection ended, once it has. */
   endedBy: ProtocolViolationError | "closed" | undefined;
   private readonly reader: MessageReader;
+  private readonly budget: ReceiveBudget;
+  private readonly resumeReading = (): void => this.reader.resume();
   private readonly pings = new Map<string, PendingPing>();
   private pingCounter = 0;
   private ended = false;
@@ -82,6 +87,11 @@ export class Connection {
       frameTimeoutMs: options.frameTimeoutMs,
       onMessage: (value) => this.onMessage(value),
       onViolation: (violation) => this.end(violation, undefined),
+    });
+    // After the reader's own listener: by then it has taken the chunk, and says what it holds.
+    this.budget = options.budget;
+    socket.on("data", () => {
+      if (!this.budget.update(this, this.reader.bufferedBytes, this.resumeReading)) this.reader.pause();
     });
     socket.on("error", (error) => this.end(undefined, error));
     socket.on("close", () => this.end(undefined, undefined));
@@ -146,6 +156,7 @@ export class Connection {
   destroy(): void {
     if (this.ended) return;
     this.ended = true;
+    this.budget.release(this);
     this.reader.dispose();
     this.socket.destroy();
     this.failPings();
@@ -224,6 +235,7 @@ export class Connection {
     if (this.ended) return;
     this.ended = true;
     this.endedBy = violation ?? "closed";
+    this.budget.release(this);
     this.reader.dispose();
     this.socket.destroy();
     this.failPings();

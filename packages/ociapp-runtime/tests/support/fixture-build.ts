@@ -12,7 +12,7 @@ export interface FixtureProject {
   root: string;
   outputDir: string;
   /** Builds the copy into outputDir (the same path each time) and returns the artifact. */
-  build(): Promise<{ path: string; digest: string }>;
+  build(options?: { baseImage?: string }): Promise<{ path: string; digest: string }>;
   /** Changes the app's code, so the next build yields a different artifact. */
   change(): Promise<void>;
   /** Adds hostile.flag: a build of this copy breaks the protocol when OCIAPP_FIXTURE_HOSTILE is set. */
@@ -38,8 +38,14 @@ export async function fixtureProject(): Promise<FixtureProject> {
   return {
     root,
     outputDir,
-    async build() {
-      const result = await build({ projectRoot: root, outputDir, network: "host", progress: "quiet" });
+    async build(options = {}) {
+      const result = await build({
+        projectRoot: root,
+        outputDir,
+        network: "host",
+        progress: "quiet",
+        ...options,
+      });
       return { path: result.path, digest: result.digest };
     },
     async change() {

@@ -73,6 +73,13 @@ socket.on("connect", () => {
       const length = buffered.readUInt32BE(0);
       const message = JSON.parse(buffered.subarray(4, 4 + length).toString());
       buffered = buffered.subarray(4 + length);
+      if (message.type === "request" && mode === "refuse-all") {
+        // Every request refused as if draining, for ever (with SIGTERM ignored, below).
+        socket.write(
+          frame({ type: "error", id: message.id, error: { type: "ShuttingDown", message: "draining" } }),
+        );
+        continue;
+      }
       if (message.type === "request") {
         socket.removeListener("data", onData);
         misbehave(socket);
@@ -82,5 +89,7 @@ socket.on("connect", () => {
   };
   socket.on("data", onData);
 });
-process.on("SIGTERM", () => process.exit(0));
+process.on("SIGTERM", () => {
+  if (mode !== "refuse-all") process.exit(0);
+});
 setInterval(() => undefined, 1 << 30);

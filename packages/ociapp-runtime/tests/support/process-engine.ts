@@ -9,6 +9,7 @@ import type {
   Engine,
   ListedContainer,
 } from "../../src/engines/engine.js";
+import { EngineUnavailableError } from "../../src/errors.js";
 
 const ENTRY = fileURLToPath(new URL("./serve-entry.ts", import.meta.url));
 export const FIXTURE_APP = fileURLToPath(new URL("../fixtures/behaviours-app/main.js", import.meta.url));
@@ -35,12 +36,22 @@ export class ProcessEngine implements Engine {
   readonly containers = new Map<string, FakeContainer>();
   loads = 0;
   created = 0;
+  /** The most containers that existed (created or running) at once, counted at each create. */
+  mostAlive = 0;
   /** Environment added to every process (e.g. to make the fixture hang). */
   extraEnv: Record<string, string> = {};
   /** When set, startContainer runs this command instead (hostile "apps"). */
   command: ((spec: ContainerSpec, socketPath: string) => string[]) | undefined;
 
   async ping(): Promise<void> {}
+
+  /** OCI runtimes this fake engine "has". */
+  readonly runtimes = new Set(["runc"]);
+
+  async checkRuntime(name: string): Promise<void> {
+    if (!this.runtimes.has(name))
+      throw new EngineUnavailableError(`the process engine has no OCI runtime "${name}"`);
+  }
 
   async hasImage(reference: string): Promise<boolean> {
     return this.images.has(reference);
@@ -70,6 +81,8 @@ export class ProcessEngine implements Engine {
       capturing: true,
     };
     this.containers.set(id, container);
+    const alive = [...this.containers.values()].filter((entry) => entry.state !== "exited").length;
+    this.mostAlive = Math.max(this.mostAlive, alive);
     return {
       id,
       exit,
@@ -139,12 +152,24 @@ export class ProcessEngine implements Engine {
     this.containers.delete(id);
   }
 
+  /** Labels baked into each image, by digest (an image may carry dev.ociapp.* labels of its own). */
+  readonly imageLabelsOf = new Map<string, Record<string, string>>();
+
+  async imageLabels(reference: string): Promise<Record<string, string>> {
+    return this.imageLabelsOf.get(reference) ?? {};
+  }
+
   async listContainers(labels: Record<string, string>): Promise<ListedContainer[]> {
     return [...this.containers.entries()]
       .filter(([, container]) =>
         Object.entries(labels).every(([key, value]) => container.spec.labels[key] === value),
       )
-      .map(([id, container]) => ({ id, state: container.state, labels: container.spec.labels }));
+      .map(([id, container]) => ({
+        id,
+        state: container.state,
+        labels: container.spec.labels,
+        image: container.spec.image,
+      }));
   }
 
   /** Kills a running container's process, as `docker kill` would. */

@@ -13,7 +13,7 @@ export interface MessageReaderOptions {
   maxFrameBytes?: number;
   /** Deepest nesting accepted, checked on the bytes before JSON.parse. Default 64. */
   maxDepth?: number;
-  /** Most values accepted in one frame, checked on the bytes before JSON.parse. Default 1,000,000. */
+  /** Most values accepted in one frame, checked on the bytes before JSON.parse. Default 100,000. */
   maxValues?: number;
   /** Once a frame has begun, the rest must arrive within this many ms. Default 30,000. */
   frameTimeoutMs?: number;

@@ -36,7 +36,7 @@ export interface ServeOptions {
   maxFrameBytes?: number;
   /** Deepest nesting of a frame read (at least 4). Default 64. */
   maxDepth?: number;
-  /** Most values in a frame read (at least 64). Default 1,000,000. */
+  /** Most values in a frame read (at least 64). Default 100,000. */
   maxValues?: number;
   /** Once a frame has begun, the rest must arrive within this many ms. Default 30,000. */
   frameTimeoutMs?: number;

@@ -1,5 +1,5 @@
 import Dockerode from "dockerode";
-import { EngineUnavailableError } from "../../errors.js";
+import { ArtifactError, EngineUnavailableError } from "../../errors.js";
 import { CONTAINER_FOLDER } from "../../host/runtime-dir.js";
 import { artifactReference } from "../../images/names.js";
 import { within } from "../../util/timers.js";
@@ -47,6 +47,7 @@ export class DockerEngine implements Engine {
   private ready: Promise<void> | undefined;
   private detected: EngineFlavour | undefined;
   private readonly events: ContainerEvents;
+  private readonly volumes = new Map<string, string[]>();
   /** How errors name this engine: its socket or host. */
   private readonly where: string;
 
@@ -91,6 +92,25 @@ export class DockerEngine implements Engine {
     this.detected = detectFlavour(facts, this.where);
   }
 
+  async checkRuntime(name: string, signal?: AbortSignal): Promise<void> {
+    let info: { Runtimes?: Record<string, unknown> };
+    try {
+      info = await untilAborted(this.docker.info(), signal, "answer an info request");
+    } catch (error) {
+      throw engineError("answer an info request", error, this.where);
+    }
+    if (!info.Runtimes || !(name in info.Runtimes)) {
+      const known = Object.keys(info.Runtimes ?? {}).join(", ") || "none";
+      throw new EngineUnavailableError(
+        `${this.where} has no OCI runtime "${name}" (it has: ${known}); register it under "runtimes" in /etc/docker/daemon.json${
+          name === "runsc"
+            ? ' ({"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--platform=systrap", "--network=none", "--host-uds=open"]}}; scripts/engine.sh runsc does it)'
+            : ""
+        } and reload dockerd (SIGHUP)`,
+      );
+    }
+  }
+
   /** The image operations' view of this engine; pings first (the flavour decides the load format). */
   private async images(signal?: AbortSignal): Promise<ImageContext> {
     await this.ping(signal);
@@ -123,6 +143,8 @@ export class DockerEngine implements Engine {
 
   async createContainer(spec: ContainerSpec, signal?: AbortSignal): Promise<ContainerHandle> {
     await untilAborted(this.events.open(), signal, "open its event stream");
+    const image = artifactReference(spec.image);
+    const volumes = await untilAborted(this.volumesOf(image), signal, `inspect image ${image}`);
     const c = spec.container;
     let container: Dockerode.Container;
     // Not aborted with the caller's signal: an engine that got the request may create the container
@@ -130,22 +152,31 @@ export class DockerEngine implements Engine {
     // never started, so AutoRemove would never remove it).
     const creating = this.docker.createContainer({
       name: spec.name,
-      Image: artifactReference(spec.image),
+      Image: image,
       User: c.user,
       Env: Object.entries(spec.env).map(([key, value]) => `${key}=${value}`),
       Labels: spec.labels,
       AttachStdout: true,
       AttachStderr: true,
+      // The image's config is the artifact's: what the runtime did not choose is neutralised (see
+      // the README's image config table). No HEALTHCHECK: it would run engine execs at the image's
+      // interval, with CPU outside the container's limit.
+      Healthcheck: { Test: ["NONE"] },
+      // The runtime signals containers itself; a `docker stop` by someone else sends SIGTERM too.
+      StopSignal: "SIGTERM",
       HostConfig: {
         AutoRemove: true,
         // Read-only: the container connects to the runtime's socket there and can write nothing.
         Binds: [`${spec.socketFolder}:${CONTAINER_FOLDER}:ro`],
         NetworkMode: c.networkMode,
         ReadonlyRootfs: c.readonlyRootfs,
-        Tmpfs: c.tmpfs,
+        // A VOLUME of the image would get an anonymous volume on the engine's disk, writable despite
+        // the read-only root: each gets a tmpfs instead, which counts inside the memory limit.
+        Tmpfs: { ...volumeTmpfs(volumes), ...c.tmpfs },
         CapDrop: c.capDrop,
         SecurityOpt: c.noNewPrivileges ? ["no-new-privileges"] : [],
         Init: c.init,
+        Runtime: c.runtime,
         // Swap equal to memory: no swap, so a memory-hungry app is OOM-killed rather than slowed.
         Memory: c.memory,
         MemorySwap: c.memory === 0 ? 0 : c.memory,
@@ -167,6 +198,10 @@ export class DockerEngine implements Engine {
     }
     const id = container.id;
     const record = this.events.watch(id);
+    // Under gVisor the host's OOM killer kills one of the sandbox's processes and the sandbox hangs
+    // (docs/engines.md: 10 minutes until a docker kill): the runtime kills it at its oom event.
+    if (c.runtime === "runsc")
+      record.onOom = () => void this.killContainer(id, "SIGKILL").catch(() => undefined);
     let attach: NodeJS.ReadableStream | undefined;
     try {
       // Both must be in place before start; they do not depend on each other.
@@ -218,6 +253,30 @@ export class DockerEngine implements Engine {
     }
   }
 
+  /** The image's VOLUME paths (cached per image: an image's config never changes). */
+  private async volumesOf(image: string): Promise<string[]> {
+    let volumes = this.volumes.get(image);
+    if (!volumes) {
+      try {
+        const info = (await this.docker.getImage(image).inspect()) as {
+          Config?: { Volumes?: Record<string, unknown> | null };
+        };
+        volumes = Object.keys(info.Config?.Volumes ?? {});
+      } catch (error) {
+        throw engineError(`inspect image ${image}`, error, this.where);
+      }
+      if (volumes.length > MAX_IMAGE_VOLUMES) {
+        throw new ArtifactError(
+          image,
+          `image ${image} declares ${volumes.length} VOLUMEs; the runtime mounts a tmpfs for each and allows at most ${MAX_IMAGE_VOLUMES}`,
+        );
+      }
+      if (this.volumes.size >= 256) this.volumes.clear();
+      this.volumes.set(image, volumes);
+    }
+    return volumes;
+  }
+
   async startContainer(id: string, signal?: AbortSignal): Promise<void> {
     try {
       await this.docker.getContainer(id).start({ abortSignal: signal });
@@ -260,17 +319,42 @@ export class DockerEngine implements Engine {
     throw new EngineUnavailableError(`container ${id} was still being removed after 10 s`);
   }
 
+  async imageLabels(reference: string): Promise<Record<string, string>> {
+    try {
+      const info = (await this.docker.getImage(reference).inspect()) as {
+        Config?: { Labels?: Record<string, string> | null };
+      };
+      return info.Config?.Labels ?? {};
+    } catch (error) {
+      throw engineError(`inspect image ${reference}`, error, this.where);
+    }
+  }
+
   async listContainers(labels: Record<string, string>): Promise<ListedContainer[]> {
     try {
       const list = await this.docker.listContainers({
         all: true,
         filters: { label: Object.entries(labels).map(([key, value]) => `${key}=${value}`) },
       });
-      return list.map((entry) => ({ id: entry.Id, state: entry.State, labels: entry.Labels ?? {} }));
+      return list.map((entry) => ({
+        id: entry.Id,
+        state: entry.State,
+        labels: entry.Labels ?? {},
+        image: entry.ImageID,
+      }));
     } catch (error) {
       throw engineError("list containers", error, this.where);
     }
   }
+}
+
+/** Most VOLUMEs an image may declare: each becomes a tmpfs mount, and their number is the artifact's to choose. */
+const MAX_IMAGE_VOLUMES = 64;
+/** What an image's VOLUME gets instead of a volume on the engine's disk. */
+const VOLUME_TMPFS = "rw,nosuid,nodev,size=64m";
+
+function volumeTmpfs(volumes: string[]): Record<string, string> {
+  return Object.fromEntries(volumes.map((path) => [path, VOLUME_TMPFS]));
 }
 
 /** "the Docker engine at unix:///var/run/docker.sock" (or tcp://host:port): what errors name. */

@@ -11,6 +11,8 @@ export class ContainerEventRecord {
   oom = false;
   /** The exit code of its `die` event, once that arrived. */
   exitCode: number | null | undefined;
+  /** Called at its `oom` event (gVisor: the sandbox hangs after an OOM kill until it is killed). */
+  onOom: (() => void) | undefined;
   /** Resolves at its `die` event, or with undefined once the stream is lost. */
   readonly died: Promise<number | null | undefined>;
   settle!: (exitCode: number | null | undefined) => void;
@@ -118,6 +120,7 @@ export class ContainerEvents {
     if (!record) return;
     if (event.Action === "oom") {
       record.oom = true;
+      record.onOom?.();
     } else if (event.Action === "die") {
       const code = Number(event.Actor?.Attributes?.exitCode);
       record.exitCode = Number.isInteger(code) ? code : null;

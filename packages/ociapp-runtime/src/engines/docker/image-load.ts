@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { openArtifactForLoad } from "../../artifacts/artifact-cache.js";
 import { ArtifactError, EngineUnavailableError } from "../../errors.js";
 import { createLoadStream, type LoadStreamResult } from "../../images/load-stream.js";
 import { LOADING_REPOSITORY, loadingTag } from "../../images/names.js";
@@ -98,7 +98,8 @@ async function streamArtifact(
   progress: () => void,
 ): Promise<LoadStreamResult> {
   signal.throwIfAborted();
-  const file = createReadStream(path);
+  // Only a regular file, never waited on, read through the handle that was checked.
+  const file = await openArtifactForLoad(path, signal);
   file.on("data", progress);
   const { stream, result } = createLoadStream(file, {
     path,
