@@ -90,6 +90,7 @@ describe("detectFlavour", () => {
       store: "containerd",
       imageIdIsManifestDigest: true,
       dockerArchiveManifest: false,
+      dieEventFilter: "die",
     });
     expect(
       detectFlavour({ info: { ServerVersion: "26.1.5", DriverStatus: [] }, version: {} }, where),
@@ -97,6 +98,7 @@ describe("detectFlavour", () => {
       store: "classic",
       imageIdIsManifestDigest: false,
       dockerArchiveManifest: true,
+      dieEventFilter: "die",
     });
     expect(
       detectFlavour(
@@ -106,7 +108,12 @@ describe("detectFlavour", () => {
         },
         where,
       ),
-    ).toMatchObject({ store: "podman", imageIdIsManifestDigest: false, dockerArchiveManifest: false });
+    ).toMatchObject({
+      store: "podman",
+      imageIdIsManifestDigest: false,
+      dockerArchiveManifest: false,
+      dieEventFilter: "died",
+    });
   });
 
   it("refuses Docker before 25 and Podman before 4", () => {

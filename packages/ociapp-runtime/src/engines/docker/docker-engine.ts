@@ -12,7 +12,7 @@ import type {
   ListedContainer,
   LoadImageOptions,
 } from "../engine.js";
-import { engineError, statusOf, untilAborted } from "./errors.js";
+import { describe, engineError, statusOf, untilAborted } from "./errors.js";
 import { ContainerEvents } from "./events.js";
 import { detectFlavour, type EngineFacts, type EngineFlavour } from "./flavour.js";
 import { loadArtifact } from "./image-load.js";
@@ -142,7 +142,11 @@ export class DockerEngine implements Engine {
   }
 
   async createContainer(spec: ContainerSpec, signal?: AbortSignal): Promise<ContainerHandle> {
-    await untilAborted(this.events.open(), signal, "open its event stream");
+    await untilAborted(
+      this.events.open(this.detected?.dieEventFilter ?? "die"),
+      signal,
+      "open its event stream",
+    );
     const image = artifactReference(spec.image);
     const volumes = await untilAborted(this.volumesOf(image), signal, `inspect image ${image}`);
     const c = spec.container;
@@ -290,7 +294,10 @@ export class DockerEngine implements Engine {
       await this.docker.getContainer(id).kill({ signal, abortSignal: abort });
     } catch (error) {
       const status = statusOf(error);
-      if (status === 404 || status === 409) return;
+      // 409: not running (Docker). Podman answers a kill of an exited container with 500 "container
+      // state improper" (docs/engines.md): also gone, as far as a kill is concerned.
+      if (status === 404 || status === 409 || (status === 500 && /state improper/.test(describe(error))))
+        return;
       throw engineError(`send ${signal} to container ${id}`, error, this.where);
     }
   }

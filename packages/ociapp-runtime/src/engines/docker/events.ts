@@ -47,11 +47,14 @@ export class ContainerEvents {
     return this.stream !== undefined;
   }
 
-  /** Opens the stream when it is not open. Rejects with EngineUnavailableError. */
-  open(): Promise<void> {
+  /**
+   * Opens the stream when it is not open; `dieFilter` is the engine's name for the exit in the
+   * events filter (see EngineFlavour.dieEventFilter). Rejects with EngineUnavailableError.
+   */
+  open(dieFilter: "die" | "died" = "die"): Promise<void> {
     if (this.stream) return Promise.resolve();
     if (!this.opening) {
-      this.opening = this.connect().finally(() => {
+      this.opening = this.connect(dieFilter).finally(() => {
         this.opening = undefined;
       });
     }
@@ -84,14 +87,14 @@ export class ContainerEvents {
     }
   }
 
-  private async connect(): Promise<void> {
+  private async connect(dieFilter: "die" | "died"): Promise<void> {
     // An engine that accepts the connection but never answers must not hold every start forever.
     const opening = new AbortController();
     const timer = setTimeout(() => opening.abort(), EVENTS_OPEN_TIMEOUT_MS);
     timer.unref();
     try {
       const stream = (await this.docker.getEvents({
-        filters: { type: ["container"], event: ["oom", "die"] },
+        filters: { type: ["container"], event: ["oom", dieFilter] },
         abortSignal: opening.signal,
       })) as NodeJS.ReadableStream;
       unref(stream);

@@ -20,6 +20,12 @@ export interface EngineFlavour {
   imageIdIsManifestDigest: boolean;
   /** The loader needs a docker-archive manifest.json appended to the OCI layout. */
   dockerArchiveManifest: boolean;
+  /**
+   * What the events endpoint's `event` filter calls a container's exit. Podman 4 matches the filter
+   * against its own status name, "died", though the events it sends say "Action": "die"
+   * (docs/engines.md, Podman).
+   */
+  dieEventFilter: "die" | "died";
 }
 
 /** What `GET /info` and `GET /version` say that matters here (Docker Engine API; Podman's compat API). */
@@ -52,6 +58,7 @@ export function detectFlavour(facts: EngineFacts, where: string): EngineFlavour 
       product: `Podman ${version}`,
       imageIdIsManifestDigest: false,
       dockerArchiveManifest: false,
+      dieEventFilter: "died",
     };
   }
   const version = facts.info.ServerVersion ?? "(unknown version)";
@@ -69,12 +76,14 @@ export function detectFlavour(facts: EngineFacts, where: string): EngineFlavour 
         product: `Docker Engine ${version}`,
         imageIdIsManifestDigest: true,
         dockerArchiveManifest: false,
+        dieEventFilter: "die",
       }
     : {
         store: "classic",
         product: `Docker Engine ${version}`,
         imageIdIsManifestDigest: false,
         dockerArchiveManifest: true,
+        dieEventFilter: "die",
       };
 }
 
