@@ -1,4 +1,4 @@
-import type { ResolvedContainerOptions } from "../options.js";
+import type { ResolvedContainerOptions } from "../options/container.js";
 import type { OutputStream } from "./output.js";
 
 /** Where an engine writes a container's output: the runtime's OutputPipeline. */

@@ -1,5 +1,5 @@
 import { OptionsError } from "../errors.js";
-import { integer, show } from "../options.js";
+import { integer, show } from "../options/validate.js";
 
 /**
  * Retention of the images this runtime and others on the same engine loaded (the runtime-owned
