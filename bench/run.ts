@@ -23,6 +23,7 @@ import {
 } from "./measure.js";
 import { measureParsing } from "./parse-limits.js";
 import { type RawEcho, startContainerEcho, startHostEcho } from "./raw-baselines.js";
+import { measureSandboxes } from "./sandboxes.js";
 
 const execFileAsync = promisify(execFile);
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -201,6 +202,9 @@ try {
     };
   });
 
+  log("sandboxes: runc beside runsc (gVisor), interleaved rounds");
+  const sandboxes = await measureSandboxes(artifact.path, 3, log);
+
   log("parsing: frames the default limits allow, and two they refuse");
   const parsing = measureParsing(log);
 
@@ -255,6 +259,7 @@ try {
     rss,
     failures,
     parsing,
+    sandboxes,
   };
   await writeFile(RESULTS, `${JSON.stringify(results, null, 2)}\n`);
 
