@@ -160,16 +160,29 @@ export class ProtocolError extends OciappRuntimeError {
 /** The app answered with an error frame: its execute threw, or validation failed, or it was cancelled. */
 export class RemoteExecutionError extends OciappRuntimeError {
   declare readonly code: "OCIAPP_REMOTE_EXECUTION";
-  readonly remote: { type: string; message: string; details?: unknown };
+  /**
+   * The app's error: its type (the error's name), message (at most 8 KiB), JSON `details` when it
+   * attached some, and `stack` when the app opts in (`errorStacks`; at most 16 KiB). All of it is the
+   * container's text: bounded and with control characters escaped again here, whatever the app sent.
+   */
+  readonly remote: { type: string; message: string; details?: unknown; stack?: string };
 
-  constructor(remote: { type: string; message: string; details?: unknown }) {
-    super("OCIAPP_REMOTE_EXECUTION", `${remote.type}: ${remote.message}`);
-    this.remote =
-      remote.details === undefined
-        ? { type: remote.type, message: remote.message }
-        : { type: remote.type, message: remote.message, details: remote.details };
+  constructor(remote: { type: string; message: string; details?: unknown; stack?: string }) {
+    const type = escapeControl(remote.type.slice(0, MAX_REMOTE_TYPE_CHARS));
+    const message = escapeControl(remote.message.slice(0, MAX_REMOTE_MESSAGE_CHARS));
+    super("OCIAPP_REMOTE_EXECUTION", `${type}: ${message}`);
+    this.remote = { type, message };
+    if (remote.details !== undefined) this.remote.details = remote.details;
+    if (typeof remote.stack === "string") {
+      this.remote.stack = escapeControl(remote.stack.slice(0, MAX_REMOTE_STACK_CHARS));
+    }
   }
 }
+
+/** Bounds on what a RemoteExecutionError keeps of the app's error (protocol v2's own bounds). */
+const MAX_REMOTE_TYPE_CHARS = 256;
+const MAX_REMOTE_MESSAGE_CHARS = 8 * 1024;
+const MAX_REMOTE_STACK_CHARS = 16 * 1024;
 
 /** requestTimeout or the call's own timeout passed (queue time included). */
 export class RequestTimeoutError extends OciappRuntimeError {

@@ -27,6 +27,13 @@ export {
   WorkerExitedError,
 } from "./errors.js";
 export type { ImageRetentionStats } from "./images/retention-runner.js";
+export {
+  type LogLevel,
+  type LogRecord,
+  type LogSink,
+  type LogStats,
+  stderrLogs,
+} from "./observability/logs.js";
 export type { CallOptions, ContainerOptions, ImageOptions, RuntimeOptions } from "./options.js";
 export type { InstanceState } from "./pool/instance.js";
 export type { ArtifactStats } from "./pool/pool.js";

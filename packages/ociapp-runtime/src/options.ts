@@ -5,6 +5,7 @@ import type { Engine } from "./engines/engine.js";
 export type { ImageOptions } from "./images/image-options.js";
 
 import { OptionsError } from "./errors.js";
+import type { LogSink } from "./observability/logs.js";
 import type { ContainerOptions, ResolvedContainerOptions } from "./options/container.js";
 import { resolveContainer } from "./options/container.js";
 import { integer, show, stringRecord } from "./options/validate.js";
@@ -21,6 +22,13 @@ import {
 } from "./images/image-options.js";
 
 export interface RuntimeOptions {
+  /**
+   * Where every line the containers write goes (the app, and any process it runs), and the app's own
+   * console lines during an execute, tagged with the request id: a function, e.g. `stderrLogs()`.
+   * Bounded: a slow, throwing or absent sink never blocks a call or grows host memory; what is
+   * dropped is counted in `stats().logs`. Default: none (the lines are still kept for error reports).
+   */
+  logs?: LogSink;
   /** The container engine. Default `new DockerEngine()` (the local Docker socket). */
   engine?: Engine;
   /** Milliseconds a new container has to send its hello frame. Default 10 000. */
@@ -148,6 +156,7 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
     throw new OptionsError(`Runtime options must be an object (got ${show(options)})`);
   }
   const known = new Set([
+    "logs",
     "engine",
     "startupTimeout",
     "requestTimeout",
@@ -175,6 +184,11 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
     if (!known.has(key)) throw new OptionsError(`Runtime option ${key} is not a known option`);
   }
   const scope = "Runtime";
+  if (options.logs !== undefined && typeof options.logs !== "function") {
+    throw new OptionsError(
+      `Runtime option logs must be a function taking one log record, such as stderrLogs() (got ${show(options.logs)})`,
+    );
+  }
   const maxInstances = integer(scope, "maxInstances", options.maxInstances, 1, 1, 1024);
   const minInstances = integer(scope, "minInstances", options.minInstances, 0, 0, 1024);
   if (minInstances > maxInstances) {

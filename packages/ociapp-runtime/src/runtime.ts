@@ -10,6 +10,7 @@ import { sweepOrphans } from "./host/sweep.js";
 import { ImageRetention, type ImageRetentionStats } from "./images/retention-runner.js";
 import { seamsOf } from "./internal/seams.js";
 import { LABELS } from "./labels.js";
+import { LogDispatcher, type LogStats } from "./observability/logs.js";
 import {
   type CallOptions,
   type ResolvedOptions,
@@ -30,6 +31,8 @@ export interface RuntimeStats {
   /** The runtime's id: the value of every container's dev.ociapp.runtime label. */
   runtimeId: string;
   closed: boolean;
+  /** Log records handed to the sink, dropped (queue full, sink behind) and sink errors; all 0 without a sink. */
+  logs: LogStats;
   /** Bytes of partly received frames held now and at most, over all containers (see maxBufferedBytes). */
   receiveBuffer: { bytes: number; peakBytes: number; limit: number; pausedConnections: number };
   artifacts: ArtifactStats[];
@@ -64,6 +67,8 @@ export class Runtime implements AsyncDisposable {
   private readonly reaper: Reaper;
   private readonly now: () => number;
   private readonly short: string;
+  /** The logs sink behind its bounded queue, when the service gave one. */
+  private readonly logs: LogDispatcher | undefined;
   /** Bytes of partly received frames, over every container of this runtime. */
   private readonly budget: ReceiveBudget;
   /** Timeouts of the calls made with requestTimeout: one list, one timer. */
@@ -93,6 +98,7 @@ export class Runtime implements AsyncDisposable {
     });
     this.short = this.id.replaceAll("-", "").slice(0, 12);
     this.budget = new ReceiveBudget(this.options.maxBufferedBytes);
+    this.logs = options.logs ? new LogDispatcher(options.logs) : undefined;
     this.usageCheckedAt = this.now();
     this.retention = new ImageRetention(this.engine, this.options.images, () => this.imageUsage());
     this.reaper = new Reaper(this.options.reaperInterval, () => this.reap());
@@ -171,6 +177,7 @@ export class Runtime implements AsyncDisposable {
     return {
       runtimeId: this.id,
       closed: this.closing !== undefined,
+      logs: { ...(this.logs?.stats ?? { delivered: 0, dropped: 0, sinkErrors: 0 }) },
       receiveBuffer: {
         bytes: this.budget.held,
         peakBytes: this.budget.peak,
@@ -232,6 +239,7 @@ export class Runtime implements AsyncDisposable {
           nextName: () => `ociapp-${this.short}-${++this.containers}`,
           folderPrefix: `${this.short}-`,
           budget: this.budget,
+          logs: this.logs,
           prepare: () => this.sweepOnce(),
           now: this.now,
         },

@@ -16,12 +16,14 @@ import {
   LABELS,
   OciappRuntimeError,
   ProtocolError,
+  type RemoteExecutionError,
   RequestTimeoutError,
   Runtime,
   RuntimeClosedError,
   type RuntimeOptions,
   WorkerExitedError,
 } from "../src/index.js";
+import type { LogRecord } from "../src/observability/logs.js";
 import { type FixtureProject, fixtureProject } from "./support/fixture-build.js";
 import { type Reply, rejection } from "./support/outcomes.js";
 
@@ -604,6 +606,45 @@ describe("Runtime against the Docker engine", () => {
       await execFileAsync("docker", ["image", "rm", "-f", base]).catch(() => undefined);
       await rm(work, { recursive: true, force: true });
     }
+  });
+
+  it("sends every line a container writes to the logs sink, bounded under a 100 MB flood; stacks only when the app opts in", async () => {
+    const records: LogRecord[] = [];
+    const rt = runtime({
+      logs: (record) => {
+        if (records.length < 10_000) records.push(record);
+      },
+      env: { OCIAPP_FIXTURE_STACKS: "1" },
+    });
+    await rt.execute<Reply>(artifact.path, {
+      op: "log",
+      lines: ["from execute"],
+      child: "from a child process",
+    });
+    await eventually(async () => records.some((record) => record.text === "from a child process"));
+    expect(records.find((record) => record.text === "from execute")).toMatchObject({
+      stream: "app",
+      level: "info",
+      artifact: { digest: artifact.digest, name: "behaviours-app", version: "0.1.0" },
+    });
+    expect(records.find((record) => record.text === "from execute")?.requestId).toBeDefined();
+    expect(records.find((record) => record.text === "from a child process")).toMatchObject({
+      stream: "stdout",
+    });
+    // A stack, bounded and escaped, because this app opts in.
+    const thrown = await rejection(rt.execute(artifact.path, { op: "throw", message: "boom" }));
+    expect((thrown as RemoteExecutionError).remote.stack).toContain("FixtureError: boom");
+    // 100 MiB of output: the host keeps bounded memory, drops what the sink cannot take, serves on.
+    const before = process.memoryUsage();
+    await rt.execute(artifact.path, { op: "flood", mib: 100 }, { timeout: 300_000 });
+    const { logs } = rt.stats();
+    expect(logs.delivered + logs.dropped).toBeGreaterThan(50_000);
+    expect(process.memoryUsage().heapUsed - before.heapUsed).toBeLessThan(64 * 1024 * 1024);
+    expect((await rt.execute<Reply>(artifact.path, { op: "echo", value: "after" })).value).toBe("after");
+    // Without the opt-in, no stack.
+    const plain = runtime();
+    const error = await rejection(plain.execute(artifact.path, { op: "throw", message: "boom" }));
+    expect((error as RemoteExecutionError).remote.stack).toBeUndefined();
   });
 
   it("keeps the app off the network and the root filesystem, and stops a fork bomb at the pids limit", async () => {

@@ -20,6 +20,7 @@ import {
   WorkerExitedError,
 } from "../src/index.js";
 import { createRuntime } from "../src/internal/create-runtime.js";
+import type { LogRecord } from "../src/observability/logs.js";
 import { type Reply, rejection } from "./support/outcomes.js";
 import { ProcessEngine } from "./support/process-engine.js";
 
@@ -509,6 +510,61 @@ describe("Runtime over the process engine", () => {
     expect(engine.created).toBe(0);
     engine.runtimes.add("runsc");
     expect((await rt.execute<Reply>(artifact, { op: "echo", value: 2 })).value).toBe(2);
+  });
+
+  it("hands every line to the logs sink: console lines during execute tagged with the request id, child output untagged", async () => {
+    const records: LogRecord[] = [];
+    const rt = runtime({ logs: (record) => void records.push(record) });
+    const reply = await rt.execute<Reply>(artifact, {
+      op: "log",
+      lines: ["first", "second"],
+      child: "from sh",
+    });
+    expect(reply.value).toBe(2);
+    await eventually(() => records.some((record) => record.text === "from sh"));
+    const app = records.filter((record) => record.stream === "app");
+    expect(app.map((record) => [record.text, record.level])).toEqual([
+      ["first", "info"],
+      ["second", "info"],
+      ["error: 2 lines", "error"],
+    ]);
+    const requestIds = new Set(app.map((record) => record.requestId));
+    expect(requestIds.size).toBe(1);
+    expect([...requestIds][0]).toMatch(/^[0-9a-z]+$/);
+    const child = records.find((record) => record.text === "from sh") as LogRecord;
+    expect(child).toMatchObject({
+      stream: "stdout",
+      artifact: { digest: DIGEST, name: "behaviours-app", version: "0.1.0" },
+    });
+    expect(child.requestId).toBeUndefined();
+    expect(child.container.id).toMatch(/^[0-9a-f]{64}$/);
+    expect(rt.stats().logs).toMatchObject({ dropped: 0, sinkErrors: 0 });
+    expect(rt.stats().logs.delivered).toBeGreaterThanOrEqual(4);
+  });
+
+  it("isolates a sink that throws or never settles, and bounds a flood of output (counted as dropped)", async () => {
+    let calls = 0;
+    const throwing = runtime({
+      logs: () => {
+        calls++;
+        throw new Error("sink broken");
+      },
+    });
+    expect((await throwing.execute<Reply>(artifact, { op: "log", lines: ["a", "b"] })).value).toBe(2);
+    await eventually(() => throwing.stats().logs.sinkErrors >= 3);
+    expect(calls).toBe(throwing.stats().logs.sinkErrors);
+    // An async sink that never settles: 64 records in flight, the rest of 64 MiB of output dropped.
+    const stuck = runtime({ logs: () => new Promise<void>(() => undefined) });
+    const before = process.memoryUsage();
+    expect((await stuck.execute<Reply>(artifact, { op: "flood", mib: 64 }, { timeout: 120_000 })).value).toBe(
+      64,
+    );
+    await eventually(() => stuck.stats().logs.dropped > 60_000);
+    const grown = process.memoryUsage().heapUsed - before.heapUsed;
+    expect(grown).toBeLessThan(64 * 1024 * 1024);
+    expect(stuck.stats().logs.delivered).toBeLessThanOrEqual(1_024 + 64);
+    // The calls go on.
+    expect((await stuck.execute<Reply>(artifact, { op: "echo", value: "still" })).value).toBe("still");
   });
 
   it("keeps containers that refuse every call and ignore SIGTERM to maxInstances + 1 at once", async () => {

@@ -8,6 +8,13 @@ export interface OutputPipelineOptions {
   maxLineBytes?: number;
   /** Called for every line, in arrival order (the logs sink). Must not throw; see OutputPipeline. */
   onLine?: (stream: OutputStream, line: string) => void;
+  /**
+   * Whether onLine takes lines now. While false, lines are only counted (onSkipped), never turned into
+   * strings: a flood into a full log queue costs a scan for newlines.
+   */
+  accepting?: () => boolean;
+  /** Lines onLine never saw (it was not accepting). */
+  onSkipped?: (count: number) => void;
 }
 
 interface KeptLine {
@@ -58,6 +65,8 @@ export class OutputPipeline {
   private readonly maxLines: number;
   private readonly maxLineBytes: number;
   private readonly onLine: ((stream: OutputStream, line: string) => void) | undefined;
+  private readonly accepting: () => boolean;
+  private readonly onSkipped: ((count: number) => void) | undefined;
   private readonly rings: Record<OutputStream, Ring>;
   private seq = 0;
   private readonly partial: Record<OutputStream, Buffer[]> = { stdout: [], stderr: [] };
@@ -72,6 +81,8 @@ export class OutputPipeline {
     this.maxLines = options.maxLines ?? 40;
     this.maxLineBytes = options.maxLineBytes ?? 4_096;
     this.onLine = options.onLine;
+    this.accepting = options.accepting ?? (() => true);
+    this.onSkipped = options.onSkipped;
     this.rings = { stdout: new Ring(this.maxLines), stderr: new Ring(this.maxLines) };
   }
 
@@ -88,7 +99,7 @@ export class OutputPipeline {
     // The first line completes whatever partial line the stream had.
     this.emit(stream, this.takePartial(stream, chunk.subarray(0, newline)));
     start = newline + 1;
-    if (this.onLine === undefined) {
+    if (this.onLine === undefined || !this.accepting()) {
       // Only the last maxLines complete lines of the rest can be kept: skip to them.
       const last = chunk.lastIndexOf(NEWLINE);
       let cut = last;
@@ -96,7 +107,9 @@ export class OutputPipeline {
         cut = chunk.lastIndexOf(NEWLINE, cut - 1);
       }
       if (cut >= start) {
-        this.lineCount += countNewlines(chunk, start, cut + 1);
+        const skipped = countNewlines(chunk, start, cut + 1);
+        this.lineCount += skipped;
+        if (this.onLine !== undefined) this.onSkipped?.(skipped);
         start = cut + 1;
       }
     }

@@ -1,8 +1,9 @@
-import type { AppHelloMessage, ProtocolViolationError } from "ociapp/protocol";
+import type { AppHelloMessage, LogMessage, ProtocolViolationError } from "ociapp/protocol";
 import type { ContainerExit, ContainerHandle, Engine } from "../engines/engine.js";
 import { OutputPipeline } from "../engines/output.js";
 import { type OciappRuntimeError, ProtocolError, RuntimeClosedError, WorkerExitedError } from "../errors.js";
 import { removeContainerFolder } from "../host/runtime-dir.js";
+import type { LogDispatcher, LogRecord } from "../observability/logs.js";
 import type { ResolvedOptions } from "../options.js";
 import type { Connection } from "../protocol/connection.js";
 import type { ReceiveBudget } from "../protocol/receive-budget.js";
@@ -39,6 +40,8 @@ export interface InstanceConfig {
   name: string;
   folderPrefix: string;
   budget: ReceiveBudget;
+  /** The runtime's logs sink, behind its bounded queue (undefined: no sink). */
+  logs: LogDispatcher | undefined;
   labels: Record<string, string>;
   now: () => number;
 }
@@ -68,7 +71,7 @@ export class Instance implements CallHolder {
   hello: AppHelloMessage | undefined;
   containerId: string | undefined;
   /** The container's stdout and stderr for its whole life (last lines kept for error reports). */
-  readonly output = new OutputPipeline();
+  readonly output: OutputPipeline;
   private readonly made: StartupResources = {};
   private readonly startAbort = new AbortController();
   private readonly cancels: CancelWatch;
@@ -86,6 +89,14 @@ export class Instance implements CallHolder {
     private readonly events: InstanceEvents,
   ) {
     this.idleSince = config.now();
+    const logs = config.logs;
+    this.output = logs
+      ? new OutputPipeline({
+          onLine: (stream, text) => logs.push(this.record(stream, text)),
+          accepting: () => logs.accepting,
+          onSkipped: (count) => logs.countDropped(count),
+        })
+      : new OutputPipeline();
     this.cancels = new CancelWatch(
       cancelGrace(config.options.shutdownTimeout),
       (call) => this.connection?.pending.get(call.id) === call,
@@ -99,6 +110,27 @@ export class Instance implements CallHolder {
 
   private get handle(): ContainerHandle | undefined {
     return this.made.handle;
+  }
+
+  /** A log record of this container's (its artifact's name and version as its hello claims them). */
+  private record(stream: LogRecord["stream"], text: string, extra?: Partial<LogRecord>): LogRecord {
+    const app = this.hello?.app;
+    return {
+      time: Date.now(),
+      artifact: { digest: this.config.digest, name: app?.name, version: app?.version },
+      container: { id: this.made.handle?.id ?? "", name: this.config.name },
+      stream,
+      text,
+      ...extra,
+    };
+  }
+
+  /** A log frame from the app: its console line during an execute, tagged with the request id. */
+  private onLog(message: LogMessage): void {
+    const logs = this.config.logs;
+    if (!logs) return;
+    if (message.dropped) logs.countDropped(message.dropped);
+    logs.push(this.record("app", message.text, { level: message.level, requestId: message.id }));
   }
 
   /** Calls holding a slot, answered or not (a cancelled call holds its slot until its final frame). */
@@ -162,6 +194,7 @@ export class Instance implements CallHolder {
             onFinal: (call) => this.events.onFinal(this, call),
             onRefused: (call) => this.onRefused(call),
             onUnaskedCancel: (call) => this.onUnaskedCancel(call),
+            onLog: (message) => this.onLog(message),
             onEnd: (violation) => void this.onConnectionEnd(violation),
           },
         },

@@ -1,5 +1,6 @@
 import type { Engine } from "../engines/engine.js";
 import { ArtifactError, QueueFullError, RuntimeClosedError } from "../errors.js";
+import type { LogDispatcher } from "../observability/logs.js";
 import type { ResolvedOptions } from "../options.js";
 import type { ReceiveBudget } from "../protocol/receive-budget.js";
 import { engineCall, untilAborted } from "../util/bounded.js";
@@ -22,6 +23,7 @@ export interface PoolConfig {
   folderPrefix: string;
   /** The runtime-wide bound on partly received frames. */
   budget: ReceiveBudget;
+  logs: LogDispatcher | undefined;
   now: () => number;
   /** Runs once before the runtime's first container (the orphan sweep). */
   prepare: () => Promise<void>;
@@ -168,11 +170,11 @@ export class Pool implements CallHolder, InstanceEvents {
   }
 
   private startInstance(): void {
-    const { engine, options, digest, labels, folderPrefix, now, budget } = this.config;
+    const { engine, options, digest, labels, folderPrefix, now, budget, logs } = this.config;
     this.starting++;
     this.coldStarts++;
     const instance = new Instance(
-      { engine, options, digest, labels, name: this.config.nextName(), folderPrefix, now, budget },
+      { engine, options, digest, labels, name: this.config.nextName(), folderPrefix, now, budget, logs },
       this,
     );
     this.instances.add(instance);

@@ -4,6 +4,7 @@ import type { AppHelloMessage } from "ociapp/protocol";
 import type { ContainerExit, ContainerHandle, Engine } from "../engines/engine.js";
 import type { OutputPipeline } from "../engines/output.js";
 import { CONTAINER_SOCKET, HOST_SOCKET, makeContainerFolder } from "../host/runtime-dir.js";
+import type { LogDispatcher } from "../observability/logs.js";
 import type { ResolvedOptions } from "../options.js";
 import { Connection, type ConnectionEvents } from "../protocol/connection.js";
 import { OneShotListener } from "../protocol/listener.js";
@@ -38,6 +39,7 @@ export interface StartupInput {
   labels: Record<string, string>;
   folderPrefix: string;
   budget: ReceiveBudget;
+  logs: LogDispatcher | undefined;
   output: OutputPipeline;
   /** Where the connection reports once the instance is ready. */
   events: Omit<ConnectionEvents, "onHello" | "onEnd"> & {
@@ -128,6 +130,7 @@ function handshake(socket: Socket, input: StartupInput, made: StartupResources):
         },
         frameTimeoutMs: input.options.frameTimeout,
         budget: input.budget,
+        logRecords: input.logs !== undefined,
       },
       {
         ...input.events,

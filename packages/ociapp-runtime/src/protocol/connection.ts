@@ -5,6 +5,7 @@ import {
   encodeFrame,
   type HostHelloMessage,
   type Limits,
+  type LogMessage,
   MessageReader,
   PROTOCOL_VERSION,
   ProtocolViolationError,
@@ -31,6 +32,8 @@ export interface ConnectionEvents {
   onUnaskedCancel(call: Call): void;
   /** The connection is over: a violation by the container, or the stream ended or failed. */
   onEnd(violation: ProtocolViolationError | undefined, cause: unknown): void;
+  /** A log frame from the app (only when `logRecords` was asked for). */
+  onLog?(message: LogMessage): void;
 }
 
 export interface ConnectionOptions {
@@ -39,6 +42,8 @@ export interface ConnectionOptions {
   frameTimeoutMs: number;
   /** The runtime-wide bound on partly received frames, shared by every connection. */
   budget: ReceiveBudget;
+  /** Ask the app for its console lines during execute as log frames (the runtime has a logs sink). */
+  logRecords: boolean;
 }
 
 /** What the runtime announces it uses (docs/protocol-v2.md: capabilities). */
@@ -104,7 +109,7 @@ export class Connection {
       role: "host",
       limits: options.limits,
       capabilities: HOST_CAPABILITIES,
-      logRecords: false,
+      logRecords: options.logRecords,
     };
     socket.write(encodeFrame(hello));
   }
@@ -197,7 +202,11 @@ export class Connection {
     if (!this.hello) {
       throw new ProtocolViolationError("missing-hello", `a ${message.type} frame before the app's hello`);
     }
-    if (message.type === "log") return; // Not asked for (logRecords false); bounded like any frame.
+    if (message.type === "log") {
+      // Unasked-for log frames are ignored (bounded like any frame); the rest go to the sink.
+      this.events.onLog?.(message);
+      return;
+    }
     if (message.type === "pong" || (message.type === "error" && this.pings.has(message.id))) {
       const ping = this.pings.get(message.id);
       if (ping === undefined) {
