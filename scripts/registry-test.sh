@@ -7,9 +7,11 @@
 #     ociapp, ociapp-build and ociapp-runtime are local-only names there: never fetched from the uplink.
 #  2. The air-gapped route first, before anything is published: `pnpm pack` each package, then one
 #     `npm install a.tgz b.tgz c.tgz zod` in a fresh project (third-party packages from the registry;
-#     a registry request for one of ours would be a 404), and a global install of the CLI from tarballs.
+#     a registry request for one of ours would be a 404), the README's tarball blocks as written (one
+#     of them offline, from an npm cache), and a global install of the CLI from tarballs.
 #  3. `pnpm publish` of the three packages (workspace:^ becomes a real range).
-#  4. Each package alone, with npm and with pnpm, in fresh projects: it installs and imports.
+#  4. The README's registry blocks as written (npm, and pnpm with its build-script approvals); each
+#     package alone, with npm and with pnpm, in fresh projects: it installs and imports.
 #  5. The consumer: a fresh npm project outside the workspace runs `npm install ociapp ociapp-build
 #     ociapp-runtime zod`; a TypeScript service is type-checked with strict and no skipLibCheck
 #     (nodenext and bundler resolution); an app (its own npm project, TypeScript) is built with the
@@ -91,6 +93,25 @@ run() {
   fi
 }
 
+# readme_blocks NEEDS: runs the READMEs' sh blocks marked `<!-- docs-test: needs NEEDS -->`, as
+# written, each in a fresh project (new_project) that also holds the three tarballs when NEEDS is
+# tarballs (tests/docs/blocks.ts extracts them).
+readme_blocks() {
+  local needs=$1 listing path source project count=0
+  listing=$(node --import tsx tests/docs/blocks.ts emit "$needs" "$work/docs-$needs") ||
+    die "cannot extract the README blocks that need $needs"
+  while read -r path source; do
+    [ -n "$path" ] || continue
+    count=$((count + 1))
+    project="$work/docs-$needs-$count"
+    new_project "$project"
+    [ "$needs" != tarballs ] || cp "${tarballs[@]}" "$project/"
+    say "$source, in a fresh project"
+    run -C "$project" 900 "docs-$needs-$count" bash -e -o pipefail "$path"
+  done <<<"$listing"
+  [ "$count" -gt 0 ] || die "no README block needs $needs: the Install section lost its markers"
+}
+
 # A fresh npm project at $1 that reads packages from the test registry only.
 new_project() {
   mkdir -p "$1"
@@ -120,7 +141,7 @@ VERDACCIO="$TOOLS/node_modules/.bin/verdaccio"
 
 # Throwaway caches: nothing read from, or left in, the user's npm cache or pnpm store.
 export npm_config_cache="$work/npm-cache"
-PNPM_ISOLATED=(env "XDG_CACHE_HOME=$work/pnpm-cache" pnpm --store-dir "$work/pnpm-store")
+export pnpm_config_store_dir="$work/pnpm-store" pnpm_config_cache_dir="$work/pnpm-cache"
 # pnpm stops an install whose dependencies have build scripts nobody reviewed; dockerode's optional
 # ssh transport (ssh2, cpu-features) and protobufjs's postinstall are not needed (README: Install).
 PNPM_DENY_BUILDS=(--allow-build '!cpu-features' --allow-build '!protobufjs' --allow-build '!ssh2')
@@ -187,6 +208,9 @@ run -C "$work/from-tarballs" 60 import-tarballs node --input-type=module \
   -e 'await import("ociapp"); await import("ociapp/protocol"); await import("ociapp-build"); await import("ociapp-runtime");'
 run 60 cli-tarballs "$work/from-tarballs/node_modules/.bin/ociapp-build" --version
 
+step "README: the blocks that install from tarballs, as written"
+readme_blocks tarballs
+
 step "npm install -g of the CLI from tarballs"
 ociapp_tgz=$(printf '%s\n' "${tarballs[@]}" | grep '/ociapp-0')
 build_tgz=$(printf '%s\n' "${tarballs[@]}" | grep '/ociapp-build-0')
@@ -204,12 +228,15 @@ for name in ociapp-build ociapp-runtime; do
     die "$name was published with ociapp \"$spec\""
 done
 
+step "README: the blocks that install from a registry, as written"
+readme_blocks registry
+
 for name in "${PACKAGES[@]}"; do
   step "$name alone: npm install, pnpm add"
   new_project "$work/npm-$name"
   run 600 "npm-$name" npm --prefix "$work/npm-$name" install "$name"
   new_project "$work/pnpm-$name"
-  run -C "$work/pnpm-$name" 600 "pnpm-$name" "${PNPM_ISOLATED[@]}" add "$name" "${PNPM_DENY_BUILDS[@]}"
+  run -C "$work/pnpm-$name" 600 "pnpm-$name" pnpm add "$name" "${PNPM_DENY_BUILDS[@]}"
   for project in "$work/npm-$name" "$work/pnpm-$name"; do
     node scripts/registry-test/check-installed.mjs "$project" "$name" >/dev/null
     run -C "$project" 60 "import-$name" node --input-type=module -e "await import('$name')"
