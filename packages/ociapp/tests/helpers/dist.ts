@@ -61,7 +61,9 @@ export function buildInstalledCopy(): InstalledCopy {
   for (const name of readdirSync(join(PACKAGE_DIR, "tests/fixtures"))) {
     if (name.endsWith(".mjs")) copyFileSync(join(PACKAGE_DIR, "tests/fixtures", name), join(appDir, name));
   }
-  // TypeScript that only tsx could load: nothing above root provides tsx.
-  writeFileSync(join(appDir, "missing-loader.ts"), "export const app: unknown = 1;\n");
+  // TypeScript that only tsx can load: nothing above root provides tsx, and Node's own type stripping
+  // (22.18+, 24) does not map the `.js` specifier TypeScript sources use to the `.ts` file.
+  writeFileSync(join(appDir, "missing-loader.ts"), 'export { app } from "./missing-loader-app.js";\n');
+  writeFileSync(join(appDir, "missing-loader-app.ts"), "export const app: unknown = 1;\n");
   return { root, bin: join(pkg, "bin/ociapp.js"), appDir };
 }
