@@ -165,9 +165,10 @@ function isApplicationClass(value: unknown): value is { name: string } {
 }
 
 /**
- * What to do about a missing export, when the module says: an Application instance under another
- * name (use it), an Application class (export an instance of it), or only a default export (name it:
- * the entrypoint is <module>#<export>). Empty when nothing in the module points anywhere.
+ * What to do about a missing export, when the module says, in this order: one Application instance
+ * under another name (use it), a default export (name it: the entrypoint is <module>#<export>) when
+ * it is an Application, an Application class (export an instance of it), any default export. Empty
+ * when nothing in the module points anywhere.
  */
 function missingExportHint(
   namespace: Record<string, unknown>,
@@ -178,15 +179,15 @@ function missingExportHint(
   const exported = (name: string) => exportOf(namespace, name);
   const instances = names.filter((name) => name !== "default" && isApplication(exported(name)));
   if (instances.length === 1) return `: use ${JSON.stringify(`${modulePath}#${instances[0]}`)}`;
+  const nameTheDefault = `: name the default export (export const ${exportName} = new MyApp()); the entrypoint is <module>#<export>, the export "app" when left out`;
+  if (isApplication(namespace.default)) return nameTheDefault;
   const [aClass] = names.filter((name) => isApplicationClass(exported(name)));
   if (aClass !== undefined) {
     const className = aClass === "default" ? "MyApp" : aClass;
     const what = aClass === "default" ? "the default export" : aClass;
     return `: ${what} is an Application class: export an instance (export const ${exportName} = new ${className}())`;
   }
-  if (names.includes("default")) {
-    return `: name the default export (export const ${exportName} = new MyApp()); the entrypoint is <module>#<export>, the export "app" when left out`;
-  }
+  if (names.includes("default")) return nameTheDefault;
   return "";
 }
 
