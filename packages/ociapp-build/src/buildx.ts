@@ -149,7 +149,7 @@ export function describeFailure(reported: BuildFailure, output: string): BuildEr
     );
   }
   // Steps whose scripts speak for themselves: their one line is the message.
-  if (failure.step?.includes(CHECK_STEP)) {
+  if (failure.step !== undefined && CHECK_STEP.test(failure.step)) {
     const said = lastLineStarting(reported.output, "ociapp: ");
     if (said !== undefined && !UNKNOWN_COMMAND.test(said)) {
       // One line: the check's own says it all (the module, the export, what it exports, a hint).
@@ -169,8 +169,11 @@ export function describeFailure(reported: BuildFailure, output: string): BuildEr
   });
 }
 
-/** What identifies the `ociapp check` step in buildx's step names (managed and custom). */
-export const CHECK_STEP = '"check", "--app"';
+/**
+ * What identifies the `ociapp check` step in buildx's step names (managed and custom): its exec
+ * form's `"check"` argument followed by `--app` or ending the command.
+ */
+export const CHECK_STEP = /"check"(, "--app"|\])/;
 /** An SDK without `ociapp check` (older than ociapp-build): commander's answer. */
 export const UNKNOWN_COMMAND = /unknown command 'check'/;
 

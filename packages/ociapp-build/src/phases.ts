@@ -1,5 +1,6 @@
 import { stat } from "node:fs/promises";
 import { printable } from "ociapp/artifact";
+import { CHECK_STEP } from "./buildx.js";
 import { formatBytes } from "./format.js";
 import type { BuildxEvent } from "./progress-log.js";
 
@@ -58,7 +59,7 @@ export function phaseOf(event: BuildxEvent): BuildPhase | undefined {
   const instruction = STEP.exec(name)?.groups?.instruction;
   if (instruction === undefined) return undefined;
   if (instruction.startsWith("FROM ") || instruction.startsWith("WORKDIR ")) return { phase: "base" };
-  if (instruction.includes('"check", "--app"')) return { phase: "checking" };
+  if (CHECK_STEP.test(instruction)) return { phase: "checking" };
   if (instruction.startsWith("RUN apt-get update")) {
     return instruction.includes("python3 make g++") ? { phase: "toolchain" } : { phase: "system-packages" };
   }
