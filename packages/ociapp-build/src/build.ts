@@ -11,53 +11,44 @@ import {
   readArtifactIndex,
 } from "ociapp/artifact";
 import { checkBuildx, runBuildx } from "./buildx.js";
+import type { ManagedConfig } from "./config.js";
+import { CONTEXT_ANNOTATION, contextDigest, reusableArtifact } from "./context-digest.js";
+import { checkCustomImage } from "./custom-check.js";
 import { BuildError } from "./errors.js";
 import { artifactFileName, defaultBaseImage, defaultImageReference } from "./naming.js";
+import { findHostNodeHeaders, inspectBaseImage } from "./node-headers.js";
+import {
+  type BuildOptions,
+  type BuildResult,
+  toolVersion,
+  type ValidOptions,
+  validateOptions,
+} from "./options.js";
+import { type BuildPhase, phaseOf, WriteWatcher } from "./phases.js";
+import type { BuildxEvent } from "./progress-log.js";
 import { type Project, readProject } from "./project.js";
-import { installedSdkProtocol, locateSdk, packSdk } from "./sdk.js";
+import { installedSdkProtocol, locateSdk, packSdk, sdkHasCheck } from "./sdk.js";
 import { isFile, SDK_TARBALL_NAME, sdkTarballDir, stageManagedBuild } from "./stage.js";
 import { lastLines, runTool } from "./subprocess.js";
 
-export interface BuildOptions {
-  /** the app's folder: its package.json holds the "ociapp" configuration */
-  projectRoot: string;
-  /** where <name>-<version>.ociapp is written; the project root by default */
-  outputDir?: string;
-  /** buildx --network for RUN steps (e.g. "host"); the engine's default when unset */
-  network?: string;
-  /** overrides the config's baseImage and the default node:<host Node major>-bookworm-slim */
-  baseImage?: string;
-  noCache?: boolean;
-  /** what reaches onProgress: "auto" and "plain" forward buildx's plain progress, "quiet" nothing. Default "quiet". */
-  progress?: "auto" | "plain" | "quiet";
-  /** layer compression; gzip by default */
-  compression?: "gzip" | "zstd";
-  /** the image reference recorded in the artifact (what `docker load` names it); <name>:<version> by default */
-  image?: string;
-  signal?: AbortSignal;
-  onProgress?: (chunk: string) => void;
-  /** environment for the child processes (docker, npm); merged over process.env */
-  env?: Record<string, string | undefined>;
-}
+export type { BuildOptions, BuildResult } from "./options.js";
 
-export interface BuildResult {
-  /** absolute path of the .ociapp file */
-  path: string;
-  bytes: number;
-  /** sha256 digest of the image manifest index.json points at: the artifact's identity */
-  digest: string;
-  /** the image reference the artifact carries */
-  image: string;
+/** What buildx is given, whichever the mode. */
+interface Plan {
+  context: string;
+  containerfile: string;
+  buildArgs: Record<string, string>;
+  buildContexts: Record<string, string>;
+  annotations: Record<string, string>;
+  native: string[];
 }
-
-const PROGRESS = ["auto", "plain", "quiet"] as const;
-const COMPRESSION = ["gzip", "zstd"] as const;
-const IMAGE_REFERENCE = /^[a-z0-9][a-z0-9._\-/:]*$/;
-const NETWORK = /^[A-Za-z0-9][\w.:-]*$/;
 
 /**
  * Packages the app at `projectRoot` into an OCI image-layout tarball with docker buildx. The artifact
  * appears only once complete: buildx writes a temporary file beside it, which is renamed into place.
+ * A managed build whose context (staged files, rendered Containerfile, base image ID, options) is the
+ * one the existing artifact records keeps that artifact without running buildx (`reused: true`;
+ * `noCache` always builds). Rejects with BuildError (see errors.ts for the codes).
  */
 export async function build(options: BuildOptions): Promise<BuildResult> {
   const opts = validateOptions(options);
@@ -80,7 +71,6 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       `ociapp.containerfile ${quote(config.mode === "custom" ? config.containerfile : "")} does not exist in ${project.root}`,
     );
   }
-  await checkBuildx({ signal, env: opts.env });
 
   const outputDir = resolve(opts.outputDir ?? project.root);
   await mkdir(outputDir, { recursive: true }).catch((error: NodeJS.ErrnoException) => {
@@ -96,53 +86,57 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const stagingDir = await mkdtemp(join(tmpdir(), "ociapp-build-"));
 
   try {
-    let context = project.root;
-    let containerfile = customContainerfile ?? "";
-    const buildArgs: Record<string, string> = {};
-    // The wire protocol of the SDK in the image, for dev.ociapp.protocol: the packed SDK's (managed),
-    // or the project's installed one (custom; none recorded when it has none).
-    let protocol: number | undefined;
+    let plan: Plan;
     if (config.mode === "managed") {
-      const sdk = await locateSdk(project.root);
-      protocol = sdk.protocol;
-      // Packing the SDK does not depend on the app's build: both run at once.
-      const [built, packed] = await Promise.allSettled([
-        runBuildScript(project, opts, say),
-        packSdk(sdk, await sdkTarballDir(stagingDir), SDK_TARBALL_NAME, signal),
-      ]);
-      if (built.status === "rejected") throw built.reason;
-      if (packed.status === "rejected") throw packed.reason;
-      say("staging the build context");
-      containerfile = await stageManagedBuild(project, config, stagingDir, { baseImage, signal });
-      context = stagingDir;
+      const prepared = await prepareManaged(project, config, opts, {
+        baseImage,
+        image,
+        finalPath,
+        stagingDir,
+        say,
+      });
+      if ("reused" in prepared) return prepared.reused;
+      plan = prepared;
     } else {
-      // A custom Containerfile may use `ARG OCIAPP_BASE_IMAGE` / `FROM ${OCIAPP_BASE_IMAGE}`.
-      buildArgs.OCIAPP_BASE_IMAGE = baseImage;
-      protocol = await installedSdkProtocol(project.root);
+      await checkBuildx({ signal, env: opts.env });
+      plan = {
+        context: project.root,
+        containerfile: customContainerfile ?? "",
+        // A custom Containerfile may use `ARG OCIAPP_BASE_IMAGE` / `FROM ${OCIAPP_BASE_IMAGE}`.
+        buildArgs: { OCIAPP_BASE_IMAGE: baseImage },
+        buildContexts: {},
+        annotations: annotationsFor(project, await installedSdkProtocol(project.root)),
+        native: [],
+      };
     }
 
-    const annotations: Record<string, string> = {
-      "org.opencontainers.image.title": packageJson.name,
-      "org.opencontainers.image.version": packageJson.version,
-    };
-    if (config.entrypoint !== undefined) annotations["dev.ociapp.entrypoint"] = config.entrypoint;
-    if (protocol !== undefined) annotations[PROTOCOL_ANNOTATION] = String(protocol);
-
-    say(`building ${image} from ${printable(config.mode === "managed" ? baseImage : containerfile)}`);
-    await runBuildx({
-      context,
-      containerfile,
-      dest: tempPath,
-      image,
-      annotations,
-      buildArgs,
-      compression: opts.compression,
-      network: opts.network,
-      noCache: opts.noCache,
-      signal,
-      env: opts.env,
-      onProgress: opts.progress === "quiet" ? undefined : opts.onProgress,
-    });
+    say(`building ${image} from ${printable(config.mode === "managed" ? baseImage : plan.containerfile)}`);
+    const onEvent = await phaseEvents(opts, finalPath, tempPath);
+    try {
+      await runBuildx({
+        context: plan.context,
+        containerfile: plan.containerfile,
+        output: {
+          type: "oci",
+          dest: tempPath,
+          image,
+          annotations: plan.annotations,
+          compression: opts.compression,
+        },
+        buildArgs: plan.buildArgs,
+        buildContexts: plan.buildContexts,
+        network: opts.network,
+        noCache: opts.noCache,
+        signal,
+        env: opts.env,
+        onProgress: opts.progress === "quiet" ? undefined : opts.onProgress,
+        onEvent: onEvent.handle,
+      });
+    } catch (error) {
+      throw explainNativeFailure(error, plan.native);
+    } finally {
+      onEvent.stop();
+    }
 
     let digest: string;
     try {
@@ -153,10 +147,22 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         cause: error,
       });
     }
+    if (config.mode === "custom") {
+      opts.onPhase?.({ phase: "checking" });
+      const checked = await checkCustomImage({
+        artifact: tempPath,
+        digest,
+        signal,
+        env: opts.env,
+        onProgress: opts.progress === "quiet" ? undefined : opts.onProgress,
+      });
+      if (checked === "not-serve") say("not checking the app: the image does not start `ociapp serve`");
+      if (checked === "no-check") say("not checking the app: the image's ociapp SDK has no `ociapp check`");
+    }
     const { size } = await stat(tempPath);
     signal?.throwIfAborted();
     await rename(tempPath, finalPath);
-    return { path: finalPath, bytes: size, digest, image };
+    return { path: finalPath, bytes: size, digest, image, reused: false, native: plan.native };
   } catch (error) {
     if (signal?.aborted && !(error instanceof BuildError && error.code === "OCIAPP_BUILD_ABORTED")) {
       throw new BuildError("OCIAPP_BUILD_ABORTED", "build aborted", { cause: signal.reason });
@@ -168,6 +174,161 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   }
 }
 
+/**
+ * Managed mode up to buildx: the app's build script, the SDK packed, the context staged (two-stage
+ * when a dependency has install scripts, with Node's headers found for the base image's Node), the
+ * annotations, and the context's digest. Resolves `{ reused }` when the artifact at finalPath records
+ * the same digest (then nothing else runs).
+ */
+async function prepareManaged(
+  project: Project,
+  config: ManagedConfig,
+  opts: ValidOptions,
+  where: {
+    baseImage: string;
+    image: string;
+    finalPath: string;
+    stagingDir: string;
+    say: (line: string) => void;
+  },
+): Promise<Plan | { reused: BuildResult }> {
+  const { signal } = opts;
+  const { baseImage, say, stagingDir } = where;
+  const sdk = await locateSdk(project.root);
+  // None of these depends on another: the app's build, the SDK's packing, asking the SDK whether it
+  // has `ociapp check`, and the engine for the base image's ID and Node version.
+  const [buildx, built, packed, hasCheck, base] = await Promise.allSettled([
+    checkBuildx({ signal, env: opts.env }),
+    runBuildScript(project, opts, say),
+    packSdk(sdk, await sdkTarballDir(stagingDir), SDK_TARBALL_NAME, signal),
+    sdkHasCheck(sdk, signal),
+    inspectBaseImage(baseImage, { signal, env: opts.env }),
+  ]);
+  for (const step of [buildx, built, packed, hasCheck, base]) {
+    if (step.status === "rejected") throw step.reason;
+  }
+  const check = hasCheck.status === "fulfilled" && hasCheck.value;
+  const facts = base.status === "fulfilled" ? base.value : { id: undefined, nodeVersion: undefined };
+  if (!check) say("the app's ociapp SDK has no `ociapp check`: its entrypoint is not checked in the image");
+
+  say("staging the build context");
+  opts.onPhase?.({ phase: "staging" });
+  const staged = await stageManagedBuild(project, config, stagingDir, { baseImage, check, signal });
+  const native = staged.installScripts;
+  const buildContexts: Record<string, string> = {};
+  let headers: string = "none";
+  if (native.length > 0) {
+    // The base image's own headers come first (nodedir.cjs in the image decides, by version); the
+    // host's are lent for the image's Node version (its NODE_VERSION), else for the host's own Node,
+    // which is what an image without NODE_VERSION made from this machine's node runs (engine.sh's).
+    const host = await findHostNodeHeaders(facts.nodeVersion ?? process.versions.node);
+    buildContexts["ociapp-node-headers"] = host?.dir ?? staged.emptyDir;
+    if (host) headers = `${host.version} ${host.digest}`;
+    say(
+      `dependencies with install scripts (${native.join(", ")}): compiled in a builder stage${host ? `, with this machine's headers for Node ${host.version} (${host.dir}) unless the image has its own` : ""}`,
+    );
+  }
+
+  const annotations = annotationsFor(project, sdk.protocol);
+  if (facts.id !== undefined) {
+    const digest = await contextDigest({
+      stagingDir,
+      // The rendered Containerfile is an input; the empty folder holds nothing.
+      exclude: [],
+      toolVersion: toolVersion(),
+      baseImage,
+      baseImageId: facts.id,
+      settings: {
+        compression: opts.compression,
+        image: where.image,
+        annotations: JSON.stringify(annotations),
+        headers,
+      },
+    });
+    if (!opts.noCache) {
+      const existing = await reusableArtifact(where.finalPath, digest, signal);
+      if (existing) {
+        say(`build context unchanged (${digest}): reusing ${printable(where.finalPath)}`);
+        opts.onPhase?.({ phase: "reused" });
+        return {
+          reused: { path: where.finalPath, ...existing, image: where.image, reused: true, native },
+        };
+      }
+    }
+    annotations[CONTEXT_ANNOTATION] = digest;
+  }
+  return {
+    context: stagingDir,
+    containerfile: staged.containerfile,
+    buildArgs: {},
+    buildContexts,
+    annotations,
+    native,
+  };
+}
+
+/** The manifest annotations: name, version, entrypoint, and the image's SDK protocol when known. */
+function annotationsFor(project: Project, protocol: number | undefined): Record<string, string> {
+  const annotations: Record<string, string> = {
+    "org.opencontainers.image.title": project.packageJson.name,
+    "org.opencontainers.image.version": project.packageJson.version,
+  };
+  if (project.config.entrypoint !== undefined)
+    annotations["dev.ociapp.entrypoint"] = project.config.entrypoint;
+  if (protocol !== undefined) annotations[PROTOCOL_ANNOTATION] = String(protocol);
+  return annotations;
+}
+
+/**
+ * buildx's events as phases for opts.onPhase, and the size of the file being written once buildx
+ * sends the tarball (against the previous artifact's size, when there is one). Nothing without onPhase.
+ */
+async function phaseEvents(
+  opts: ValidOptions,
+  finalPath: string,
+  tempPath: string,
+): Promise<{ handle: ((event: BuildxEvent) => void) | undefined; stop: () => void }> {
+  const { onPhase } = opts;
+  if (onPhase === undefined) return { handle: undefined, stop: () => undefined };
+  const expectedBytes = await stat(finalPath).then(
+    (s) => s.size,
+    () => undefined,
+  );
+  const writing = (bytes: number): BuildPhase =>
+    expectedBytes === undefined ? { phase: "writing", bytes } : { phase: "writing", bytes, expectedBytes };
+  const watcher = new WriteWatcher(tempPath, (bytes) => onPhase(writing(bytes)));
+  return {
+    handle: (event) => {
+      const phase = phaseOf(event);
+      if (phase === undefined) return;
+      if (phase.phase === "writing") {
+        watcher.start();
+        onPhase(writing(0));
+      } else {
+        onPhase(phase);
+      }
+    },
+    stop: () => watcher.stop(),
+  };
+}
+
+/** A failed builder stage names the dependencies it was compiling. */
+function explainNativeFailure(error: unknown, native: string[]): unknown {
+  if (
+    native.length === 0 ||
+    !(error instanceof BuildError) ||
+    error.code !== "OCIAPP_BUILD_FAILED" ||
+    !error.message.includes("[builder ")
+  ) {
+    return error;
+  }
+  return new BuildError(
+    "OCIAPP_BUILD_FAILED",
+    `${error.message} (compiling dependencies with install scripts: ${native.join(", ")})`,
+    { cause: error, ...(error.output === undefined ? {} : { output: error.output }) },
+  );
+}
+
 async function runBuildScript(
   project: Project,
   opts: ValidOptions,
@@ -175,6 +336,7 @@ async function runBuildScript(
 ): Promise<void> {
   if (typeof project.packageJson.scripts?.build !== "string") return;
   say("running the app's build script (npm run build)");
+  opts.onPhase?.({ phase: "script" });
   const result = await runTool(
     "npm",
     ["run", "build"],
@@ -193,75 +355,4 @@ async function runBuildScript(
       { output: lastLines(result.tail, 30) },
     );
   }
-}
-
-interface ValidOptions {
-  projectRoot: string;
-  outputDir: string | undefined;
-  network: string | undefined;
-  baseImage: string | undefined;
-  noCache: boolean;
-  progress: (typeof PROGRESS)[number];
-  compression: (typeof COMPRESSION)[number];
-  image: string | undefined;
-  signal: AbortSignal | undefined;
-  onProgress: ((chunk: string) => void) | undefined;
-  env: Record<string, string | undefined> | undefined;
-}
-
-function validateOptions(options: BuildOptions): ValidOptions {
-  const invalid = (name: string, value: unknown, expected: string) =>
-    new BuildError(
-      "OCIAPP_BUILD_INVALID_OPTION",
-      `invalid ${name} ${JSON.stringify(value)}: expected ${expected}`,
-    );
-  if (typeof options !== "object" || options === null) throw invalid("options", options, "an object");
-  if (typeof options.projectRoot !== "string" || options.projectRoot.length === 0) {
-    throw invalid("projectRoot", options.projectRoot, "a path");
-  }
-  if (
-    options.outputDir !== undefined &&
-    (typeof options.outputDir !== "string" || options.outputDir.length === 0)
-  ) {
-    throw invalid("outputDir", options.outputDir, "a path");
-  }
-  if (
-    options.network !== undefined &&
-    (typeof options.network !== "string" || !NETWORK.test(options.network))
-  ) {
-    throw invalid("network", options.network, 'a network mode such as "host", "none" or "default"');
-  }
-  if (
-    options.baseImage !== undefined &&
-    (typeof options.baseImage !== "string" || !/^[A-Za-z0-9][\w.\-/:@]*$/.test(options.baseImage))
-  ) {
-    throw invalid("baseImage", options.baseImage, "an image reference");
-  }
-  if (
-    options.image !== undefined &&
-    (typeof options.image !== "string" || !IMAGE_REFERENCE.test(options.image))
-  ) {
-    throw invalid("image", options.image, "a lowercase image reference such as my-app:1.0.0");
-  }
-  const progress = options.progress ?? "quiet";
-  if (!PROGRESS.includes(progress)) throw invalid("progress", options.progress, PROGRESS.join(" | "));
-  const compression = options.compression ?? "gzip";
-  if (!COMPRESSION.includes(compression))
-    throw invalid("compression", options.compression, COMPRESSION.join(" | "));
-  if (options.onProgress !== undefined && typeof options.onProgress !== "function") {
-    throw invalid("onProgress", typeof options.onProgress, "a function");
-  }
-  return {
-    projectRoot: options.projectRoot,
-    outputDir: options.outputDir,
-    network: options.network,
-    baseImage: options.baseImage,
-    noCache: options.noCache === true,
-    progress,
-    compression,
-    image: options.image,
-    signal: options.signal,
-    onProgress: options.onProgress,
-    env: options.env,
-  };
 }

@@ -1,23 +1,34 @@
 import { printable } from "ociapp/artifact";
 import { BuildError } from "./errors.js";
-import { type BuildFailure, ProgressLog } from "./progress-log.js";
+import { type BuildFailure, type BuildxEvent, ProgressLog } from "./progress-log.js";
 import { lastLines, runTool } from "./subprocess.js";
 
 export interface BuildxOptions {
   context: string;
   containerfile: string;
-  /** the OCI tarball to write */
-  dest: string;
-  /** the image reference recorded in index.json (what `docker load` names the image) */
-  image: string;
-  annotations: Record<string, string>;
-  compression: "gzip" | "zstd";
+  /**
+   * The OCI tarball to write (`dest`, with `image` as the reference in index.json, the manifest's
+   * `annotations`, the layers' `compression`), or "cacheonly": build and export nothing.
+   */
+  output:
+    | {
+        type: "oci";
+        dest: string;
+        image: string;
+        annotations: Record<string, string>;
+        compression: "gzip" | "zstd";
+      }
+    | { type: "cacheonly" };
   network?: string | undefined;
   noCache?: boolean | undefined;
   buildArgs?: Record<string, string>;
+  /** named contexts (--build-context name=path): the Containerfile's `from=<name>` mounts */
+  buildContexts?: Record<string, string>;
   signal?: AbortSignal | undefined;
   /** buildx's plain progress output, as it arrives */
   onProgress?: ((chunk: string) => void) | undefined;
+  /** each step buildx starts, and its status lines (see ProgressLog) */
+  onEvent?: ((event: BuildxEvent) => void) | undefined;
   /** environment for the docker CLI (PATH, DOCKER_HOST, ...) */
   env?: Record<string, string | undefined> | undefined;
 }
@@ -46,13 +57,17 @@ export async function checkBuildx(options: { signal?: AbortSignal | undefined; e
 
 /** Runs `docker buildx build` to an OCI image-layout tarball at `dest`. */
 export async function runBuildx(options: BuildxOptions): Promise<void> {
-  const output = csv([
-    "type=oci",
-    `name=${options.image}`,
-    `dest=${options.dest}`,
-    "tar=true",
-    `compression=${options.compression}`,
-  ]);
+  const { output } = options;
+  const outputArg =
+    output.type === "cacheonly"
+      ? "type=cacheonly"
+      : csv([
+          "type=oci",
+          `name=${output.image}`,
+          `dest=${output.dest}`,
+          "tar=true",
+          `compression=${output.compression}`,
+        ]);
   const args = [
     "buildx",
     "build",
@@ -64,17 +79,21 @@ export async function runBuildx(options: BuildxOptions): Promise<void> {
     "--file",
     options.containerfile,
     "--output",
-    output,
+    outputArg,
   ];
-  for (const [key, value] of Object.entries(options.annotations))
-    args.push("--annotation", `manifest:${key}=${value}`);
+  if (output.type === "oci") {
+    for (const [key, value] of Object.entries(output.annotations))
+      args.push("--annotation", `manifest:${key}=${value}`);
+  }
   for (const [key, value] of Object.entries(options.buildArgs ?? {}))
     args.push("--build-arg", `${key}=${value}`);
+  for (const [name, path] of Object.entries(options.buildContexts ?? {}))
+    args.push("--build-context", `${name}=${path}`);
   if (options.network !== undefined) args.push("--network", options.network);
   if (options.noCache) args.push("--no-cache");
   args.push(options.context);
 
-  const log = new ProgressLog();
+  const log = new ProgressLog(options.onEvent);
   const result = await runTool(
     "docker",
     args,
@@ -129,10 +148,39 @@ export function describeFailure(reported: BuildFailure, output: string): BuildEr
       `base image ${missingImage[1]} is not in the engine and could not be pulled (${failure.error}): pull or load it first, or choose another with baseImage / --base-image`,
     );
   }
+  // Steps whose scripts speak for themselves: their one line is the message.
+  if (failure.step !== undefined && CHECK_STEP.test(failure.step)) {
+    const said = lastLineStarting(reported.output, "ociapp: ");
+    if (said !== undefined && !UNKNOWN_COMMAND.test(said)) {
+      // One line: the check's own says it all (the module, the export, what it exports, a hint).
+      return new BuildError(
+        "OCIAPP_BUILD_APP_INVALID",
+        `the app fails its check in the image: ${printable(said)}`,
+      );
+    }
+  }
+  const toolSaid = lastLineStarting(reported.output, "ociapp-build: ");
+  if (failure.step?.includes("nodedir.cjs") && toolSaid !== undefined) {
+    return new BuildError("OCIAPP_BUILD_NODE_HEADERS_MISSING", printable(toolSaid));
+  }
   const where = failure.step ? ` at ${failure.step}` : "";
   return new BuildError("OCIAPP_BUILD_FAILED", `image build failed${where}: ${failure.error}`, {
     output: failure.output || tail,
   });
+}
+
+/**
+ * What identifies the `ociapp check` step in buildx's step names (managed and custom): its exec
+ * form's `"check"` argument followed by `--app` or ending the command.
+ */
+export const CHECK_STEP = /"check"(, "--app"|\])/;
+/** An SDK without `ociapp check` (older than ociapp-build): commander's answer. */
+export const UNKNOWN_COMMAND = /unknown command 'check'/;
+
+/** The last line of `output` that starts with `prefix`, without it. */
+function lastLineStarting(output: string, prefix: string): string | undefined {
+  const lines = output.split("\n").filter((line) => line.startsWith(prefix));
+  return lines.at(-1)?.slice(prefix.length);
 }
 
 /**

@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { Command, CommanderError, Option } from "commander";
 import {
   ArtifactFileError,
@@ -11,10 +10,14 @@ import {
 import { build } from "./build.js";
 import { BuildError } from "./errors.js";
 import { formatArtifactInfo, formatBytes } from "./format.js";
+import { toolVersion } from "./options.js";
+import { type DisplayStream, PhaseDisplay } from "./phase-display.js";
+import type { BuildPhase } from "./phases.js";
 
 export interface CliIo {
   stdout: { write(chunk: string): unknown };
-  stderr: { write(chunk: string): unknown };
+  /** progress and errors; a TTY (isTTY) gets the one updating progress line */
+  stderr: DisplayStream;
 }
 
 /**
@@ -38,17 +41,21 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   let exitCode = 0;
+  let display: PhaseDisplay | undefined;
 
   const program = new Command("ociapp-build")
     .description("Package an ociapp application into a .ociapp OCI image-layout tarball with docker buildx")
-    .version(packageVersion(), "-V, --version")
+    .version(toolVersion(), "-V, --version")
     .argument("<project-root>", 'the app\'s folder (its package.json holds the "ociapp" configuration)')
     .option("-o, --output-dir <dir>", "where <name>-<version>.ociapp is written (default: the project root)")
     .option("--network <mode>", "network for RUN steps during the build (default: the engine's)")
     .option("--base-image <ref>", "base image of a managed build (default: node:<Node major>-bookworm-slim)")
     .option("--no-cache", "build without buildx's layer cache")
     .addOption(
-      new Option("--progress <mode>", "buildx progress on stderr")
+      new Option(
+        "--progress <mode>",
+        "on stderr: auto (a terminal: one updating line; otherwise a line per phase), plain (buildx's own lines), quiet",
+      )
         .choices(["auto", "plain", "quiet"])
         .default("auto"),
     )
@@ -68,6 +75,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       outputError: (text, write) => write(`ociapp-build: ${text}`),
     })
     .action(async (projectRoot: string, flags: BuildFlags) => {
+      // auto: phases only (one updating line on a terminal); plain: buildx's lines as it prints them.
+      display = flags.progress === "auto" ? new PhaseDisplay(io.stderr) : undefined;
       const result = await build({
         projectRoot,
         ...(flags.outputDir === undefined ? {} : { outputDir: flags.outputDir }),
@@ -75,16 +84,19 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         ...(flags.baseImage === undefined ? {} : { baseImage: flags.baseImage }),
         ...(flags.image === undefined ? {} : { image: flags.image }),
         noCache: !flags.cache,
-        progress: flags.progress,
+        progress: flags.progress === "plain" ? "plain" : "quiet",
         compression: flags.compression,
         signal: controller.signal,
         onProgress: (chunk) => io.stderr.write(chunk),
+        ...(display ? { onPhase: (phase: BuildPhase) => display?.update(phase) } : {}),
       });
+      display?.clear();
       if (flags.json) {
         io.stdout.write(`${printableJson(result)}\n`);
       } else {
+        const reused = result.reused ? ", reused: build context unchanged" : "";
         io.stdout.write(
-          `${printable(result.path)} (${formatBytes(result.bytes)}, ${result.digest}, image ${result.image})\n`,
+          `${printable(result.path)} (${formatBytes(result.bytes)}, ${result.digest}, image ${result.image}${reused})\n`,
         );
       }
     });
@@ -106,8 +118,10 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   try {
     await program.parseAsync(argv);
   } catch (error) {
+    display?.clear();
     exitCode = report(error, io);
   } finally {
+    display?.clear();
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
   }
@@ -178,13 +192,6 @@ function report(error: unknown, io: CliIo): number {
   const stack = (error as Error)?.stack ?? String(error);
   io.stderr.write(`ociapp-build: unexpected error: ${printableLines(stack)}\n`);
   return 1;
-}
-
-function packageVersion(): string {
-  const packageJson = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
-    version: string;
-  };
-  return packageJson.version;
 }
 
 function indent(text: string): string {

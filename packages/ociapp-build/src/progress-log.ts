@@ -5,6 +5,13 @@ export interface BuildFailure {
   output: string;
 }
 
+/**
+ * What buildx is doing, from its plain progress: a step (vertex) has started, or printed a status
+ * line of its own (not the output of a command: "CACHED", "DONE 0.2s", "sending tarball 2.1s done").
+ * `name` is the step's name as buildx prints it ("[stage-0 4/7] RUN ...", "exporting to oci image format").
+ */
+export type BuildxEvent = { type: "step"; name: string } | { type: "status"; name: string; text: string };
+
 interface Vertex {
   name: string;
   lines: string[];
@@ -24,8 +31,14 @@ const MAX_LINE = 2_000;
  */
 export class ProgressLog {
   readonly #vertices = new Map<string, Vertex>();
+  readonly #onEvent: ((event: BuildxEvent) => void) | undefined;
   #partial = "";
   #lastError: string | undefined;
+
+  /** `onEvent` hears each step start and status line, as the lines arrive. */
+  constructor(onEvent?: (event: BuildxEvent) => void) {
+    this.#onEvent = onEvent;
+  }
 
   push(chunk: string): void {
     const text = this.#partial + chunk;
@@ -59,6 +72,7 @@ export class ProgressLog {
       }
       vertex = { name: rest, lines: [] };
       this.#vertices.set(id, vertex);
+      this.#onEvent?.({ type: "step", name: rest });
       return;
     }
     if (rest.startsWith("ERROR: ")) {
@@ -69,6 +83,8 @@ export class ProgressLog {
     if (output) {
       vertex.lines.push(output[1] ?? "");
       if (vertex.lines.length > LINES_PER_VERTEX) vertex.lines.shift();
+    } else {
+      this.#onEvent?.({ type: "status", name: vertex.name, text: rest });
     }
   }
 }

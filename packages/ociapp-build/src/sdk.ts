@@ -119,3 +119,15 @@ function parsePackJson(stdout: string): PackJson | undefined {
     return undefined;
   }
 }
+
+/**
+ * Whether the SDK has `ociapp check` (SDKs from before it do not): asks it, `ociapp check --help`
+ * with this machine's Node, from the SDK's own folder. Its `bin/ociapp.js` is what the image runs.
+ */
+export async function sdkHasCheck(sdk: LocatedSdk, signal?: AbortSignal): Promise<boolean> {
+  const result = await run(process.execPath, [join(sdk.dir, "bin", "ociapp.js"), "check", "--help"], {
+    cwd: sdk.dir,
+    signal,
+  }).catch(() => undefined);
+  return result?.exitCode === 0 && /--app/.test(result.stdout);
+}

@@ -2,6 +2,8 @@ import { chmod, copyFile, mkdir, readFile, stat, writeFile } from "node:fs/promi
 import { basename, dirname, join, normalize } from "node:path";
 import { type ManagedConfig, splitEntrypoint } from "./config.js";
 import { BuildError } from "./errors.js";
+import { findInstallScripts } from "./native.js";
+import { NODEDIR_SCRIPT } from "./nodedir-script.js";
 import type { Project } from "./project.js";
 import { resolveInstalledPackage } from "./resolve-package.js";
 import { listPackFiles } from "./sdk.js";
@@ -20,22 +22,35 @@ export async function sdkTarballDir(stagingDir: string): Promise<string> {
   return dir;
 }
 
+/** The staged managed build: its rendered Containerfile, and the dependencies it compiles. */
+export interface StagedBuild {
+  containerfile: string;
+  /** production dependencies with install scripts ("name@version"); non-empty: the two-stage image */
+  installScripts: string[];
+  /** an empty folder, the "ociapp-node-headers" context when the host lends no headers */
+  emptyDir: string;
+}
+
+/** Staging entries that are not part of the build context proper (see .dockerignore below). */
+export const NOT_IN_CONTEXT = ["Containerfile", ".dockerignore", "empty"];
+
 /**
  * Assembles the managed build's context in `stagingDir` (see Containerfile.template for its layout),
  * next to the SDK tarball already packed there: only what the image needs crosses into the build,
- * never the project's node_modules or sources.
- * Returns the rendered Containerfile's path.
+ * never the project's node_modules or sources. `check` renders the `ociapp check` step.
  */
 export async function stageManagedBuild(
   project: Project,
   config: ManagedConfig,
   stagingDir: string,
-  options: { baseImage: string; signal?: AbortSignal | undefined },
-): Promise<string> {
+  options: { baseImage: string; check: boolean; signal?: AbortSignal | undefined },
+): Promise<StagedBuild> {
   const depsDir = join(stagingDir, "deps");
   const appDir = join(stagingDir, "app");
+  const emptyDir = join(stagingDir, "empty");
   await mkdir(appDir, { recursive: true });
   await mkdir(depsDir, { recursive: true });
+  await mkdir(emptyDir, { recursive: true });
 
   // Artifacts built into the project (an output folder under "files") never go into the next image.
   const files = (await listPackFiles(project.root, options.signal)).filter(
@@ -88,11 +103,23 @@ export async function stageManagedBuild(
     );
   }
 
+  const installScripts = await findInstallScripts(project.root, project.packageJson, lockfile?.content);
+  const native = installScripts.length > 0;
+  if (native) {
+    await mkdir(join(stagingDir, "builder"), { recursive: true });
+    await writeFile(join(stagingDir, "builder", "nodedir.cjs"), NODEDIR_SCRIPT);
+  }
+
   const containerfile = join(stagingDir, "Containerfile");
-  const rendered = renderContainerfile(await loadTemplate(), { baseImage: options.baseImage, config });
+  const rendered = renderContainerfile(await loadTemplate(), {
+    baseImage: options.baseImage,
+    config,
+    native,
+    check: options.check,
+  });
   await writeFile(containerfile, rendered);
-  await writeFile(join(stagingDir, ".dockerignore"), "Containerfile\n.dockerignore\n");
-  return containerfile;
+  await writeFile(join(stagingDir, ".dockerignore"), `${NOT_IN_CONTEXT.join("\n")}\n`);
+  return { containerfile, installScripts, emptyDir };
 }
 
 /** Versions installed for the app's production dependencies, as Node would resolve them from it. */

@@ -1,10 +1,11 @@
-import { mkdtemp, rm, stat } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { readArtifactIndex } from "ociapp/artifact";
+import { execa } from "execa";
+import { inspectArtifact, readArtifactIndex } from "ociapp/artifact";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { docker } from "../../../tests/engine/docker.js";
-import { type BuildResult, build } from "../src/index.js";
+import { type BuildResult, build, CONTEXT_ANNOTATION } from "../src/index.js";
 import { runCliHere } from "./helpers/cli.js";
 import { type RunningApp, removeImage, startApp, uniqueImage } from "./helpers/container.js";
 import { extractLayout } from "./helpers/oci.js";
@@ -18,24 +19,49 @@ let outputDir = "";
 let image = "";
 let result: BuildResult;
 let firstBuildMs = 0;
-let rebuild: { result: BuildResult; log: string; ms: number };
+let rebuild: { result: BuildResult; ms: number; dockerCalls: string[] };
+let cachedRebuild: { result: BuildResult; log: string };
 let running: RunningApp | undefined;
+let work = "";
 
 beforeAll(async () => {
   await ensureSdkBuilt();
-  outputDir = await mkdtemp(join(tmpdir(), "ociapp-build-echo-"));
+  work = await mkdtemp(join(tmpdir(), "ociapp-build-echo-"));
+  outputDir = join(work, "out");
   image = uniqueImage("echo-app");
   const started = performance.now();
   result = await build({ projectRoot: ECHO_APP, outputDir, network: "host", image });
   firstBuildMs = performance.now() - started;
 
   // The rebuild with nothing changed follows at once (it is asserted on below): nothing of the
-  // inputs, the SDK's dist included, may change in between.
-  let log = "";
+  // inputs, the SDK's dist included, may change in between. Its docker calls go through a wrapper
+  // that records them.
+  const wrapper = join(work, "bin");
+  const callLog = join(work, "docker-calls.log");
+  await mkdir(wrapper);
+  const realDocker = (await execa("sh", ["-c", "command -v docker"])).stdout.trim();
+  await writeFile(
+    join(wrapper, "docker"),
+    `#!/bin/sh\nprintf '%s\\n' "$*" >> '${callLog}'\nexec '${realDocker}' "$@"\n`,
+    { mode: 0o755 },
+  );
   const again = performance.now();
   const second = await build({
     projectRoot: ECHO_APP,
     outputDir,
+    network: "host",
+    image,
+    env: { PATH: `${wrapper}:${process.env.PATH ?? ""}` },
+  });
+  const ms = performance.now() - again;
+  const dockerCalls = (await readFile(callLog, "utf8").catch(() => "")).trim().split("\n");
+  rebuild = { result: second, ms, dockerCalls };
+
+  // Built into another folder (no artifact to reuse there): buildx runs, from its layer cache.
+  let log = "";
+  const third = await build({
+    projectRoot: ECHO_APP,
+    outputDir: join(work, "again"),
     network: "host",
     image,
     progress: "plain",
@@ -43,13 +69,13 @@ beforeAll(async () => {
       log += chunk;
     },
   });
-  rebuild = { result: second, log, ms: performance.now() - again };
+  cachedRebuild = { result: third, log };
 });
 
 afterAll(async () => {
   await running?.stop();
   await removeImage(image);
-  if (outputDir) await rm(outputDir, { recursive: true, force: true });
+  if (work) await rm(work, { recursive: true, force: true });
 });
 
 describe("examples/echo-app", () => {
@@ -153,14 +179,29 @@ describe("examples/echo-app", () => {
     expect((await docker(["exec", running.id, "id", "-u"])).trim()).toBe("10001");
   });
 
-  it("a rebuild with nothing changed is served from the build cache", async () => {
-    console.log(`echo-app cached rebuild: ${(rebuild.ms / 1000).toFixed(1)} s`);
-    const { log } = rebuild;
-    expect(rebuild.result.digest).toBe(result.digest);
-    expect(rebuild.result.path).toBe(result.path);
+  it("a rebuild with nothing changed reuses the artifact: buildx does not run", async () => {
+    console.log(`echo-app no-change rebuild: ${(rebuild.ms / 1000).toFixed(1)} s (the app's tsc included)`);
+    expect(rebuild.result).toEqual({ ...result, reused: true });
+    expect(result.reused).toBe(false);
+    expect(result.native).toEqual([]);
+    // The engine was asked for the base image's ID, and buildx for its version; never to build.
+    expect(rebuild.dockerCalls.some((call) => call.startsWith("image inspect"))).toBe(true);
+    expect(rebuild.dockerCalls.filter((call) => call.startsWith("buildx build"))).toEqual([]);
+    const info = await inspectArtifact(result.path);
+    expect(info.annotations[CONTEXT_ANNOTATION]).toMatch(/^sha256:[a-f0-9]{64}$/);
+  });
+
+  it("a build of the same context elsewhere is served from buildx's layer cache, with the same digest", async () => {
+    const { log } = cachedRebuild;
+    expect(cachedRebuild.result.digest).toBe(result.digest);
+    expect(cachedRebuild.result.reused).toBe(false);
     const install = /^#(\d+) \[stage-0 \d+\/\d+\] RUN .*npm install/m.exec(log);
     expect(install).not.toBeNull();
     expect(log).toMatch(new RegExp(`^#${install?.[1]} CACHED$`, "m"));
     expect(log).not.toMatch(/^#\d+ \d+\.\d+ added \d+ packages/m);
+  });
+
+  it("checks the entrypoint in the image before it is written", () => {
+    expect(cachedRebuild.log).toMatch(/"check", "--app", "dist\/main\.js#app"\]/);
   });
 });

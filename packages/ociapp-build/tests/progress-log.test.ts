@@ -106,4 +106,49 @@ describe("describeFailure", () => {
       /^buildx cannot export OCI tarballs with this builder: enable the containerd image store/,
     );
   });
+
+  const CHECK =
+    '[stage-0 6/6] RUN --network=none --mount=type=tmpfs,target=/tmp     ["node", "/app/node_modules/ociapp/bin/ociapp.js", "check", "--app", "dist/main.js#application"]';
+
+  it("a failed entrypoint check is the check's own line, and nothing else", () => {
+    const error = describeFailure(
+      {
+        step: CHECK,
+        error: "exit code: 1",
+        output:
+          'ociapp: app module dist/main.js has no export "application" (it exports: app): use "dist/main.js#app"',
+      },
+      "",
+    );
+    expect(error).toMatchObject({
+      code: "OCIAPP_BUILD_APP_INVALID",
+      message:
+        'the app fails its check in the image: app module dist/main.js has no export "application" (it exports: app): use "dist/main.js#app"',
+      output: undefined,
+    });
+  });
+
+  it("an SDK without `ociapp check` is not an invalid app", () => {
+    const error = describeFailure(
+      { step: CHECK, error: "exit code: 1", output: "ociapp: unknown command 'check'" },
+      "",
+    );
+    expect(error.code).toBe("OCIAPP_BUILD_FAILED");
+    expect(error.output).toBe("ociapp: unknown command 'check'");
+  });
+
+  it("Node headers missing for native modules: nodedir.cjs's line", () => {
+    const error = describeFailure(
+      {
+        step: '[builder 5/5] RUN --mount=type=bind,source=builder,target=/ociapp/builder     nodedir="$(node /ociapp/builder/nodedir.cjs)" && npm install',
+        error: "exit code: 1",
+        output: "ociapp-build: no headers for Node 20.20.2 to compile native modules with: ...",
+      },
+      "",
+    );
+    expect(error).toMatchObject({
+      code: "OCIAPP_BUILD_NODE_HEADERS_MISSING",
+      message: "no headers for Node 20.20.2 to compile native modules with: ...",
+    });
+  });
 });

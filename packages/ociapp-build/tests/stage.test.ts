@@ -55,11 +55,16 @@ it("stages only the packed app files, the rewritten package.json and lockfile, a
   if (project.config.mode !== "managed") throw new Error("expected managed mode");
   const staging = join(work, "staging");
   await mkdir(staging);
-  const containerfile = await stageManagedBuild(project, project.config, staging, {
+  const { containerfile, installScripts } = await stageManagedBuild(project, project.config, staging, {
     baseImage: "node:20-bookworm-slim",
+    check: true,
   });
 
   expect(containerfile).toBe(join(staging, "Containerfile"));
+  // No dependency has an install script: the one-stage image, and no builder folder.
+  expect(installScripts).toEqual([]);
+  expect(await readFile(containerfile, "utf8")).not.toContain("AS builder");
+  expect(await readdir(staging)).not.toContain("builder");
   expect(await readFile(containerfile, "utf8")).toContain("FROM node:20-bookworm-slim\n");
   const appFiles = (await readdir(join(staging, "app"), { recursive: true })).sort();
   expect(appFiles).toEqual(["dist", "dist/lib", "dist/lib/util.js", "dist/main.js"]);

@@ -31,3 +31,67 @@ it("renders an apt-get step for system packages", async () => {
   expect(rendered).toContain("apt-get install -y --no-install-recommends jq curl=7.88.1-10+deb12u8");
   expect(rendered.indexOf("apt-get")).toBeLessThan(rendered.indexOf("USER 10001:10001"));
 });
+
+const instructionsOf = (rendered: string) =>
+  rendered
+    .replace(/\s*\\\n\s*/g, " ")
+    .split("\n")
+    .filter((line) => line && !line.startsWith("#"));
+
+it("without native modules or a check: the same instructions as before either existed (same layers, same cache)", async () => {
+  const rendered = renderContainerfile(await loadTemplate(), {
+    baseImage: "node:20-bookworm-slim",
+    config: { mode: "managed", entrypoint: "dist/main.js#app", systemPackages: [] },
+  });
+  expect(instructionsOf(rendered)).toEqual([
+    "FROM node:20-bookworm-slim",
+    "WORKDIR /app",
+    "COPY deps/ ./",
+    "RUN --mount=type=cache,target=/root/.npm,sharing=locked npm install --omit=dev --no-audit --no-fund --no-update-notifier --loglevel=warn",
+    "COPY app/ ./",
+    "ENV NODE_ENV=production",
+    "USER 10001:10001",
+    'ENTRYPOINT ["node", "/app/node_modules/ociapp/bin/ociapp.js", "serve", "--app", "dist/main.js#app"]',
+  ]);
+});
+
+it("with native modules: a builder stage with the toolchain and Node's headers, a final stage without", async () => {
+  const rendered = renderContainerfile(await loadTemplate(), {
+    baseImage: "node:22-bookworm-slim",
+    config: { mode: "managed", entrypoint: "dist/main.js#app", systemPackages: ["libpq5"] },
+    native: true,
+    check: true,
+  });
+  const instructions = instructionsOf(rendered);
+  const final = instructions.lastIndexOf("FROM node:22-bookworm-slim");
+  const builder = instructions.slice(0, final);
+  const image = instructions.slice(final);
+  expect(builder[0]).toBe("FROM node:22-bookworm-slim AS builder");
+  expect(builder.join("\n")).toContain("apt-get install -y --no-install-recommends libpq5");
+  expect(builder.join("\n")).toContain("apt-get install -y --no-install-recommends python3 make g++");
+  expect(builder.join("\n")).toMatch(
+    /--mount=type=bind,from=ociapp-node-headers,target=\/ociapp\/nodedir\/include\/node/,
+  );
+  expect(builder.join("\n")).toMatch(/npm_config_nodedir="\$nodedir" npm_config_build_from_source=true/);
+  // The final stage: system packages again (the same step, built once), the builder's /app, no toolchain.
+  expect(image).toContain("COPY --from=builder /app/ ./");
+  expect(image.join("\n")).toContain("libpq5");
+  expect(image.join("\n")).not.toMatch(/g\+\+|npm install/);
+  expect(image.at(-2)).toBe(
+    'RUN --network=none --mount=type=tmpfs,target=/tmp ["node", "/app/node_modules/ociapp/bin/ociapp.js", "check", "--app", "dist/main.js#app"]',
+  );
+  expect(image.indexOf("USER 10001:10001")).toBeLessThan(image.length - 2);
+});
+
+it("refuses unknown and unbalanced sections", () => {
+  const values = {
+    baseImage: "node:20-bookworm-slim",
+    config: { mode: "managed" as const, entrypoint: "main.mjs", systemPackages: [] },
+  };
+  expect(() => renderContainerfile("{{#FANCY}}\nRUN x\n{{/FANCY}}", values)).toThrow(/unknown section/);
+  expect(() => renderContainerfile("{{#NATIVE}}\nRUN x\n", values)).toThrow(/never closed/);
+  expect(() => renderContainerfile("RUN x\n{{/CHECK}}", values)).toThrow(/closes no open section/);
+  expect(renderContainerfile("A\n{{#NATIVE}}\nB\n{{/NATIVE}}\n{{^NATIVE}}\nC\n{{/NATIVE}}", values)).toBe(
+    "A\nC",
+  );
+});

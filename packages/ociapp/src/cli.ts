@@ -143,6 +143,19 @@ async function runServe(options: ServeCommandOptions): Promise<void> {
   process.exit(0);
 }
 
+/**
+ * `ociapp check --app <module#export>`: loads the app exactly as serve does, then exits: 0 with one
+ * line naming what it loaded, or 1 with serve's one-line load error (through main()). ociapp-build
+ * runs it in the image it builds, so a wrong entrypoint fails the build instead of the first call.
+ * It exits explicitly: whatever the app started while loading must not keep the process alive.
+ */
+async function runCheck(options: { app: string }): Promise<void> {
+  const loaded = await loadApp(options.app);
+  const name = loaded.app.constructor?.name;
+  line(`${options.app}: an Application${name && name !== "Object" ? ` (${name})` : ""}, ready to serve`);
+  process.exit(0);
+}
+
 export function createProgram(): Command {
   const program = new Command("ociapp")
     .description("Serve an ociapp Application over a Unix socket")
@@ -235,6 +248,20 @@ export function createProgram(): Command {
       ),
     )
     .action(runServe);
+  program
+    .command("check")
+    .description(
+      "load an Application as serve would and exit: 0 when it is one, 1 with the reason in one line",
+    )
+    .addOption(
+      new Option(
+        "--app <module#export>",
+        "module path (from the working directory) and export, default export app",
+      )
+        .env("OCIAPP_APP")
+        .makeOptionMandatory(),
+    )
+    .action(runCheck);
   return program;
 }
 

@@ -96,9 +96,13 @@ describe.concurrent("ociapp serve load errors: one line on stderr, exit 1, no so
 
   it("a missing export (the export defaults to app)", async () => {
     const line = await failingServe(["--app", "app/echo-app.mjs"]);
-    expect(line).toBe('ociapp: app module app/echo-app.mjs has no export "app" (it exports: echo)');
+    expect(line).toBe(
+      'ociapp: app module app/echo-app.mjs has no export "app" (it exports: echo): use "app/echo-app.mjs#echo"',
+    );
     const named = await failingServe(["--app", "app/echo-app.mjs#missing"]);
-    expect(named).toBe('ociapp: app module app/echo-app.mjs has no export "missing" (it exports: echo)');
+    expect(named).toBe(
+      'ociapp: app module app/echo-app.mjs has no export "missing" (it exports: echo): use "app/echo-app.mjs#echo"',
+    );
   });
 
   it("an export that is not an Application", async () => {
@@ -111,7 +115,7 @@ describe.concurrent("ociapp serve load errors: one line on stderr, exit 1, no so
   it("an Application class exported instead of an instance", async () => {
     const line = await failingServe(["--app", "app/not-apps.mjs#EchoApplication"]);
     expect(line).toBe(
-      'ociapp: export "EchoApplication" of app/not-apps.mjs is an Application class, not an instance: export `new EchoApplication()`',
+      'ociapp: export "EchoApplication" of app/not-apps.mjs is an Application class, not an instance: export an instance (export const app = new EchoApplication()) and name that export: app/not-apps.mjs#app',
     );
   });
 

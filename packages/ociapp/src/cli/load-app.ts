@@ -46,14 +46,14 @@ export async function loadApp(spec: string, cwd: string = process.cwd()): Promis
     );
     fail(
       "OCIAPP_APP_EXPORT_NOT_FOUND",
-      `app module ${modulePath} has no export ${JSON.stringify(exportName)} (it exports: ${names.join(", ") || "nothing"})`,
+      `app module ${modulePath} has no export ${JSON.stringify(exportName)} (it exports: ${names.join(", ") || "nothing"})${missingExportHint(namespace, names, modulePath, exportName)}`,
     );
   }
   if (!isApplication(value)) {
-    if (typeof value === "function" && isApplication((value as { prototype?: unknown }).prototype)) {
+    if (isApplicationClass(value)) {
       fail(
         "OCIAPP_NOT_AN_APPLICATION",
-        `export ${JSON.stringify(exportName)} of ${modulePath} is an Application class, not an instance: export \`new ${(value as { name?: string }).name || "YourApplication"}()\``,
+        `export ${JSON.stringify(exportName)} of ${modulePath} is an Application class, not an instance: export an instance (export const app = new ${value.name || "MyApp"}()) and name that export: ${modulePath}#app`,
       );
     }
     fail(
@@ -158,6 +158,37 @@ function exportOf(namespace: Record<string, unknown>, name: string): unknown {
     return (fallback as Record<string, unknown>)[name];
   }
   return undefined;
+}
+
+function isApplicationClass(value: unknown): value is { name: string } {
+  return typeof value === "function" && isApplication((value as { prototype?: unknown }).prototype);
+}
+
+/**
+ * What to do about a missing export, when the module says, in this order: one Application instance
+ * under another name (use it), a default export (name it: the entrypoint is <module>#<export>) when
+ * it is an Application, an Application class (export an instance of it), any default export. Empty
+ * when nothing in the module points anywhere.
+ */
+function missingExportHint(
+  namespace: Record<string, unknown>,
+  names: string[],
+  modulePath: string,
+  exportName: string,
+): string {
+  const exported = (name: string) => exportOf(namespace, name);
+  const instances = names.filter((name) => name !== "default" && isApplication(exported(name)));
+  if (instances.length === 1) return `: use ${JSON.stringify(`${modulePath}#${instances[0]}`)}`;
+  const nameTheDefault = `: name the default export (export const ${exportName} = new MyApp()); the entrypoint is <module>#<export>, the export "app" when left out`;
+  if (isApplication(namespace.default)) return nameTheDefault;
+  const [aClass] = names.filter((name) => isApplicationClass(exported(name)));
+  if (aClass !== undefined) {
+    const className = aClass === "default" ? "MyApp" : aClass;
+    const what = aClass === "default" ? "the default export" : aClass;
+    return `: ${what} is an Application class: export an instance (export const ${exportName} = new ${className}())`;
+  }
+  if (names.includes("default")) return nameTheDefault;
+  return "";
 }
 
 function hasSafeParseAsync(value: unknown): boolean {
