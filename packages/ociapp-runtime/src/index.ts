@@ -35,7 +35,8 @@ export {
   stderrLogs,
 } from "./observability/logs.js";
 export type { CallOptions, ContainerOptions, ImageOptions, RuntimeOptions } from "./options.js";
-export type { InstanceState } from "./pool/instance.js";
+export type { ContainerStats, InstanceState } from "./pool/instance.js";
+export type { LatencyStats } from "./pool/latency.js";
 export type { ArtifactStats } from "./pool/pool.js";
 export type { RuntimeStats } from "./runtime.js";
 export { LABELS, Runtime } from "./runtime.js";

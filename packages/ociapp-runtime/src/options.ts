@@ -39,6 +39,18 @@ export interface RuntimeOptions {
   shutdownTimeout?: number;
   /** Milliseconds a ready container may sit with nothing in flight before the reaper stops it. Default 900 000. */
   idleTimeout?: number;
+  /**
+   * Calls a container answers before it is recycled (drained and replaced on demand): a bound on what
+   * a leaky app accumulates. 0: no limit. Default 0.
+   */
+  maxCallsPerContainer?: number;
+  /** Milliseconds a container may serve before it is recycled. 0: no limit. Default 0. */
+  maxContainerAge?: number;
+  /**
+   * Milliseconds a ready container may sit idle before the reaper pings it (protocol v2 ping); one that
+   * does not answer within min(10 s, max(1 s, pingInterval)) is retired. 0: never. Default 30 000.
+   */
+  pingInterval?: number;
   /** Milliseconds between reaper passes. Default 1 000. */
   reaperInterval?: number;
   /** Containers per artifact. Default 1. */
@@ -121,6 +133,9 @@ export interface ResolvedOptions {
   maxQueue: number;
   maxFrameBytes: number;
   maxBufferedBytes: number;
+  maxCallsPerContainer: number;
+  maxContainerAge: number;
+  pingInterval: number;
   maxDepth: number;
   maxValues: number;
   env: Record<string, string>;
@@ -169,6 +184,9 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
     "maxQueue",
     "maxFrameBytes",
     "maxBufferedBytes",
+    "maxCallsPerContainer",
+    "maxContainerAge",
+    "pingInterval",
     "maxDepth",
     "maxValues",
     "env",
@@ -243,6 +261,9 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
       Math.max(64 * 1024 * 1024, maxFrameBytes),
       maxFrameBytes,
     ),
+    maxCallsPerContainer: integer(scope, "maxCallsPerContainer", options.maxCallsPerContainer, 0, 0),
+    maxContainerAge: integer(scope, "maxContainerAge", options.maxContainerAge, 0, 0),
+    pingInterval: integer(scope, "pingInterval", options.pingInterval, 30_000, 0),
     maxDepth: integer(scope, "maxDepth", options.maxDepth, DEFAULT_MAX_DEPTH, MIN_LIMITS.maxDepth, 100_000),
     maxValues: integer(
       scope,
@@ -275,6 +296,11 @@ export function resolveCallTimeout(options: CallOptions | undefined, fallback: n
   if (options === undefined) return fallback;
   if (typeof options !== "object" || options === null) {
     throw new OptionsError(`execute() options must be an object (got ${show(options)})`);
+  }
+  for (const key of Object.keys(options)) {
+    if (key !== "signal" && key !== "timeout") {
+      throw new OptionsError(`execute() option ${show(key)} is not a known option (known: signal, timeout)`);
+    }
   }
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
     throw new OptionsError(`execute() option signal must be an AbortSignal (got ${show(options.signal)})`);

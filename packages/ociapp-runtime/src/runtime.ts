@@ -172,6 +172,19 @@ export class Runtime implements AsyncDisposable {
     await this.poolFor(digest, path).warm(signal);
   }
 
+  /**
+   * Stops the containers of one artifact (a path, or its manifest digest "sha256:...") gracefully:
+   * they take no new calls, finish what they hold, then stop. Resolves once they are gone; calls made
+   * meanwhile start new containers. An artifact with no containers resolves at once.
+   */
+  async drain(artifact: string): Promise<void> {
+    if (typeof artifact !== "string" || artifact === "") {
+      throw new OptionsError(`drain() artifact must be a path or a manifest digest (got ${typeof artifact})`);
+    }
+    const digest = /^sha256:[0-9a-f]{64}$/.test(artifact) ? artifact : await this.cache.resolve(artifact);
+    await this.pools.get(digest)?.drain();
+  }
+
   /** Per artifact: instances by state, in flight, queued, cold starts, image loads. */
   stats(): RuntimeStats {
     return {

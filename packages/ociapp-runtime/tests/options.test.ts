@@ -70,6 +70,10 @@ describe("Runtime options", () => {
     [{ container: { pidsLimit: -1 } }, "Runtime option container.pidsLimit must be an integer >= 0 (got -1)"],
     [{ idleTimout: 5 } as RuntimeOptions, "Runtime option idleTimout is not a known option"],
     [
+      { logs: "stderr" as unknown as RuntimeOptions["logs"] },
+      "Runtime option logs must be a function taking one log record",
+    ],
+    [
       { container: { runtime: "run sc" } },
       'Runtime option container.runtime must be an OCI runtime name such as "runc" or "runsc" (got "run sc")',
     ],
@@ -104,6 +108,14 @@ describe("Runtime options", () => {
     const runtime = new Runtime({ engine: new RefusingEngine() });
     await expect(runtime.execute("x.ociapp", {}, { timeout: 0 })).rejects.toThrow(
       "execute() option timeout must be an integer >= 1 (got 0)",
+    );
+    // A misspelled option is an OptionsError like a constructor option, not silently ignored.
+    const misspelled = await runtime
+      .execute("x.ociapp", {}, { timout: 5 } as unknown as { timeout: number })
+      .catch((error: unknown) => error);
+    expect(misspelled).toBeInstanceOf(OptionsError);
+    expect((misspelled as Error).message).toBe(
+      'execute() option "timout" is not a known option (known: signal, timeout)',
     );
     await runtime.close();
   });

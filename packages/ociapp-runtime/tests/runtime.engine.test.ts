@@ -422,7 +422,14 @@ describe("Runtime against the Docker engine", () => {
     expect(host.NetworkMode).toBe("none");
     expect(host.ReadonlyRootfs).toBe(true);
     // Podman adds writable tmpfs at /run and /var/tmp to a read-only root (its read_only_tmpfs).
-    expect(Object.keys(host.Tmpfs ?? {}).sort()).toEqual(PODMAN ? ["/run", "/tmp", "/var/tmp"] : ["/tmp"]);
+    expect(Object.keys(host.Tmpfs ?? {}).sort()).toEqual(
+      PODMAN ? ["/home/ociapp", "/run", "/tmp", "/var/tmp"] : ["/home/ociapp", "/tmp"],
+    );
+    // A writable HOME on its own tmpfs (inside the memory limit), for tools that cache there.
+    expect((await rt.execute<Reply>(artifact.path, { op: "env", name: "HOME" })).value).toBe("/home/ociapp");
+    expect((await rt.execute<Reply>(artifact.path, { op: "write", path: "/home/ociapp/.cache" })).value).toBe(
+      "written",
+    );
     expect(host.Tmpfs?.["/tmp"]).toContain("size=64m");
     // Podman echoes CapDrop ALL expanded to its default set; what counts is what the app has (below).
     if (!PODMAN) expect(host.CapDrop).toEqual(["ALL"]);
@@ -645,6 +652,25 @@ describe("Runtime against the Docker engine", () => {
     const plain = runtime();
     const error = await rejection(plain.execute(artifact.path, { op: "throw", message: "boom" }));
     expect((error as RemoteExecutionError).remote.stack).toBeUndefined();
+  });
+
+  it("controls containers: stats per container and latency, drain(artifact), recycling after N calls, idle pings retiring a wedged one", async () => {
+    const rt = runtime({ maxCallsPerContainer: 3, pingInterval: 500, reaperInterval: 50 });
+    const first = await rt.execute<Reply>(artifact.path, { op: "echo", value: 1 });
+    await rt.execute(artifact.path, { op: "echo", value: 2 });
+    const stats = rt.stats().artifacts[0];
+    expect(stats?.containers).toHaveLength(1);
+    expect(stats?.containers[0]).toMatchObject({ state: "ready", inFlight: 0, callsServed: 2 });
+    expect((await containersOf(rt)).map((c) => c.id)).toEqual([stats?.containers[0]?.id]);
+    expect(stats?.latency).toMatchObject({ count: 2 });
+    await rt.execute(artifact.path, { op: "echo", value: 3 });
+    expect((await rt.execute<Reply>(artifact.path, { op: "echo", value: 4 })).host).not.toBe(first.host);
+    await rt.drain(artifact.path);
+    expect(await containersOf(rt)).toEqual([]);
+    // A container whose event loop is wedged answers no ping: retired and killed by the reaper.
+    const frozen = await rt.execute<Reply>(artifact.path, { op: "freeze" });
+    await eventually(async () => (await containersOf(rt)).length === 0, 60_000);
+    expect((await rt.execute<Reply>(artifact.path, { op: "echo", value: "new" })).host).not.toBe(frozen.host);
   });
 
   it("keeps the app off the network and the root filesystem, and stops a fork bomb at the pids limit", async () => {

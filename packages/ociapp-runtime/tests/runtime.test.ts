@@ -567,6 +567,49 @@ describe("Runtime over the process engine", () => {
     expect((await stuck.execute<Reply>(artifact, { op: "echo", value: "still" })).value).toBe("still");
   });
 
+  it("lists containers and latency percentiles, drains an artifact on demand, and recycles by calls and by age", async () => {
+    const rt = runtime({ maxCallsPerContainer: 3, reaperInterval: 20 });
+    const first = await rt.execute<Reply>(artifact, { op: "echo", value: 1 });
+    await rt.execute(artifact, { op: "echo", value: 2 });
+    let stats = rt.stats().artifacts[0];
+    expect(stats?.containers).toEqual([
+      {
+        id: expect.stringMatching(/^[0-9a-f]{64}$/),
+        state: "ready",
+        inFlight: 0,
+        uptimeMs: expect.any(Number),
+        callsServed: 2,
+      },
+    ]);
+    expect(stats?.latency.count).toBe(2);
+    expect(stats?.latency.p50Ms).toBeGreaterThan(0);
+    expect(stats?.latency.p99Ms).toBeGreaterThanOrEqual(stats?.latency.p50Ms ?? 0);
+    // The third call is its last: it is recycled, and the fourth gets a new container.
+    expect((await rt.execute<Reply>(artifact, { op: "echo", value: 3 })).pid).toBe(first.pid);
+    const fourth = await rt.execute<Reply>(artifact, { op: "echo", value: 4 });
+    expect(fourth.pid).not.toBe(first.pid);
+    // drain(): the artifact's containers stop gracefully; the next call starts another.
+    await rt.drain(artifact);
+    stats = rt.stats().artifacts[0];
+    expect(stats?.containers).toEqual([]);
+    expect((await rt.execute<Reply>(artifact, { op: "echo", value: 5 })).pid).not.toBe(fourth.pid);
+    await expect(rt.drain(DIGEST)).resolves.toBeUndefined();
+    // By age: a container older than maxContainerAge is recycled by the reaper.
+    const aged = runtime({ maxContainerAge: 300, reaperInterval: 20 });
+    const young = await aged.execute<Reply>(artifact, { op: "echo", value: "young" });
+    await eventually(() => aged.stats().artifacts[0]?.containers.length === 0);
+    expect((await aged.execute<Reply>(artifact, { op: "echo", value: "again" })).pid).not.toBe(young.pid);
+  });
+
+  it("retires an idle container that stops answering pings", async () => {
+    const rt = runtime({ pingInterval: 200, reaperInterval: 20 });
+    const frozen = await rt.execute<Reply>(artifact, { op: "freeze" });
+    expect(frozen.value).toBe("frozen");
+    // Its event loop is wedged: the idle ping gets no pong, and the container is retired and killed.
+    await eventually(() => rt.stats().artifacts[0]?.containers.length === 0, 20_000);
+    expect((await rt.execute<Reply>(artifact, { op: "echo", value: "new" })).pid).not.toBe(frozen.pid);
+  });
+
   it("keeps containers that refuse every call and ignore SIGTERM to maxInstances + 1 at once", async () => {
     engine.command = (_spec, socketPath) => [process.execPath, HOSTILE, "refuse-all", socketPath];
     const rt = runtime({ maxInstances: 1, shutdownTimeout: 500, requestTimeout: 4_000 });

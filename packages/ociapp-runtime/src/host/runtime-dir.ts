@@ -20,6 +20,10 @@ export const HOST_SOCKET = "host.sock";
 /** Where the container sees its folder (a read-only bind mount), and the socket in it. */
 export const CONTAINER_FOLDER = "/run/ociapp";
 export const CONTAINER_SOCKET = `${CONTAINER_FOLDER}/${HOST_SOCKET}`;
+/** The app's HOME in the container: a tmpfs of its own, writable on a read-only root. */
+export const HOME_DIR = "/home/ociapp";
+/** Its mount options: 16 MiB, inside the container's memory limit (tmpfs pages are charged to it). */
+export const HOME_TMPFS = "rw,nosuid,nodev,size=16m";
 
 /**
  * The private parent of every runtime folder of this user: `/run/ociapp` for root; else

@@ -26,6 +26,8 @@ export const RUNNING = 2;
 export class Call {
   stage = PENDING;
   settled = false;
+  /** performance.now() at execute(): latency is measured from here, queue time included. */
+  readonly createdAt = performance.now();
   holder: CallHolder | undefined;
   /** Links in its pool's queue. */
   prev: Call | undefined;

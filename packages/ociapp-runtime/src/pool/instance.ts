@@ -22,6 +22,19 @@ import { describeStartupFailure } from "./startup-failure.js";
  */
 export type InstanceState = "starting" | "ready" | "draining" | "stopping" | "gone";
 
+/** One container, as stats() lists it. */
+export interface ContainerStats {
+  /** The engine's container id ("" while it is being created). */
+  id: string;
+  state: InstanceState;
+  /** Calls holding a slot on it now. */
+  inFlight: number;
+  /** Milliseconds since it became ready (0 while starting). */
+  uptimeMs: number;
+  /** Calls it has answered. */
+  callsServed: number;
+}
+
 export interface InstanceEvents {
   onReady(instance: Instance): void;
   onFinal(instance: Instance, call: Call): void;
@@ -68,6 +81,13 @@ export class Instance implements CallHolder {
   maxFrameBytes = 0;
   /** When it last had nothing in flight (the reaper's clock). */
   idleSince: number;
+  /** When it became ready (the reaper's clock; 0 before). */
+  readyAt = 0;
+  /** Final frames it sent: the calls it served, cancelled ones included. */
+  callsServed = 0;
+  /** When the reaper last pinged it (the reaper's clock). */
+  lastPing = 0;
+  private pinging = false;
   hello: AppHelloMessage | undefined;
   containerId: string | undefined;
   /** The container's stdout and stderr for its whole life (last lines kept for error reports). */
@@ -206,6 +226,8 @@ export class Instance implements CallHolder {
       this.capacity = Math.min(options.maxConcurrency, hello.maxConcurrency);
       this.maxFrameBytes = Math.min(options.maxFrameBytes, hello.limits.maxFrameBytes);
       this.idleSince = this.config.now();
+      this.readyAt = this.idleSince;
+      this.lastPing = this.idleSince;
       this.state = "ready";
     } catch (error) {
       this.containerId = this.handle?.id;
@@ -234,6 +256,45 @@ export class Instance implements CallHolder {
       handle: this.handle,
       output: this.output,
     });
+  }
+
+  /**
+   * The reaper's liveness check of an idle container: a protocol v2 ping (answered after everything
+   * sent before it was dispatched). One that does not pong within `timeoutMs` has stopped answering
+   * (a wedged event loop, a stopped process): it is retired and killed; nothing was in flight on it.
+   */
+  async checkAlive(timeoutMs: number): Promise<void> {
+    const connection = this.connection;
+    if (this.pinging || this.state !== "ready" || !connection) return;
+    this.pinging = true;
+    this.lastPing = this.config.now();
+    try {
+      const answered = await within(
+        connection.ping().then(
+          () => true,
+          () => false,
+        ),
+        timeoutMs,
+        true,
+      );
+      if (answered !== true && this.state === "ready" && !this.finished) {
+        this.retire();
+        this.finished = this.cleanUp(true);
+      }
+    } finally {
+      this.pinging = false;
+    }
+  }
+
+  /** What stats() shows of it. */
+  info(now: number): ContainerStats {
+    return {
+      id: this.containerId ?? "",
+      state: this.state,
+      inFlight: this.inFlight,
+      uptimeMs: this.readyAt === 0 ? 0 : Math.max(0, Math.round(now - this.readyAt)),
+      callsServed: this.callsServed,
+    };
   }
 
   /** Stops a start in progress (close()). */

@@ -5,7 +5,8 @@ import type { ResolvedOptions } from "../options.js";
 import type { ReceiveBudget } from "../protocol/receive-budget.js";
 import { engineCall, untilAborted } from "../util/bounded.js";
 import { type Call, type CallHolder, CallQueue, PENDING, QUEUED } from "./call.js";
-import { Instance, type InstanceEvents, type InstanceState } from "./instance.js";
+import { type ContainerStats, Instance, type InstanceEvents, type InstanceState } from "./instance.js";
+import { type LatencyStats, LatencyWindow } from "./latency.js";
 
 /** Starts in flight per artifact at most: a burst should not fork a thundering herd of containers. */
 const MAX_PARALLEL_STARTS = 2;
@@ -40,6 +41,10 @@ export interface ArtifactStats {
   coldStarts: number;
   /** Times the image was streamed to the engine (0 when the engine already held it). */
   imageLoads: number;
+  /** Each container of this artifact: id, state, calls in flight, uptime, calls served. */
+  containers: ContainerStats[];
+  /** Percentiles of its last 1,024 answered calls, from execute() to the answer. */
+  latency: LatencyStats;
 }
 
 /**
@@ -57,6 +62,7 @@ export class Pool implements CallHolder, InstanceEvents {
   /** When the pool last had a call or an instance (for forgetting pools nobody uses). */
   lastUsed: number;
   private readonly instances = new Set<Instance>();
+  private readonly latency = new LatencyWindow();
   /** Ready instances, scanned on every dispatch (maxInstances is small). */
   private ready: Instance[] = [];
   private starting = 0;
@@ -251,7 +257,12 @@ export class Pool implements CallHolder, InstanceEvents {
     this.scale();
   }
 
-  onFinal(instance: Instance, _call: Call): void {
+  onFinal(instance: Instance, call: Call): void {
+    instance.callsServed++;
+    this.latency.record(performance.now() - call.createdAt);
+    const { maxCallsPerContainer } = this.config.options;
+    // Recycled after so many calls (a leaky app's memory, say): it finishes what it holds.
+    if (maxCallsPerContainer > 0 && instance.callsServed >= maxCallsPerContainer) instance.drain();
     if (instance.state === "ready") {
       // The freed slot takes the next queued call (a call the container cannot take fails and the next one is tried).
       while (this.queue.length > 0 && instance.inFlight < instance.capacity) {
@@ -286,9 +297,25 @@ export class Pool implements CallHolder, InstanceEvents {
     // counted, so the queued calls never learn that nothing can start.
   }
 
-  /** Stops containers idle for idleTimeout beyond minInstances, and tops the pool up to minInstances. */
+  /**
+   * Stops containers idle for idleTimeout beyond minInstances, recycles those older than
+   * maxContainerAge, pings those idle for pingInterval (retiring one that stopped answering), and
+   * tops the pool up to minInstances.
+   */
   reap(now: number): void {
-    const { idleTimeout, minInstances } = this.config.options;
+    const { idleTimeout, minInstances, maxContainerAge, pingInterval } = this.config.options;
+    for (const instance of [...this.ready]) {
+      if (maxContainerAge > 0 && now - instance.readyAt >= maxContainerAge) {
+        instance.drain();
+      } else if (
+        pingInterval > 0 &&
+        instance.inFlight === 0 &&
+        now - instance.idleSince >= pingInterval &&
+        now - instance.lastPing >= pingInterval
+      ) {
+        void instance.checkAlive(Math.min(10_000, Math.max(1_000, pingInterval)));
+      }
+    }
     let surplus = this.ready.length - (this.activated ? minInstances : 0);
     for (const instance of [...this.ready]) {
       if (surplus <= 0) break;
@@ -305,6 +332,16 @@ export class Pool implements CallHolder, InstanceEvents {
     ) {
       this.scale();
     }
+  }
+
+  /**
+   * Stops this artifact's containers gracefully (they take no new calls, finish what they hold, then
+   * SIGTERM), and resolves once they are gone. Calls made meanwhile start new containers.
+   */
+  async drain(): Promise<void> {
+    const draining = [...this.ready];
+    for (const instance of draining) instance.drain();
+    await Promise.all(draining.map((instance) => instance.gone));
   }
 
   /** Rejects what waits, aborts starts, lets calls in flight finish (within shutdownTimeout), stops every container. */
@@ -332,6 +369,7 @@ export class Pool implements CallHolder, InstanceEvents {
       instances[instance.state]++;
       inFlight += instance.inFlight;
     }
+    const now = this.config.now();
     return {
       digest: this.config.digest,
       path: this.path,
@@ -340,6 +378,8 @@ export class Pool implements CallHolder, InstanceEvents {
       queued: this.queue.length,
       coldStarts: this.coldStarts,
       imageLoads: this.imageLoads,
+      containers: [...this.instances].map((instance) => instance.info(now)),
+      latency: this.latency.stats(),
     };
   }
 }

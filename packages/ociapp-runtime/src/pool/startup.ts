@@ -3,7 +3,7 @@ import { join } from "node:path";
 import type { AppHelloMessage } from "ociapp/protocol";
 import type { ContainerExit, ContainerHandle, Engine } from "../engines/engine.js";
 import type { OutputPipeline } from "../engines/output.js";
-import { CONTAINER_SOCKET, HOST_SOCKET, makeContainerFolder } from "../host/runtime-dir.js";
+import { CONTAINER_SOCKET, HOME_DIR, HOST_SOCKET, makeContainerFolder } from "../host/runtime-dir.js";
 import type { LogDispatcher } from "../observability/logs.js";
 import type { ResolvedOptions } from "../options.js";
 import { Connection, type ConnectionEvents } from "../protocol/connection.js";
@@ -52,6 +52,9 @@ export interface StartupInput {
 /** What the runtime tells `ociapp serve` through the environment (RESERVED_ENV lists them). */
 function serveEnv(options: ResolvedOptions): Record<string, string> {
   return {
+    // A writable HOME (a tmpfs, inside the memory limit): ordinary tools (fontconfig's cache, npm,
+    // git) fail on a read-only one. The service's own env may set another.
+    HOME: HOME_DIR,
     ...options.env,
     OCIAPP_MAX_CONCURRENCY: String(options.maxConcurrency),
     // The app enforces the same limits on requests as this runtime on answers.

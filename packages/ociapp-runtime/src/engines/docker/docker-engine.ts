@@ -1,6 +1,6 @@
 import Dockerode from "dockerode";
 import { ArtifactError, EngineUnavailableError } from "../../errors.js";
-import { CONTAINER_FOLDER } from "../../host/runtime-dir.js";
+import { CONTAINER_FOLDER, HOME_DIR, HOME_TMPFS } from "../../host/runtime-dir.js";
 import { artifactReference } from "../../images/names.js";
 import { within } from "../../util/timers.js";
 import type {
@@ -176,7 +176,7 @@ export class DockerEngine implements Engine {
         ReadonlyRootfs: c.readonlyRootfs,
         // A VOLUME of the image would get an anonymous volume on the engine's disk, writable despite
         // the read-only root: each gets a tmpfs instead, which counts inside the memory limit.
-        Tmpfs: { ...volumeTmpfs(volumes), ...c.tmpfs },
+        Tmpfs: { ...volumeTmpfs(volumes), [HOME_DIR]: HOME_TMPFS, ...c.tmpfs },
         CapDrop: c.capDrop,
         SecurityOpt: c.noNewPrivileges ? ["no-new-privileges"] : [],
         Init: c.init,
