@@ -76,7 +76,7 @@ up() {
   mkdir -p "$RUN_DIR" "$EXEC_ROOT" "$DATA_ROOT" "$(dirname "$LOG")"
   chmod 0711 "$RUN_DIR"
   write_config
-  if ! ip netns list | grep -qx "$NETNS\( (id: [0-9]*)\)\?"; then
+  if ! ip netns list 2>/dev/null | grep -qx "$NETNS\( (id: [0-9]*)\)\?"; then
     say "creating network namespace $NETNS (loopback only)"
     ip netns add "$NETNS" || die "ip netns add $NETNS failed"
   fi
