@@ -28,6 +28,17 @@ export {
 } from "./errors.js";
 export type { ImageRetentionStats } from "./images/retention-runner.js";
 export {
+  type ArtifactRef,
+  type CallCreatedMessage,
+  type CallQueuedMessage,
+  type CallSentMessage,
+  type CallSettledMessage,
+  type ContainerMessage,
+  channels,
+  type ImageLoadMessage,
+  type LogLineMessage,
+} from "./observability/channels.js";
+export {
   type LogLevel,
   type LogRecord,
   type LogSink,

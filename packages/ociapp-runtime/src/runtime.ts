@@ -10,6 +10,7 @@ import { sweepOrphans } from "./host/sweep.js";
 import { ImageRetention, type ImageRetentionStats } from "./images/retention-runner.js";
 import { seamsOf } from "./internal/seams.js";
 import { LABELS } from "./labels.js";
+import { type CallCreatedMessage, channels } from "./observability/channels.js";
 import { LogDispatcher, type LogStats } from "./observability/logs.js";
 import {
   type CallOptions,
@@ -126,7 +127,14 @@ export class Runtime implements AsyncDisposable {
           : resolveCallTimeout(options, this.options.requestTimeout);
       if (request === undefined)
         throw new InvalidRequestError("the request payload is undefined; send null or a value");
-      frame = encodeRequest(id, request, this.options.maxFrameBytes);
+      // A subscriber (the OpenTelemetry integration) may give the call a trace context to carry.
+      let trace: CallCreatedMessage["trace"];
+      if (channels.callCreated.hasSubscribers) {
+        const created: CallCreatedMessage = { id, artifact: path };
+        channels.callCreated.publish(created);
+        trace = created.trace;
+      }
+      frame = encodeRequest(id, request, this.options.maxFrameBytes, trace);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -339,9 +347,19 @@ function isEngine(value: unknown): value is Engine {
   );
 }
 
-function encodeRequest(id: string, payload: unknown, maxFrameBytes: number): Buffer {
+function encodeRequest(
+  id: string,
+  payload: unknown,
+  maxFrameBytes: number,
+  trace: CallCreatedMessage["trace"],
+): Buffer {
   try {
-    return encodeFrame({ type: "request", id, payload }, maxFrameBytes);
+    return encodeFrame(
+      trace && typeof trace.traceparent === "string"
+        ? { type: "request", id, payload, trace }
+        : { type: "request", id, payload },
+      maxFrameBytes,
+    );
   } catch (error) {
     const reason = (error as { reason?: string }).reason;
     if (reason === "frame-too-large") {

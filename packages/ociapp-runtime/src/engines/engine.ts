@@ -66,6 +66,11 @@ export interface LoadImageOptions {
    * artifact streams to the engine; past it the load is aborted with ArtifactError.
    */
   maxUnpackedBytes: number;
+  /**
+   * Called as the artifact's bytes go to the engine (at most every 250 ms, and once at the end):
+   * bytes of the file sent so far, and the file's size.
+   */
+  onProgress?: (sentBytes: number, totalBytes: number) => void;
 }
 
 /** An image under the runtime-owned names, as image retention sees it. */

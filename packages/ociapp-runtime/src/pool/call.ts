@@ -1,4 +1,5 @@
 import { RequestTimeoutError } from "../errors.js";
+import { type ArtifactRef, type CallSettledMessage, channels } from "../observability/channels.js";
 
 /** Whoever holds a call that is not yet answered: its pool's queue, or the instance it was sent to. */
 export interface CallHolder {
@@ -28,6 +29,10 @@ export class Call {
   settled = false;
   /** performance.now() at execute(): latency is measured from here, queue time included. */
   readonly createdAt = performance.now();
+  /** performance.now() when its request was written to a container. */
+  sentAt: number | undefined;
+  /** Its artifact, once a pool took it (for the lifecycle events). */
+  artifact: ArtifactRef | undefined;
   holder: CallHolder | undefined;
   /** Links in its pool's queue. */
   prev: Call | undefined;
@@ -74,14 +79,19 @@ export class Call {
     this.timer = undefined;
   }
 
+  /** Set while settling, for the callSettled event. */
+  private outcome: { ok: true } | { ok: false; error: unknown } = { ok: true };
+
   succeed(value: unknown): void {
     if (this.settled) return;
+    this.outcome = OK;
     this.finish();
     this.resolveCall(value);
   }
 
   fail(error: unknown): void {
     if (this.settled) return;
+    this.outcome = { ok: false, error };
     this.finish();
     this.rejectCall(error);
   }
@@ -117,6 +127,7 @@ export class Call {
 
   private finish(): void {
     this.settled = true;
+    if (channels.callSettled.hasSubscribers) publishSettled(this, this.outcome);
     if (this.deadlines !== undefined) {
       this.deadlines.remove(this);
       this.deadlines = undefined;
@@ -126,6 +137,23 @@ export class Call {
     }
     this.signal?.removeEventListener("abort", this);
   }
+}
+
+const OK = { ok: true } as const;
+
+function publishSettled(call: Call, outcome: { ok: true } | { ok: false; error: unknown }): void {
+  const error = outcome.ok ? undefined : outcome.error;
+  const code = (error as { code?: unknown } | undefined)?.code;
+  const message: CallSettledMessage = {
+    id: call.id,
+    artifact: call.artifact,
+    outcome: outcome.ok ? "ok" : typeof code === "string" ? code : "aborted",
+    error,
+    createdAt: call.createdAt,
+    sentAt: call.sentAt,
+    settledAt: performance.now(),
+  };
+  channels.callSettled.publish(message);
 }
 
 function onCallTimeout(call: Call): void {

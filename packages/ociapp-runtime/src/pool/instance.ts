@@ -3,6 +3,7 @@ import type { ContainerExit, ContainerHandle, Engine } from "../engines/engine.j
 import { OutputPipeline } from "../engines/output.js";
 import { type OciappRuntimeError, ProtocolError, RuntimeClosedError, WorkerExitedError } from "../errors.js";
 import { removeContainerFolder } from "../host/runtime-dir.js";
+import { type ArtifactRef, channels } from "../observability/channels.js";
 import type { LogDispatcher, LogRecord } from "../observability/logs.js";
 import type { ResolvedOptions } from "../options.js";
 import type { Connection } from "../protocol/connection.js";
@@ -55,6 +56,8 @@ export interface InstanceConfig {
   budget: ReceiveBudget;
   /** The runtime's logs sink, behind its bounded queue (undefined: no sink). */
   logs: LogDispatcher | undefined;
+  /** The artifact, as the lifecycle events name it. */
+  ref: ArtifactRef;
   labels: Record<string, string>;
   now: () => number;
 }
@@ -88,6 +91,8 @@ export class Instance implements CallHolder {
   /** When the reaper last pinged it (the reaper's clock). */
   lastPing = 0;
   private pinging = false;
+  /** How it ended, once the engine said (for the containerExited event). */
+  private exitReport: ContainerExit | undefined;
   hello: AppHelloMessage | undefined;
   containerId: string | undefined;
   /** The container's stdout and stderr for its whole life (last lines kept for error reports). */
@@ -175,7 +180,15 @@ export class Instance implements CallHolder {
     }
     call.stage = RUNNING;
     call.holder = this;
+    call.sentAt = performance.now();
     (this.connection as Connection).send(call);
+    if (channels.callSent.hasSubscribers) {
+      channels.callSent.publish({
+        id: call.id,
+        artifact: call.artifact,
+        containerId: this.containerId ?? "",
+      });
+    }
   }
 
   receiving(): number {
@@ -200,6 +213,7 @@ export class Instance implements CallHolder {
     // the connect loop retrying behind the rejected start.
     const attempt = new AbortController();
     const signal = AbortSignal.any([this.startAbort.signal, attempt.signal]);
+    const startedAt = performance.now();
     let deadline: ReturnType<typeof setTimeout> | undefined;
     try {
       // The image load is not part of startupTimeout; a close() still interrupts it.
@@ -227,6 +241,13 @@ export class Instance implements CallHolder {
       this.maxFrameBytes = Math.min(options.maxFrameBytes, hello.limits.maxFrameBytes);
       this.idleSince = this.config.now();
       this.readyAt = this.idleSince;
+      if (channels.containerReady.hasSubscribers) {
+        channels.containerReady.publish({
+          artifact: this.config.ref,
+          containerId: this.containerId ?? "",
+          startupMs: performance.now() - startedAt,
+        });
+      }
       this.lastPing = this.idleSince;
       this.state = "ready";
     } catch (error) {
@@ -357,6 +378,7 @@ export class Instance implements CallHolder {
         outcome = await within(exit, engineBound(options.shutdownTimeout));
       }
       const report = outcome === "timeout" ? UNKNOWN_EXIT : outcome;
+      this.exitReport = report;
       this.failPending(
         new WorkerExitedError(
           `the container ${exitText(report)} while stopping, before answering the request`,
@@ -444,6 +466,7 @@ export class Instance implements CallHolder {
 
   private crash(exit: ContainerExit): Promise<void> {
     if (this.finished) return this.finished;
+    this.exitReport = exit;
     this.retire();
     this.failPending(
       new WorkerExitedError(
@@ -496,6 +519,14 @@ export class Instance implements CallHolder {
     }
     if (this.made.folder) await removeContainerFolder(this.made.folder).catch(() => undefined);
     this.handle?.release();
+    if (channels.containerExited.hasSubscribers && this.containerId) {
+      channels.containerExited.publish({
+        artifact: this.config.ref,
+        containerId: this.containerId,
+        exitCode: this.exitReport?.exitCode ?? null,
+        oomKilled: this.exitReport?.oomKilled ?? false,
+      });
+    }
     this.state = "gone";
     this.markGone();
     this.events.onGone(this);

@@ -1,5 +1,6 @@
 import type { Engine } from "../engines/engine.js";
 import { ArtifactError, QueueFullError, RuntimeClosedError } from "../errors.js";
+import { type ArtifactRef, channels, type ImageLoadMessage } from "../observability/channels.js";
 import type { LogDispatcher } from "../observability/logs.js";
 import type { ResolvedOptions } from "../options.js";
 import type { ReceiveBudget } from "../protocol/receive-budget.js";
@@ -63,6 +64,7 @@ export class Pool implements CallHolder, InstanceEvents {
   lastUsed: number;
   private readonly instances = new Set<Instance>();
   private readonly latency = new LatencyWindow();
+  private refCache: ArtifactRef = { digest: "", path: "" };
   /** Ready instances, scanned on every dispatch (maxInstances is small). */
   private ready: Instance[] = [];
   private starting = 0;
@@ -87,12 +89,19 @@ export class Pool implements CallHolder, InstanceEvents {
     return this.config.digest;
   }
 
+  /** The artifact as the lifecycle events name it (the path follows the latest resolution). */
+  get ref(): ArtifactRef {
+    if (this.refCache.path !== this.path) this.refCache = { digest: this.config.digest, path: this.path };
+    return this.refCache;
+  }
+
   /** True when the pool holds nothing: no containers, no queue. */
   get empty(): boolean {
     return this.instances.size === 0 && this.queue.length === 0;
   }
 
   submit(call: Call): void {
+    call.artifact ??= this.ref;
     let best: Instance | undefined;
     const ready = this.ready;
     for (let i = 0; i < ready.length; i++) {
@@ -120,6 +129,9 @@ export class Pool implements CallHolder, InstanceEvents {
     call.stage = QUEUED;
     call.holder = this;
     this.queue.push(call);
+    if (channels.callQueued.hasSubscribers) {
+      channels.callQueued.publish({ id: call.id, artifact: this.ref, queueLength: this.queue.length });
+    }
     this.activated = true;
     this.lastUsed = this.config.now();
     this.scale();
@@ -180,7 +192,18 @@ export class Pool implements CallHolder, InstanceEvents {
     this.starting++;
     this.coldStarts++;
     const instance = new Instance(
-      { engine, options, digest, labels, name: this.config.nextName(), folderPrefix, now, budget, logs },
+      {
+        engine,
+        options,
+        digest,
+        labels,
+        name: this.config.nextName(),
+        folderPrefix,
+        now,
+        budget,
+        logs,
+        ref: this.ref,
+      },
       this,
     );
     this.instances.add(instance);
@@ -210,8 +233,24 @@ export class Pool implements CallHolder, InstanceEvents {
         }
         this.imageLoads++;
         // Loaded under the engine's own reference for this digest, checked complete before it is named.
-        const load = { signal: closing, maxUnpackedBytes: options.maxUnpackedBytes };
-        await untilAborted(engine.loadImage(path, digest, load), closing);
+        const ref = this.ref;
+        const publish = (message: Omit<ImageLoadMessage, "artifact">) => {
+          if (channels.imageLoad.hasSubscribers) channels.imageLoad.publish({ artifact: ref, ...message });
+        };
+        const load = {
+          signal: closing,
+          maxUnpackedBytes: options.maxUnpackedBytes,
+          onProgress: (sentBytes: number, totalBytes: number) =>
+            publish({ phase: "progress", sentBytes, totalBytes }),
+        };
+        publish({ phase: "start", sentBytes: 0, totalBytes: 0 });
+        try {
+          await untilAborted(engine.loadImage(path, digest, load), closing);
+        } catch (error) {
+          publish({ phase: "failed", sentBytes: 0, totalBytes: 0, error });
+          throw error;
+        }
+        publish({ phase: "done", sentBytes: 0, totalBytes: 0 });
         if (!(await ask((signal) => engine.hasImage(digest, signal), inspect))) {
           throw new ArtifactError(path, `the engine loaded ${path} but holds no image for ${digest}`);
         }

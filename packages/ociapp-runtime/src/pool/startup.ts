@@ -4,6 +4,7 @@ import type { AppHelloMessage } from "ociapp/protocol";
 import type { ContainerExit, ContainerHandle, Engine } from "../engines/engine.js";
 import type { OutputPipeline } from "../engines/output.js";
 import { CONTAINER_SOCKET, HOME_DIR, HOST_SOCKET, makeContainerFolder } from "../host/runtime-dir.js";
+import { type ArtifactRef, channels } from "../observability/channels.js";
 import type { LogDispatcher } from "../observability/logs.js";
 import type { ResolvedOptions } from "../options.js";
 import { Connection, type ConnectionEvents } from "../protocol/connection.js";
@@ -39,6 +40,7 @@ export interface StartupInput {
   labels: Record<string, string>;
   folderPrefix: string;
   budget: ReceiveBudget;
+  ref: ArtifactRef;
   logs: LogDispatcher | undefined;
   output: OutputPipeline;
   /** Where the connection reports once the instance is ready. */
@@ -107,6 +109,9 @@ export async function startInstance(input: StartupInput, made: StartupResources)
   exited.catch(() => undefined);
   const guard = <T>(step: Promise<T>): Promise<T> => Promise.race([step, exited, aborted]);
   await guard(engine.startContainer(made.handle.id, signal));
+  if (channels.containerStarted.hasSubscribers) {
+    channels.containerStarted.publish({ artifact: input.ref, containerId: made.handle.id });
+  }
   const socket = await guard(made.listener.accepted);
   const hello = await guard(handshake(socket, input, made));
   // A violation in the same chunk as the hello (a second hello, say) ended the connection already.

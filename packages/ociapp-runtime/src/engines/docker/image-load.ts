@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { stat } from "node:fs/promises";
 import { openArtifactForLoad } from "../../artifacts/artifact-cache.js";
 import { ArtifactError, EngineUnavailableError } from "../../errors.js";
 import { createLoadStream, type LoadStreamResult } from "../../images/load-stream.js";
@@ -101,6 +102,24 @@ async function streamArtifact(
   // Only a regular file, never waited on, read through the handle that was checked.
   const file = await openArtifactForLoad(path, signal);
   file.on("data", progress);
+  const onProgress = options.onProgress;
+  if (onProgress) {
+    const total = await stat(path).then(
+      (info) => info.size,
+      () => 0,
+    );
+    let sent = 0;
+    let reported = 0;
+    file.on("data", (chunk: Buffer | string) => {
+      sent += chunk.length;
+      const now = performance.now();
+      if (now - reported >= 250) {
+        reported = now;
+        onProgress(sent, total);
+      }
+    });
+    file.on("end", () => onProgress(sent, total));
+  }
   const { stream, result } = createLoadStream(file, {
     path,
     manifestDigest: digest,
