@@ -23,8 +23,18 @@ export {
   type RuntimeErrorCode,
   WorkerExitedError,
 } from "./errors.js";
+export {
+  type ArtifactName,
+  DIGEST_PATTERN,
+  type DrainOptions,
+  type ExecuteOptions,
+  type Executor,
+  type ExecutorStats,
+  isDigest,
+  type WarmOptions,
+} from "./executor.js";
 export type { CallOptions, ContainerOptions, RuntimeOptions } from "./options.js";
 export type { InstanceState } from "./pool/instance.js";
 export type { ArtifactStats } from "./pool/pool.js";
 export type { RuntimeStats } from "./runtime.js";
-export { LABELS, Runtime } from "./runtime.js";
+export { LABELS, Runtime, Runtime as LocalExecutor } from "./runtime.js";

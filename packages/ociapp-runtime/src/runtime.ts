@@ -3,7 +3,8 @@ import { encodeFrame } from "ociapp/protocol";
 import { ArtifactCache, type ReadArtifactIndex } from "./artifacts/artifact-cache.js";
 import { DockerEngine } from "./engines/docker/docker-engine.js";
 import type { Engine } from "./engines/engine.js";
-import { InvalidRequestError, OptionsError, RuntimeClosedError } from "./errors.js";
+import { ArtifactError, InvalidRequestError, OptionsError, RuntimeClosedError } from "./errors.js";
+import { type DrainOptions, type Executor, isDigest, type WarmOptions } from "./executor.js";
 import { formatOwner, ownIdentity } from "./host/owner.js";
 import { removeOwnerRecord, writeOwnerRecord } from "./host/runtime-dir.js";
 import { sweepOrphans } from "./host/sweep.js";
@@ -51,7 +52,7 @@ async function readIndexFromArtifact(
  * Runs .ociapp artifacts: `execute(path, request)` answers from a warm container of that artifact,
  * starting one when needed. See the package README for the model.
  */
-export class Runtime implements AsyncDisposable {
+export class Runtime implements Executor {
   /** The value of the dev.ociapp.runtime label on this runtime's containers. */
   readonly id = randomUUID();
   readonly engine: Engine;
@@ -127,9 +128,10 @@ export class Runtime implements AsyncDisposable {
         timeout,
         timeout === this.options.requestTimeout ? this.deadlines : undefined,
       );
-      const digest = this.cache.lookup(path);
+      const digest = isDigest(path) ? this.knownDigest(path, call) : this.cache.lookup(path);
+      if (digest === null) return;
       if (digest !== undefined) {
-        this.poolFor(digest, path).submit(call);
+        this.poolFor(digest, isDigest(path) ? (this.pools.get(digest)?.path ?? path) : path).submit(call);
         return;
       }
       this.cache.resolve(path).then(
@@ -148,13 +150,35 @@ export class Runtime implements AsyncDisposable {
    * An abort of `signal` rejects with its reason at once; starts already under way go on and serve
    * later calls.
    */
-  async warm(path: string, options?: { signal?: AbortSignal }): Promise<void> {
+  async warm(path: string, options?: WarmOptions): Promise<void> {
     const signal = options?.signal;
     if (this.closing) throw new RuntimeClosedError();
     signal?.throwIfAborted();
+    if (isDigest(path)) {
+      const pool = this.pools.get(path);
+      if (pool === undefined) throw new ArtifactError(path, `no artifact with digest ${path} is known here`);
+      return pool.warm(signal);
+    }
     const digest = await untilAborted(this.cache.resolve(path), signal);
     if (this.closing) throw new RuntimeClosedError();
     await this.poolFor(digest, path).warm(signal);
+  }
+
+  /**
+   * Stops the artifact's containers gracefully (Executor.drain): its pool is set aside, so later
+   * calls start a new one; calls waiting in its queue are rejected with RuntimeClosedError (they
+   * never ran); calls in flight finish within shutdownTimeout; then each container gets SIGTERM.
+   * `artifact` is a path or a digest this runtime has resolved. Resolves once its containers are gone
+   * (an abort of `signal` ends only the wait); an artifact with no pool resolves at once.
+   */
+  async drain(artifact: string, options?: DrainOptions): Promise<void> {
+    const signal = options?.signal;
+    signal?.throwIfAborted();
+    const digest = isDigest(artifact) ? artifact : await untilAborted(this.cache.resolve(artifact), signal);
+    const pool = this.pools.get(digest);
+    if (pool === undefined) return;
+    this.pools.delete(digest);
+    await untilAborted(pool.close(), signal);
   }
 
   /** Per artifact: instances by state, in flight, queued, cold starts, image loads. */
@@ -188,6 +212,18 @@ export class Runtime implements AsyncDisposable {
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+
+  /**
+   * A digest names an artifact this runtime has already resolved from a path (a pool knows its
+   * file); any other digest fails the call with ArtifactError and gives null.
+   */
+  private knownDigest(digest: string, call: Call): string | null {
+    if (this.pools.has(digest)) return digest;
+    call.fail(
+      new ArtifactError(digest, `no artifact with digest ${digest} is known here; name it by its path first`),
+    );
+    return null;
   }
 
   private poolFor(digest: string, path: string): Pool {
