@@ -36,5 +36,20 @@ export {
 export type { CallOptions, ContainerOptions, RuntimeOptions } from "./options.js";
 export type { InstanceState } from "./pool/instance.js";
 export type { ArtifactStats } from "./pool/pool.js";
+export type { AgentStats } from "./remote/client/directory.js";
+export { RemoteExecutor, type RemoteExecutorOptions } from "./remote/client/remote-executor.js";
+export {
+  AgentError,
+  AgentUnavailableError,
+  CallLostError,
+  DigestMismatchError,
+  ForbiddenError,
+  type KnownRemoteError,
+  PayloadTooLargeError,
+  QuotaExceededError,
+  type RemoteErrorCode,
+  UnauthorizedError,
+  UnknownArtifactError,
+} from "./remote/errors.js";
 export type { RuntimeStats } from "./runtime.js";
 export { LABELS, Runtime, Runtime as LocalExecutor } from "./runtime.js";
