@@ -1,9 +1,11 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, Option } from "commander";
 import { ArtifactFormatError, inspectArtifact } from "ociapp/artifact";
+import { RegistryError } from "ociapp/registry";
 import { build } from "./build.js";
 import { BuildError } from "./errors.js";
 import { formatArtifactInfo, formatBytes } from "./format.js";
+import { type PushFlags, push } from "./push.js";
 
 export interface CliIo {
   stdout: { write(chunk: string): unknown };
@@ -94,6 +96,23 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       io.stdout.write(flags.json ? `${JSON.stringify(info)}\n` : formatArtifactInfo(file, info));
     });
 
+  program
+    .command("push")
+    .description("push an artifact to an OCI registry (credentials from OCIAPP_REGISTRY_USERNAME/_PASSWORD)")
+    .argument("<file>", "a .ociapp file")
+    .argument("<reference>", "registry/repository[:tag], e.g. registry.example:5000/apps/echo:0.1.0")
+    .option("--plain-http", "plain HTTP, for a registry on a loopback address")
+    .option("--ca <file>", "PEM CA that signs the registry's certificate")
+    .option("--json", 'print one JSON line {"reference","digest","blobs","uploaded"}')
+    .action(async (file: string, target: string, flags: PushFlags & { json?: boolean }) => {
+      const result = await push(file, target, flags, controller.signal);
+      io.stdout.write(
+        flags.json
+          ? `${JSON.stringify(result)}\n`
+          : `${result.reference} (${result.uploaded} of ${result.blobs} blobs uploaded)\n`,
+      );
+    });
+
   try {
     await program.parseAsync(argv);
   } catch (error) {
@@ -140,6 +159,10 @@ function report(error: unknown, io: CliIo): number {
     io.stderr.write(`ociapp-build: error: ${error.message}\n`);
     if (error.output) io.stderr.write(`${indent(error.output)}\n`);
     return error.code === "OCIAPP_BUILD_ABORTED" ? 130 : 1;
+  }
+  if (error instanceof RegistryError) {
+    io.stderr.write(`ociapp-build: error: ${error.message}\n`);
+    return 1;
   }
   if (error instanceof ArtifactFormatError) {
     io.stderr.write(`ociapp-build: error: invalid artifact: ${error.message}\n`);
