@@ -156,7 +156,7 @@ describe("RemoteExecutor over several agents", () => {
     await new Promise((resolve) => setTimeout(resolve, 50));
     await remote.close();
     expect(await running).toMatchObject({ value: "finished" });
-    expect((await rejection(remote.execute(artifact.digest, null))).constructor.name).toBe(
+    expect(((await rejection(remote.execute(artifact.digest, null))) as Error).constructor.name).toBe(
       "RuntimeClosedError",
     );
     expect(remote.stats().closed).toBe(true);
