@@ -141,9 +141,12 @@ export class AgentHandlers {
     admit(principal, exchange.started);
     context.metrics.inFlight++;
     const abort = new AbortController();
-    // After an answer the abort is a no-op: the call has settled. (writableEnded is no guide: a reset
-    // stream ends its writable side too.)
-    const onClose = () => abort.abort(new ClientGone("the client reset the stream"));
+    // A stream that closes before the call has settled was reset by the client: the call is aborted
+    // (its container gets a cancel frame). writableEnded is no guide: a reset ends the writable side too.
+    let settled = false;
+    const onClose = () => {
+      if (!settled) abort.abort(new ClientGone("the client reset the stream"));
+    };
     stream.once("close", onClose);
     try {
       const body = await readBody(
@@ -159,11 +162,13 @@ export class AgentHandlers {
         throw new InvalidRequestError("the request body is not JSON");
       }
       const result = await context.executor.execute(artifact, payload, { ...options, signal: abort.signal });
+      settled = true;
       if (!answerable(stream)) throw new ClientGone("the client reset the stream");
       sendText(stream, 200, JSON.stringify(result) ?? "null", "application/json");
       context.metrics.observe(performance.now() - exchange.started);
       this.done(exchange, 200, "ok");
     } finally {
+      settled = true;
       stream.off("close", onClose);
       context.metrics.inFlight--;
       release(principal);

@@ -65,7 +65,6 @@ export class AgentLink {
   /** Digests this agent has ready containers for (its status, and calls it answered). */
   readonly warm = new Set<string>();
   private session: ClientHttp2Session | undefined;
-  private pinger: NodeJS.Timeout | undefined;
   private closed = false;
 
   constructor(
@@ -180,8 +179,6 @@ export class AgentLink {
   drop(error?: Error): void {
     const session = this.session;
     this.session = undefined;
-    clearInterval(this.pinger);
-    this.pinger = undefined;
     if (session && !session.destroyed) session.destroy(error);
   }
 
@@ -209,46 +206,35 @@ export class AgentLink {
     });
     session.on("close", () => {
       clearTimeout(connecting);
-      if (this.session === session) {
-        this.session = undefined;
-        clearInterval(this.pinger);
-        this.pinger = undefined;
-      }
+      if (this.session === session) this.session = undefined;
     });
     session.on("goaway", () => {
       // The agent is draining: new calls go elsewhere; calls in flight on this session finish.
       if (this.session === session) this.session = undefined;
       this.healthy = false;
     });
-    if (this.outstanding > 0) {
-      clearInterval(this.pinger);
-      this.pinger = undefined;
-      queueMicrotask(() => this.startPings());
-    }
+    this.startPings(session);
     return session;
   }
 
   private begin(): void {
-    if (this.outstanding++ === 0) {
-      this.session?.ref();
-      this.startPings();
-    }
+    if (this.outstanding++ === 0) this.session?.ref();
   }
 
   private end(): void {
-    if (--this.outstanding === 0) {
-      this.session?.unref();
-      clearInterval(this.pinger);
-      this.pinger = undefined;
-    }
+    if (--this.outstanding === 0) this.session?.unref();
   }
 
-  private startPings(): void {
-    const session = this.session;
-    if (!session || this.pinger) return;
+  /**
+   * One PING timer per session (not per call): each tick pings only while calls are outstanding, and
+   * destroys the session when the answer does not come within keepaliveTimeout.
+   */
+  private startPings(session: ClientHttp2Session): void {
     const { keepaliveInterval, keepaliveTimeout } = this.options;
-    this.pinger = setInterval(() => {
-      if (session.destroyed || session.connecting) return;
+    let waiting = false;
+    const timer = setInterval(() => {
+      if (this.outstanding === 0 || waiting || session.destroyed || session.connecting) return;
+      waiting = true;
       const silent = setTimeout(() => {
         this.lastError = `no PING answer within ${keepaliveTimeout} ms`;
         this.healthy = false;
@@ -256,13 +242,16 @@ export class AgentLink {
       }, keepaliveTimeout);
       try {
         session.ping((error) => {
+          waiting = false;
           clearTimeout(silent);
-          if (error) session.destroy();
+          if (error && !session.destroyed) session.destroy();
         });
       } catch {
+        waiting = false;
         clearTimeout(silent);
       }
     }, keepaliveInterval);
-    this.pinger.unref();
+    timer.unref();
+    session.once("close", () => clearInterval(timer));
   }
 }

@@ -8,7 +8,8 @@ const run = promisify(execFile);
  * Network namespaces for fault tests, each held open by a `sleep` that `unshare --net` started (no
  * `ip netns add`: its bind mounts in the shared /run/netns would be left behind by a killed test and
  * hide other tools' mounts). Killing the holder removes the namespace and its end of every veth pair;
- * the holders also end by themselves after an hour.
+ * holders and everything spawned inside get SIGKILL when the test process dies (PR_SET_PDEATHSIG),
+ * and holders end by themselves after an hour.
  */
 export class Namespace {
   private constructor(
@@ -17,7 +18,13 @@ export class Namespace {
   ) {}
 
   static async create(name: string): Promise<Namespace> {
-    const holder = spawn("unshare", ["--net", "--", "sleep", "3600"], { stdio: "ignore" });
+    const holder = spawn(
+      "setpriv",
+      ["--pdeathsig", "SIGKILL", "--", "unshare", "--net", "--", "sleep", "3600"],
+      {
+        stdio: "ignore",
+      },
+    );
     const namespace = new Namespace(name, holder);
     // The namespace exists once the holder runs sleep (unshare execs it): its net link differs from ours.
     const ours = await run("readlink", ["/proc/self/ns/net"]);
@@ -37,9 +44,21 @@ export class Namespace {
     return this.holder.pid as number;
   }
 
-  /** `nsenter --net=<ns>` prefix for a command run inside. */
+  /**
+   * The command run inside the namespace, killed when this process dies however it dies
+   * (PR_SET_PDEATHSIG through setpriv, kept across nsenter's exec).
+   */
   enter(command: string[]): string[] {
-    return ["nsenter", `--net=/proc/${this.pid}/ns/net`, "--", ...command];
+    return [
+      "setpriv",
+      "--pdeathsig",
+      "SIGKILL",
+      "--",
+      "nsenter",
+      `--net=/proc/${this.pid}/ns/net`,
+      "--",
+      ...command,
+    ];
   }
 
   async exec(command: string[]): Promise<string> {
