@@ -77,7 +77,9 @@ export class Agent {
     const settings = { maxConcurrentStreams: limits.maxStreams, maxHeaderListSize: MAX_HEADER_LIST_BYTES };
     let server: Http2SecureServer | Http2Server;
     if (options.insecureLoopback) {
-      server = createServer({ settings, maxSessionMemory: 64 });
+      server = createServer({ settings, maxSessionMemory: 64, noDelay: true } as Parameters<
+        typeof createServer
+      >[0]);
     } else {
       const tls = config.tls as NonNullable<AgentConfig["tls"]>;
       const read = async (path: string, what: string) => {
@@ -95,7 +97,9 @@ export class Agent {
         handshakeTimeout: limits.handshakeTimeout,
         settings,
         maxSessionMemory: 64,
-      };
+        // Calls are small request/answer exchanges: no Nagle delay on either side.
+        noDelay: true,
+      } as SecureServerOptions;
       if (tls.clientCa !== undefined) {
         secure.ca = await read(tls.clientCa, "client CA");
         secure.requestCert = true;

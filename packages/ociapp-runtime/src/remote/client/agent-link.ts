@@ -191,7 +191,8 @@ export class AgentLink {
     if (cert !== undefined) tls.cert = cert;
     if (key !== undefined) tls.key = key;
     if (this.servername !== undefined) tls.servername = this.servername;
-    const session = connect(this.address, tls);
+    // noDelay: calls are small request/answer exchanges (net.connect's option, passed through by tls).
+    const session = connect(this.address, { ...tls, noDelay: true } as SecureClientSessionOptions);
     this.session = session;
     session.unref();
     const connecting = setTimeout(() => {
