@@ -32,6 +32,7 @@ async function eventually(check: () => Promise<boolean> | boolean, timeoutMs = 3
 }
 
 function outcome(answer: DriverAnswer): string {
+  if (!answer.ok && process.env.OCIAPP_FAULTS_VERBOSE) console.log(answer.error?.message);
   return answer.ok ? "ok" : (answer.error?.code ?? answer.error?.name ?? "?");
 }
 
@@ -301,10 +302,12 @@ describe("remote execution across network namespaces", () => {
   });
 
   it("an agent restarted (SIGTERM, then started again): calls in flight finish, calls meanwhile run elsewhere", async () => {
+    // By path: a call that reaches the agent after its SIGTERM is refused (503, it never ran) and sent
+    // to the other agent, which may need the file uploaded first.
     const calls = Array.from({ length: 3 }, () =>
-      driver.execute(artifact.digest, { op: "sleep", ms: 1_500, value: "drained" }),
+      driver.execute(artifact.path, { op: "sleep", ms: 1_500, value: "drained" }),
     );
-    // Both agents are warm by now, so the calls may be spread: stop one that holds some.
+    // Both agents may be warm, so the calls may be spread: stop one that holds some.
     const victim = await busyAgent(1);
     const stopping = victim.stop("SIGTERM");
     await sleep(100);

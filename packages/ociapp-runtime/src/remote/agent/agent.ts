@@ -159,21 +159,21 @@ export class Agent {
   }
 
   /**
-   * SIGTERM's drain: /healthz answers 503, new calls get 503 (they never run; clients send them
-   * elsewhere), every connection gets GOAWAY (RFC 9113 §6.8) so clients open no new streams on it,
-   * calls in flight finish (within limits.drainTimeout), then the executor closes (its own
-   * shutdownTimeout) and the remaining connections are destroyed. Idempotent.
+   * SIGTERM's drain: /healthz and /v1/status say so (503, `draining: true`), new calls are answered
+   * 503 (they never run; clients send them to another agent and stop picking this one), calls in
+   * flight finish (within limits.drainTimeout), and only then are connections closed (GOAWAY, RFC
+   * 9113 §6.8), the executor closed (its own shutdownTimeout) and the listener shut. Connections are
+   * left alone while calls run on them: a client receiving GOAWAY closes its side, and streams whose
+   * request was still being written would end without an answer. Idempotent.
    */
   drain(): Promise<void> {
     if (!this.draining) {
       this.draining = (async () => {
-        // The listener stays open while calls finish: /healthz answers 503 to load balancers, and
-        // any call on a new connection is answered 503 (it never runs).
-        for (const session of this.sessions) session.close();
         const deadline = performance.now() + this.config.limits.drainTimeout;
         while (this.handlers.busy() && performance.now() < deadline) {
           await new Promise((resolve) => setTimeout(resolve, 20));
         }
+        for (const session of this.sessions) session.close();
         await this.executor.close();
         const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
         for (const session of this.sessions) session.destroy();

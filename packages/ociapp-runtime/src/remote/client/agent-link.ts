@@ -12,6 +12,8 @@ import { AgentError, CallLostError } from "../errors.js";
 
 /** Sessions on which the agent's SETTINGS frame arrived: only there can a request have been processed. */
 const established = new WeakSet<ClientHttp2Session>();
+/** The last stream id an agent's GOAWAY says it processed (RFC 9113 §6.8): later streams never ran. */
+const goawayLast = new WeakMap<ClientHttp2Session, number>();
 
 /** TLS and keepalive settings shared by every link of one RemoteExecutor. */
 export interface LinkOptions {
@@ -146,16 +148,18 @@ export class AgentLink {
         // Never processed (RFC 9113 §8.7): a stream the agent refused, one that never got an id, or one
         // on a connection where the agent never sent its SETTINGS (a TLS 1.3 server rejects a client
         // certificate after the client has already written its request).
+        const last = goawayLast.get(session);
         const refused =
           stream.rstCode === constants.NGHTTP2_REFUSED_STREAM ||
           stream.id === undefined ||
-          !established.has(session);
+          !established.has(session) ||
+          (last !== undefined && stream.id > last);
         finish(
           refused
             ? new NeverSent(`agent ${this.url} refused the stream (it is going away)`)
             : new CallLostError(
                 this.url,
-                `the connection to agent ${this.url} ended during the call; it may or may not have run`,
+                `the connection to agent ${this.url} ended during the call (${this.lastError ?? `stream reset with code ${stream.rstCode}`}); it may or may not have run`,
               ),
         );
       });
@@ -209,7 +213,8 @@ export class AgentLink {
       clearTimeout(connecting);
       if (this.session === session) this.session = undefined;
     });
-    session.on("goaway", () => {
+    session.on("goaway", (_code: number, lastStreamID: number) => {
+      goawayLast.set(session, lastStreamID);
       // The agent is draining: new calls go elsewhere; calls in flight on this session finish.
       if (this.session === session) this.session = undefined;
       this.healthy = false;

@@ -309,6 +309,8 @@ export class RemoteExecutor implements Executor {
       if (answer.status === 200) return { answer, agent };
       const failure = this.failure(answer, agent, digest);
       if (failure.code === "OCIAPP_AGENT_UNAVAILABLE" || failure.code === "OCIAPP_RUNTIME_CLOSED") {
+        // Draining or closing: not picked again until a health check says otherwise.
+        agent.healthy = false;
         lastReason = failure;
         continue; // the agent says the call did not run
       }

@@ -130,6 +130,7 @@ export class AgentProcess {
           resolve();
         }
         if (line.startsWith('{"audit"')) this.audit.push(JSON.parse(line) as AuditRecord);
+        if (process.env.OCIAPP_FAULTS_VERBOSE) console.log(`[${this.name}] ${line}`);
       });
     });
     child.stdout?.on("data", () => undefined);
