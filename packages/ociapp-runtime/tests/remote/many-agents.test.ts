@@ -137,6 +137,27 @@ describe("RemoteExecutor over several agents", () => {
     expect(executes(a as TestAgent).map((record) => record.outcome)).toEqual(["CLIENT_GONE"]);
   });
 
+  it("resolves an agent name to its addresses, one agent each, verifying TLS against the name", async () => {
+    const [a] = await start(1);
+    const remote = client([`https://localhost:${(a as TestAgent).agent.port}`], { resolveInterval: 100 });
+    expect(await remote.execute(artifact.path, { op: "echo", value: "by name" })).toMatchObject({
+      value: "by name",
+    });
+    const deadline = Date.now() + 10_000;
+    while (
+      remote.stats().agents.some((agent) => agent.address.includes("localhost")) &&
+      Date.now() < deadline
+    ) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const addresses = remote.stats().agents.map((agent) => agent.address);
+    expect(addresses).toContain(`https://127.0.0.1:${(a as TestAgent).agent.port}`);
+    expect(addresses.every((address) => !address.includes("localhost"))).toBe(true);
+    expect(await remote.execute(artifact.digest, { op: "echo", value: "by address" })).toMatchObject({
+      value: "by address",
+    });
+  });
+
   it("has no client queue: past maxOutstanding per agent, QueueFullError at once", async () => {
     const [a] = await start(1);
     const remote = client([(a as TestAgent).agent.url], { maxOutstanding: 2 });

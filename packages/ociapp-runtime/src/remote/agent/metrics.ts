@@ -106,7 +106,27 @@ export interface AuditRecord {
 
 export type AuditSink = (record: AuditRecord) => void;
 
-/** The default sink: one JSON line per record on stderr. */
+let pending = "";
+let flushing = false;
+
+function flush(): void {
+  flushing = false;
+  if (pending === "") return;
+  const lines = pending;
+  pending = "";
+  process.stderr.write(lines);
+}
+
+/**
+ * The default sink: one JSON line per record on stderr. The lines of one event-loop turn go out in
+ * one write (stderr is synchronous for files and pipes), and whatever is pending when the process
+ * exits is written then.
+ */
 export const stderrAudit: AuditSink = (record) => {
-  process.stderr.write(`${JSON.stringify({ audit: "ociapp-agent", ...record })}\n`);
+  pending += `${JSON.stringify({ audit: "ociapp-agent", ...record })}\n`;
+  if (!flushing) {
+    flushing = true;
+    setImmediate(flush);
+  }
 };
+process.once("exit", flush);
