@@ -84,8 +84,8 @@ const MAX_SETTINGS_BYTES = 4096;
 /**
  * The per-call settings a client sent (`ociapp-settings`, one JSON object), checked against the
  * token's scopes (which settings it may change) and the policy's caps, turned into ExecuteOptions.
- * Unknown settings and anything the token may not change are refused (403), out-of-range values too
- * (400): a client never gets more than the operator allows.
+ * Unknown settings, anything the token may not change and values over the policy's caps are all
+ * refused with ForbiddenError (403): a client never gets more than the operator allows.
  */
 export function callOptions(
   principal: Principal,

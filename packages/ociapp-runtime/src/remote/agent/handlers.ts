@@ -10,7 +10,7 @@ import {
   UnknownArtifactError,
 } from "../errors.js";
 import { answerable, ClientGone, readBody, sendError, sendJson, sendText } from "../http/respond.js";
-import { ARTIFACT_ROUTE, asRuntimeError, HEADERS, ROUTES } from "../http/wire.js";
+import { ARTIFACT_ROUTE, asRuntimeError, HEADERS, ROUTES, statusOf } from "../http/wire.js";
 import { admit, callOptions, digestInScope, type Principal, release, type Tokens } from "./auth.js";
 import type { AgentConfig } from "./config.js";
 import type { AgentMetrics, AuditSink } from "./metrics.js";
@@ -321,17 +321,17 @@ export class AgentHandlers {
       return;
     }
     const failure = asRuntimeError(error);
-    if (!(error instanceof OciappRuntimeError))
+    if (!(error instanceof OciappRuntimeError)) {
       process.emitWarning(`ociapp agent: ${String((error as Error)?.stack ?? error)}`);
-    const status = (error as { status?: number }).status;
+    }
+    // A route that does not exist answers 404/405 with the code of a bad request.
+    const status = (error as { status?: number }).status ?? statusOf(failure);
     sendError(exchange.stream, failure, status);
-    this.done(exchange, status ?? 0, failure.code, failure);
+    this.done(exchange, status, failure.code);
   }
 
-  private done(exchange: Exchange, status: number, outcome: string, error?: OciappRuntimeError): void {
+  private done(exchange: Exchange, status: number, outcome: string): void {
     const token = exchange.principal?.id ?? null;
-    const finalStatus =
-      status === 0 && error ? ((exchange.stream.sentHeaders?.[":status"] as number) ?? 0) : status;
     this.context.metrics.count(exchange.route, token ?? "-", outcome);
     this.context.audit({
       time: new Date().toISOString(),
@@ -339,7 +339,7 @@ export class AgentHandlers {
       route: exchange.route,
       digest: exchange.digest,
       outcome,
-      status: finalStatus,
+      status,
       durationMs: Math.round((performance.now() - exchange.started) * 1000) / 1000,
       peer: exchange.stream.session?.socket?.remoteAddress ?? "",
     });

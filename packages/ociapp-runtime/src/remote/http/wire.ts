@@ -48,8 +48,6 @@ export const ARTIFACT_ROUTE = /^\/v1\/artifacts\/(sha256:[a-f0-9]{64})(?:\/(exec
 export const HEADERS = {
   /** Per-call settings as one JSON object (`{"timeout": 5000}`), checked against the token's scopes and the policy. */
   settings: "ociapp-settings",
-  /** On an execute answer: how many ready containers the agent holds for the digest (artifact affinity). */
-  warm: "ociapp-warm",
 } as const;
 
 /** The HTTP status each error code is answered with. */
