@@ -14,7 +14,12 @@ export default defineConfig({
         test: {
           name: "unit",
           include: ["packages/*/tests/**/*.test.ts", "tests/**/*.test.ts"],
-          exclude: ["**/*.engine.test.ts", "**/*.disruptive.test.ts", "**/node_modules/**"],
+          exclude: [
+            "**/*.engine.test.ts",
+            "**/*.disruptive.test.ts",
+            "**/*.k8s.test.ts",
+            "**/node_modules/**",
+          ],
           testTimeout: 20_000,
           sequence: { groupOrder: 0 },
         },
@@ -48,6 +53,20 @@ export default defineConfig({
           testTimeout: 300_000,
           hookTimeout: 600_000,
           sequence: { groupOrder: 2 },
+        },
+      },
+      {
+        // The single-node Kubernetes cluster of scripts/k8s.sh (issue 18): one file at a time.
+        extends: true,
+        test: {
+          name: "k8s",
+          include: ["tests/k8s/**/*.k8s.test.ts"],
+          exclude: ["**/node_modules/**"],
+          globalSetup: ["tests/k8s/global-setup.ts"],
+          fileParallelism: false,
+          testTimeout: 300_000,
+          hookTimeout: 3_600_000,
+          sequence: { groupOrder: 3 },
         },
       },
     ],

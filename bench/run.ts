@@ -24,6 +24,7 @@ import {
 import { measureParsing } from "./parse-limits.js";
 import { type RawEcho, startContainerEcho, startHostEcho } from "./raw-baselines.js";
 import { measureRemote } from "./remote.js";
+import { measureSandboxes } from "./sandboxes.js";
 
 const execFileAsync = promisify(execFile);
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -111,7 +112,9 @@ try {
   const dockerLoad = await timeIt(() => docker(["load", "-i", artifact.path]));
   await dropImage();
   const engine = new DockerEngine();
-  const runtimeLoad = await timeIt(() => engine.loadImage(artifact.path));
+  const runtimeLoad = await timeIt(() =>
+    engine.loadImage(artifact.path, artifact.digest, { maxUnpackedBytes: 4 * 1024 ** 3 }),
+  );
   const skipped = await withRuntime({}, async (runtime) => {
     await runtime.execute(artifact.path, PAYLOAD);
     return runtime.stats().artifacts[0]?.imageLoads ?? -1;
@@ -200,6 +203,9 @@ try {
     };
   });
 
+  log("sandboxes: runc beside runsc (gVisor), interleaved rounds");
+  const sandboxes = await measureSandboxes(artifact.path, 3, log);
+
   log("parsing: frames the default limits allow, and two they refuse");
   const parsing = measureParsing(log);
 
@@ -258,6 +264,7 @@ try {
     failures,
     parsing,
     remote,
+    sandboxes,
   };
   await writeFile(RESULTS, `${JSON.stringify(results, null, 2)}\n`);
 

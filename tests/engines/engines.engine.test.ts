@@ -1,12 +1,11 @@
 /**
  * The facts docs/engines.md states about each engine, checked against the engines themselves with
- * tests/engines/probe.ts (the runtime's own API calls through dockerode). Opt-in, since the extra
- * engines are started by their own scripts:
+ * tests/engines/probe.ts (the runtime's own API calls through dockerode). Every engine by default;
+ * the extra ones are started (idempotently) by their own scripts in beforeAll:
  *
  *   scripts/engine.sh runsc; scripts/engines/classic-dockerd.sh up; scripts/engines/podman.sh up
- *   OCIAPP_PROBE_ENGINES=docker,docker-runsc,classic,classic-runsc,podman pnpm vitest run --project engine tests/engines
  *
- * An engine named in the list that does not answer fails its test; unnamed engines are skipped.
+ * OCIAPP_PROBE_ENGINES=docker,podman (say) narrows the list for a run by hand.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -48,7 +47,7 @@ const ENGINES: Record<string, Engine> = {
   podman: { kind: "podman", socket: PODMAN_SOCKET, prepare: () => script("podman.sh", "copy-image", IMAGE) },
 };
 
-const wanted = (process.env.OCIAPP_PROBE_ENGINES ?? "")
+const wanted = (process.env.OCIAPP_PROBE_ENGINES ?? "docker,docker-runsc,classic,classic-runsc,podman")
   .split(",")
   .map((name) => name.trim())
   .filter(Boolean);
@@ -112,10 +111,16 @@ function buildArtifacts(): void {
   execFileSync("tar", ["-C", work, "-rf", artifacts.gzipWithManifest, "manifest.json"]);
 }
 
-describe.skipIf(wanted.length === 0)("engine facts (docs/engines.md)", () => {
+describe("engine facts (docs/engines.md)", () => {
   beforeAll(() => {
     for (const name of wanted)
       if (!ENGINES[name]) throw new Error(`unknown engine ${name} in OCIAPP_PROBE_ENGINES`);
+    const kinds = new Set(wanted.map((name) => ENGINES[name]?.kind));
+    if (wanted.some((name) => ENGINES[name]?.runtime === "runsc")) {
+      execFileSync("bash", [join(root, "scripts/engine.sh"), "runsc"], { stdio: "inherit" });
+    }
+    if (kinds.has("classic")) script("classic-dockerd.sh", "up");
+    if (kinds.has("podman")) script("podman.sh", "up");
     buildArtifacts();
   });
   afterAll(() => {

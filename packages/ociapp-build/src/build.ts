@@ -2,7 +2,14 @@ import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rename, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { ArtifactFormatError, PROTOCOL_ANNOTATION, readArtifactIndex } from "ociapp/artifact";
+import {
+  ArtifactFileError,
+  ArtifactFormatError,
+  PROTOCOL_ANNOTATION,
+  printable,
+  quote,
+  readArtifactIndex,
+} from "ociapp/artifact";
 import { checkBuildx, runBuildx } from "./buildx.js";
 import { BuildError } from "./errors.js";
 import { artifactFileName, defaultBaseImage, defaultImageReference } from "./naming.js";
@@ -70,7 +77,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   if (customContainerfile && !(await isFile(customContainerfile))) {
     throw new BuildError(
       "OCIAPP_BUILD_CONTAINERFILE_MISSING",
-      `ociapp.containerfile "${config.mode === "custom" ? config.containerfile : ""}" does not exist in ${project.root}`,
+      `ociapp.containerfile ${quote(config.mode === "custom" ? config.containerfile : "")} does not exist in ${project.root}`,
     );
   }
   await checkBuildx({ signal, env: opts.env });
@@ -121,7 +128,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     if (config.entrypoint !== undefined) annotations["dev.ociapp.entrypoint"] = config.entrypoint;
     if (protocol !== undefined) annotations[PROTOCOL_ANNOTATION] = String(protocol);
 
-    say(`building ${image} from ${config.mode === "managed" ? baseImage : containerfile}`);
+    say(`building ${image} from ${printable(config.mode === "managed" ? baseImage : containerfile)}`);
     await runBuildx({
       context,
       containerfile,
@@ -141,7 +148,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     try {
       digest = (await readArtifactIndex(tempPath, signal ? { signal } : {})).digest;
     } catch (error) {
-      if (!(error instanceof ArtifactFormatError)) throw error;
+      if (!(error instanceof ArtifactFormatError || error instanceof ArtifactFileError)) throw error;
       throw new BuildError("OCIAPP_BUILD_FAILED", `buildx wrote an unreadable artifact: ${error.message}`, {
         cause: error,
       });

@@ -1,3 +1,4 @@
+import { printable } from "ociapp/artifact";
 import { BuildError } from "./errors.js";
 import { type BuildFailure, ProgressLog } from "./progress-log.js";
 import { lastLines, runTool } from "./subprocess.js";
@@ -96,8 +97,15 @@ export async function runBuildx(options: BuildxOptions): Promise<void> {
 }
 
 /** Turns a failed buildx run into the one-line BuildError a user can act on. */
-export function describeFailure(failure: BuildFailure, output: string): BuildError {
+export function describeFailure(reported: BuildFailure, output: string): BuildError {
   const tail = lastLines(output, 20);
+  // The step's name and error are the project's text (a Containerfile line, what a RUN printed): the
+  // message shows them escaped, one line whatever they hold.
+  const failure = {
+    ...reported,
+    error: printable(reported.error),
+    ...(reported.step === undefined ? {} : { step: printable(reported.step) }),
+  };
   // A failed step's output could mention anything: only a build that failed outside any step can be
   // an unreachable engine.
   if (!failure.step && ENGINE_DOWN.test(output)) {
@@ -127,7 +135,11 @@ export function describeFailure(failure: BuildFailure, output: string): BuildErr
   });
 }
 
-/** buildx parses --output as one CSV record: quote fields that hold a comma or a quote. */
-function csv(fields: string[]): string {
-  return fields.map((field) => (/[",]/.test(field) ? `"${field.replace(/"/g, '""')}"` : field)).join(",");
+/**
+ * buildx parses --output as one CSV record (Go's encoding/csv, RFC 4180): quote fields that hold a
+ * comma, a quote or a line break. An unquoted line break ends the record: a dest with a newline (an
+ * output folder named so) was cut there, and buildx wrote the artifact over whatever that named.
+ */
+export function csv(fields: string[]): string {
+  return fields.map((field) => (/[",\r\n]/.test(field) ? `"${field.replace(/"/g, '""')}"` : field)).join(",");
 }

@@ -1,6 +1,13 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, Option } from "commander";
-import { ArtifactFormatError, inspectArtifact } from "ociapp/artifact";
+import {
+  ArtifactFileError,
+  ArtifactFormatError,
+  inspectArtifact,
+  printable,
+  printableJson,
+  printableLines,
+} from "ociapp/artifact";
 import { RegistryError } from "ociapp/registry";
 import { build } from "./build.js";
 import { BuildError } from "./errors.js";
@@ -76,10 +83,10 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         onProgress: (chunk) => io.stderr.write(chunk),
       });
       if (flags.json) {
-        io.stdout.write(`${JSON.stringify(result)}\n`);
+        io.stdout.write(`${printableJson(result)}\n`);
       } else {
         io.stdout.write(
-          `${result.path} (${formatBytes(result.bytes)}, ${result.digest}, image ${result.image})\n`,
+          `${printable(result.path)} (${formatBytes(result.bytes)}, ${result.digest}, image ${result.image})\n`,
         );
       }
     });
@@ -93,7 +100,9 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     .option("--json", "print the details as one JSON line")
     .action(async (file: string, flags: { json?: boolean }) => {
       const info = await inspectArtifact(file, { signal: controller.signal });
-      io.stdout.write(flags.json ? `${JSON.stringify(info)}\n` : formatArtifactInfo(file, info));
+      // Both forms escape what the artifact controls: JSON.stringify alone lets DEL, C1 controls and
+      // bidi overrides through raw (printableJson writes them as \uXXXX; the parsed values are the same).
+      io.stdout.write(flags.json ? `${printableJson(info)}\n` : formatArtifactInfo(file, info));
     });
 
   program
@@ -150,34 +159,47 @@ function describeFileError(error: unknown): string | undefined {
   return typeof path === "string" ? `${what}: ${path}` : (error as Error).message;
 }
 
+/**
+ * Prints an error as one line. Messages can hold what a project or an artifact wrote (a name, a
+ * failing step's text), so each is printed through `printable` (control characters, newlines, C1 and
+ * bidi controls as \uXXXX) and a step's output through `printableLines` (its lines kept, each behind
+ * "  | "): neither can forge a line of ours or drive the terminal.
+ */
 function report(error: unknown, io: CliIo): number {
+  const line = (text: string) => io.stderr.write(`ociapp-build: error: ${printable(text)}\n`);
   if (error instanceof CommanderError) {
     // Commander printed its own one-line message; --help and --version end here too.
     return error.exitCode === 0 ? 0 : 1;
   }
   if (error instanceof BuildError) {
-    io.stderr.write(`ociapp-build: error: ${error.message}\n`);
-    if (error.output) io.stderr.write(`${indent(error.output)}\n`);
+    line(error.message);
+    if (error.output) io.stderr.write(`${indent(printableLines(error.output))}\n`);
     return error.code === "OCIAPP_BUILD_ABORTED" ? 130 : 1;
   }
   if (error instanceof RegistryError) {
-    io.stderr.write(`ociapp-build: error: ${error.message}\n`);
+    line(error.message);
+    return 1;
+  }
+  if (error instanceof ArtifactFileError) {
+    // "cannot read artifact <path>: it is a FIFO, not a regular file", and the like.
+    line(error.message);
     return 1;
   }
   if (error instanceof ArtifactFormatError) {
-    io.stderr.write(`ociapp-build: error: invalid artifact: ${error.message}\n`);
+    line(`invalid artifact: ${error.message}`);
     return 1;
   }
   const fileProblem = describeFileError(error);
   if (fileProblem !== undefined) {
-    io.stderr.write(`ociapp-build: error: ${fileProblem}\n`);
+    line(fileProblem);
     return 1;
   }
   if ((error as Error)?.name === "AbortError") {
-    io.stderr.write("ociapp-build: error: interrupted\n");
+    line("interrupted");
     return 130;
   }
-  io.stderr.write(`ociapp-build: unexpected error: ${(error as Error)?.stack ?? String(error)}\n`);
+  const stack = (error as Error)?.stack ?? String(error);
+  io.stderr.write(`ociapp-build: unexpected error: ${printableLines(stack)}\n`);
   return 1;
 }
 

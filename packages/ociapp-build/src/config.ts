@@ -1,4 +1,5 @@
 import { isAbsolute, normalize } from "node:path";
+import { quote } from "ociapp/artifact";
 import { z } from "zod";
 
 /** `<module>#<export>`, the export defaulting to `app` (as `ociapp serve --app` does). */
@@ -9,10 +10,18 @@ const DEBIAN_PACKAGE = /^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+:~-]+)?$/;
 // An image reference without whitespace or shell/Containerfile metacharacters.
 const IMAGE_REFERENCE = /^[A-Za-z0-9][A-Za-z0-9._\-/:@]*$/;
 
+// Paths in the config reach annotations (shown by `inspect`), buildx arguments and messages: no
+// control characters, and no bidi controls that would make a path read as another.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+const noControl = (value: string) => !CONTROL.test(value);
+const NO_CONTROL = "control characters are not allowed";
+
 const relativeInsideProject = (value: string) => !isAbsolute(value) && !normalize(value).startsWith("..");
 
 const entrypoint = z
   .string()
+  .refine(noControl, NO_CONTROL)
   .regex(ENTRYPOINT, 'expected "<module>#<export>", for example "dist/main.js#app"')
   .refine(
     (value) => relativeInsideProject(value.split("#")[0] ?? ""),
@@ -31,6 +40,7 @@ const customConfig = z.strictObject({
   containerfile: z
     .string()
     .min(1)
+    .refine(noControl, NO_CONTROL)
     .refine(relativeInsideProject, "the containerfile must be a path inside the project"),
   /** Optional here: only recorded in the dev.ociapp.entrypoint annotation. */
   entrypoint: entrypoint.optional(),
@@ -100,7 +110,7 @@ function formatIssue(issue: z.core.$ZodIssue | undefined, input: unknown): strin
     ...issue.path.map((key) => (typeof key === "number" ? `[${key}]` : `.${String(key)}`)),
   ].join("");
   if (issue.code === "unrecognized_keys") {
-    const keys = issue.keys.map((key) => `"${key}"`).join(", ");
+    const keys = issue.keys.map((key) => quote(key)).join(", ");
     return `${path}: unknown key${issue.keys.length > 1 ? "s" : ""} ${keys}`;
   }
   const actual = valueAt(input, issue.path);
@@ -124,8 +134,8 @@ function valueAt(input: unknown, path: PropertyKey[]): unknown {
 function describe(value: unknown): string {
   if (value === null) return "null";
   if (Array.isArray(value)) return "an array";
-  if (typeof value === "string")
-    return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value);
+  // Quoted, cut to 80 characters, control characters escaped: the value is the project's.
+  if (typeof value === "string") return quote(value);
   if (typeof value === "object") return "an object";
   return `${typeof value} ${String(value)}`;
 }

@@ -1,8 +1,14 @@
-/** "@acme/echo" becomes "acme-echo": the artifact's file name must not contain a path separator. */
+/**
+ * "@acme/echo" becomes "acme-echo": the artifact's file name must not contain a path separator. Only
+ * for names npmNameProblem accepts (then the result is a-z, 0-9 and "-._~!'()*", never "." or ".."
+ * and never starting with "."). An unscoped "acme-echo" flattens the same: build them into different
+ * output folders.
+ */
 export function flattenPackageName(name: string): string {
   return name.replace(/^@/, "").replace(/\//g, "-");
 }
 
+/** "<flattened name>-<version>.ociapp", for a name and version readProject has validated. */
 export function artifactFileName(name: string, version: string): string {
   return `${flattenPackageName(name)}-${version}.ociapp`;
 }

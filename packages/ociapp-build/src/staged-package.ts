@@ -1,3 +1,4 @@
+import { quote } from "ociapp/artifact";
 import { BuildError } from "./errors.js";
 import type { PackageJson } from "./project.js";
 
@@ -61,7 +62,7 @@ function stageSpec(field: string, name: string, spec: string, options: StagePack
   if (LOCAL_SPEC.test(spec)) {
     throw new BuildError(
       "OCIAPP_BUILD_UNSUPPORTED_DEPENDENCY",
-      `${field}.${name} is "${spec}", a local package that cannot be installed inside the image (only ociapp may be local): publish it or depend on a version`,
+      `${field}.${name} is ${quote(spec)}, a local package that cannot be installed inside the image (only ociapp may be local): publish it or depend on a version`,
     );
   }
   if (options.hasLockfile || !REGISTRY_SPEC.test(spec)) return spec;
@@ -70,7 +71,7 @@ function stageSpec(field: string, name: string, spec: string, options: StagePack
     if (spec.startsWith("catalog:")) {
       throw new BuildError(
         "OCIAPP_BUILD_UNSUPPORTED_DEPENDENCY",
-        `${field}.${name} is "${spec}" and is not installed: install the project's dependencies first`,
+        `${field}.${name} is ${quote(spec)} and is not installed: install the project's dependencies first`,
       );
     }
     return spec;

@@ -136,6 +136,25 @@ describe("ociapp-build <project-root> errors", () => {
     expect(result.stderr).toContain("  | src/main.ts: error TS2304");
   });
 
+  it("a failing step's output keeps its lines but not its terminal controls", async () => {
+    // The script clears the screen, then tries to overwrite the "  | " prefix and forge a line of ours.
+    const script = String.raw`process.stderr.write("\u001b[2Jfirst\rociapp-build: done\nsecond\u009b1m\n"); process.exit(2)`;
+    const dir = await project(
+      "script-controls",
+      {
+        name: "a",
+        version: "1.0.0",
+        scripts: { build: `node -e '${script}'` },
+        ociapp: { entrypoint: "x.js" },
+      },
+      BUILT_SDK,
+    );
+    const result = await expectCliError([dir], "the app's build script failed");
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the characters stderr must not carry
+    expect(result.stderr).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+    expect(result.stderr).toContain("  | \\u001b[2Jfirst\\u000dociapp-build: done\n  | second\\u009b1m");
+  });
+
   it("the entrypoint module is not among the app's files", async () => {
     const dir = await project(
       "no-entrypoint",

@@ -89,6 +89,25 @@ describe("parseOciappConfig", () => {
       'ociapp.mode: expected "managed" or "custom", got "remote"',
     );
   });
+
+  it("refuses control characters in paths and shows every value escaped", () => {
+    // The entrypoint becomes an annotation that `inspect` shows, the containerfile a buildx argument.
+    expect(issue({ entrypoint: "dist/main.js\u001b[2J#app" })).toBe(
+      'ociapp.entrypoint: "dist/main.js\\u001b[2J#app" is invalid: control characters are not allowed',
+    );
+    expect(issue({ entrypoint: "main\u202e.js" })).toBe(
+      'ociapp.entrypoint: "main\\u202e.js" is invalid: control characters are not allowed',
+    );
+    expect(issue({ mode: "custom", containerfile: "Containerfile\n.x" })).toBe(
+      'ociapp.containerfile: "Containerfile\\u000a.x" is invalid: control characters are not allowed',
+    );
+    expect(issue({ entrypoint: "x.js", "\u001b]0;owned\u0007": 1 })).toBe(
+      'ociapp: unknown key "\\u001b]0;owned\\u0007"',
+    );
+    expect(issue({ entrypoint: "x.js", systemPackages: ["jq\n\u009b"] })).toBe(
+      'ociapp.systemPackages[0]: "jq\\u000a\\u009b" is invalid: not a Debian package name',
+    );
+  });
 });
 
 it("splitEntrypoint defaults the export to app", () => {

@@ -60,6 +60,18 @@ describe("describeFailure", () => {
     });
   });
 
+  it("shows the step and its error escaped: they are the project's text", () => {
+    const error = describeFailure(
+      { step: "[2/2] RUN printf '\u001b[2J'\r", error: "exit code: 1\u009b", output: "\u001b[2J" },
+      "",
+    );
+    expect(error.message).toBe(
+      "image build failed at [2/2] RUN printf '\\u001b[2J'\\u000d: exit code: 1\\u009b",
+    );
+    // The output keeps its text: the CLI prints it escaped, line by line.
+    expect(error.output).toBe("\u001b[2J");
+  });
+
   it("explains a base image the engine does not have", () => {
     const error = describeFailure(
       {

@@ -103,7 +103,7 @@ export interface ExitReport {
 export class InstanceStartupError extends OciappRuntimeError {
   declare readonly code: "OCIAPP_INSTANCE_STARTUP";
   readonly digest: string;
-  /** The last lines the container wrote to stdout/stderr (at most 40, each at most 4 KiB; control characters escaped). */
+  /** The last lines the container wrote to stdout/stderr (the last 40 of each stream, each at most 4 KiB; control characters escaped). */
   readonly logs: string;
   /** The exit code when the container exited and the engine reported it; else null. */
   readonly exitCode: number | null;
@@ -133,7 +133,7 @@ export class WorkerExitedError extends OciappRuntimeError {
   readonly exitCode: number | null;
   /** True when the kernel's OOM killer ended the container. */
   readonly oomKilled: boolean;
-  /** The last lines the container wrote to stdout/stderr (at most 40, each at most 4 KiB; control characters escaped). */
+  /** The last lines the container wrote to stdout/stderr (the last 40 of each stream, each at most 4 KiB; control characters escaped). */
   readonly logs: string;
 
   constructor(message: string, exit: ExitReport, logs = "", options?: { cause?: unknown }) {

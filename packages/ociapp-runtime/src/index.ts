@@ -1,10 +1,13 @@
 export { DockerEngine } from "./engines/docker/docker-engine.js";
+export type { EngineFlavour, ImageStore } from "./engines/docker/flavour.js";
 export type {
   ContainerExit,
   ContainerHandle,
   ContainerSpec,
   Engine,
+  EngineImage,
   ListedContainer,
+  LoadImageOptions,
 } from "./engines/engine.js";
 export {
   ArtifactError,
@@ -33,7 +36,8 @@ export {
   isDigest,
   type WarmOptions,
 } from "./executor.js";
-export type { CallOptions, ContainerOptions, RuntimeOptions } from "./options.js";
+export type { ImageRetentionStats } from "./images/retention-runner.js";
+export type { CallOptions, ContainerOptions, ImageOptions, RuntimeOptions } from "./options.js";
 export type { InstanceState } from "./pool/instance.js";
 export type { ArtifactStats } from "./pool/pool.js";
 export type { AgentStats } from "./remote/client/directory.js";

@@ -1,36 +1,24 @@
 import { isAbsolute, resolve } from "node:path";
 import { DEFAULT_MAX_DEPTH, DEFAULT_MAX_VALUES, MIN_LIMITS } from "ociapp/protocol";
 import type { Engine } from "./engines/engine.js";
-import { OptionsError } from "./errors.js";
-import { defaultRuntimeDir } from "./host/runtime-dir.js";
 
-/** How each container is confined. Every field has a secure default; override per Runtime. */
-export interface ContainerOptions {
-  /** Numeric "uid:gid" the app runs as. Default "10001:10001". */
-  user?: string;
-  /** Engine network mode. Default "none": the app cannot reach any network. */
-  networkMode?: string;
-  /** Mount the image's root filesystem read-only. Default true. */
-  readonlyRootfs?: boolean;
-  /** tmpfs mounts (path → mount options). Default {"/tmp": "rw,nosuid,nodev,size=64m"}. */
-  tmpfs?: Record<string, string>;
-  /** Linux capabilities dropped. Default ["ALL"]. */
-  capDrop?: string[];
-  /** Set no-new-privileges. Default true. */
-  noNewPrivileges?: boolean;
-  /** Run the engine's init as PID 1 (reaps zombies, forwards signals). Default true. */
-  init?: boolean;
-  /** Memory limit in bytes, swap set equal (so none); 0 for no limit. Default 512 MiB. */
-  memory?: number;
-  /** CPU limit in billionths of a CPU; 0 for no limit. Default 1e9 (one CPU). */
-  nanoCpus?: number;
-  /** Most processes/threads in the container; 0 for no limit. Default 256. */
-  pidsLimit?: number;
-  /** Largest json-file log kept by the engine per container (one file), e.g. "1m". Default "1m". */
-  logMaxSize?: string;
-  /** Allow `user` to be root (uid 0). Default false. */
-  allowRoot?: boolean;
-}
+export type { ImageOptions } from "./images/image-options.js";
+
+import { OptionsError } from "./errors.js";
+import type { ContainerOptions, ResolvedContainerOptions } from "./options/container.js";
+import { resolveContainer } from "./options/container.js";
+import { integer, show, stringRecord } from "./options/validate.js";
+
+export type { ContainerOptions, ResolvedContainerOptions } from "./options/container.js";
+
+import { defaultRuntimeDir } from "./host/runtime-dir.js";
+import {
+  DEFAULT_MAX_UNPACKED_BYTES,
+  type ImageOptions,
+  MAX_BYTES_LIMIT,
+  MIN_UNPACKED_BYTES,
+  resolveImages,
+} from "./images/image-options.js";
 
 export interface RuntimeOptions {
   /** The container engine. Default `new DockerEngine()` (the local Docker socket). */
@@ -97,6 +85,13 @@ export interface RuntimeOptions {
   exitReportTimeout?: number;
   /** Confinement of each container. */
   container?: ContainerOptions;
+  /** Retention of loaded images (idle time, disk budget). */
+  images?: ImageOptions;
+  /**
+   * Most bytes an artifact's layers may unpack to, measured while it loads (gzip and zstd layers
+   * decompressed on the side); past it the load is aborted with ArtifactError. Default 4 GiB.
+   */
+  maxUnpackedBytes?: number;
 }
 
 export interface CallOptions {
@@ -104,23 +99,6 @@ export interface CallOptions {
   signal?: AbortSignal;
   /** Milliseconds for this call (queue time included), instead of requestTimeout. */
   timeout?: number;
-}
-
-export interface ResolvedContainerOptions {
-  user: string;
-  uid: number;
-  gid: number;
-  networkMode: string;
-  readonlyRootfs: boolean;
-  tmpfs: Record<string, string>;
-  capDrop: string[];
-  noNewPrivileges: boolean;
-  init: boolean;
-  memory: number;
-  nanoCpus: number;
-  pidsLimit: number;
-  logMaxSize: string;
-  allowRoot: boolean;
 }
 
 export interface ResolvedOptions {
@@ -143,6 +121,8 @@ export interface ResolvedOptions {
   frameTimeout: number;
   exitReportTimeout: number;
   container: ResolvedContainerOptions;
+  images: Required<ImageOptions>;
+  maxUnpackedBytes: number;
 }
 
 /** Variables the runtime sets itself; `env` may not override them. */
@@ -161,136 +141,6 @@ export const RESERVED_ENV = [
 // "/<pid>-<id>-XXXXXX/host.sock" (at most 34 bytes with a 7-digit pid).
 const MAX_SOCKET_DIR_BYTES = 64;
 const MAX_FRAME_BYTES_LIMIT = 1024 * 1024 * 1024;
-/** The engine refuses memory limits below 6 MiB. */
-const MIN_MEMORY_BYTES = 6 * 1024 * 1024;
-
-function show(value: unknown): string {
-  if (typeof value === "string") return JSON.stringify(value);
-  if (typeof value === "number" || typeof value === "boolean" || value === null || value === undefined) {
-    return String(value);
-  }
-  if (Array.isArray(value)) return "an array";
-  return `a ${typeof value}`;
-}
-
-function integer(
-  scope: string,
-  name: string,
-  value: unknown,
-  fallback: number,
-  min: number,
-  max = Number.MAX_SAFE_INTEGER,
-): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
-    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `between ${min} and ${max}`;
-    throw new OptionsError(`${scope} option ${name} must be an integer ${range} (got ${show(value)})`);
-  }
-  return value;
-}
-
-function boolean(name: string, value: unknown, fallback: boolean): boolean {
-  if (value === undefined) return fallback;
-  if (typeof value !== "boolean") {
-    throw new OptionsError(`Runtime option ${name} must be a boolean (got ${show(value)})`);
-  }
-  return value;
-}
-
-function stringRecord(name: string, value: unknown): Record<string, string> {
-  if (value === undefined) return {};
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new OptionsError(`Runtime option ${name} must be an object of strings (got ${show(value)})`);
-  }
-  const result: Record<string, string> = {};
-  for (const [key, entry] of Object.entries(value)) {
-    if (typeof entry !== "string") {
-      throw new OptionsError(`Runtime option ${name}.${key} must be a string (got ${show(entry)})`);
-    }
-    result[key] = entry;
-  }
-  return result;
-}
-
-function resolveContainer(value: unknown): ResolvedContainerOptions {
-  if (value !== undefined && (typeof value !== "object" || value === null || Array.isArray(value))) {
-    throw new OptionsError(`Runtime option container must be an object (got ${show(value)})`);
-  }
-  const options = (value ?? {}) as ContainerOptions;
-  const known = new Set([
-    "user",
-    "networkMode",
-    "readonlyRootfs",
-    "tmpfs",
-    "capDrop",
-    "noNewPrivileges",
-    "init",
-    "memory",
-    "nanoCpus",
-    "pidsLimit",
-    "logMaxSize",
-    "allowRoot",
-  ]);
-  for (const key of Object.keys(options)) {
-    if (!known.has(key)) throw new OptionsError(`Runtime option container.${key} is not a known option`);
-  }
-  const user = options.user ?? "10001:10001";
-  const match = typeof user === "string" ? /^(\d+):(\d+)$/.exec(user) : null;
-  if (!match) {
-    throw new OptionsError(`Runtime option container.user must be numeric "uid:gid" (got ${show(user)})`);
-  }
-  const uid = Number(match[1]);
-  const gid = Number(match[2]);
-  const allowRoot = boolean("container.allowRoot", options.allowRoot, false);
-  if (uid === 0 && !allowRoot) {
-    throw new OptionsError(
-      `Runtime option container.user must not be root unless container.allowRoot is true (got ${show(user)})`,
-    );
-  }
-  const memory = integer("Runtime", "container.memory", options.memory, 512 * 1024 * 1024, 0);
-  if (memory !== 0 && memory < MIN_MEMORY_BYTES) {
-    throw new OptionsError(
-      `Runtime option container.memory must be 0 (no limit) or at least ${MIN_MEMORY_BYTES} bytes (got ${memory})`,
-    );
-  }
-  const logMaxSize = options.logMaxSize ?? "1m";
-  if (typeof logMaxSize !== "string" || !/^\d+[kmg]?$/.test(logMaxSize)) {
-    throw new OptionsError(
-      `Runtime option container.logMaxSize must be a size such as "512k" or "1m" (got ${show(logMaxSize)})`,
-    );
-  }
-  const networkMode = options.networkMode ?? "none";
-  if (typeof networkMode !== "string" || networkMode === "") {
-    throw new OptionsError(
-      `Runtime option container.networkMode must be a string (got ${show(networkMode)})`,
-    );
-  }
-  const capDrop = options.capDrop ?? ["ALL"];
-  if (!Array.isArray(capDrop) || capDrop.some((cap) => typeof cap !== "string")) {
-    throw new OptionsError(
-      `Runtime option container.capDrop must be an array of strings (got ${show(capDrop)})`,
-    );
-  }
-  return {
-    user,
-    uid,
-    gid,
-    networkMode,
-    readonlyRootfs: boolean("container.readonlyRootfs", options.readonlyRootfs, true),
-    tmpfs:
-      options.tmpfs === undefined
-        ? { "/tmp": "rw,nosuid,nodev,size=64m" }
-        : stringRecord("container.tmpfs", options.tmpfs),
-    capDrop: [...capDrop],
-    noNewPrivileges: boolean("container.noNewPrivileges", options.noNewPrivileges, true),
-    init: boolean("container.init", options.init, true),
-    memory,
-    nanoCpus: integer("Runtime", "container.nanoCpus", options.nanoCpus, 1_000_000_000, 0),
-    pidsLimit: integer("Runtime", "container.pidsLimit", options.pidsLimit, 256, 0),
-    logMaxSize,
-    allowRoot,
-  };
-}
 
 /** Validates `new Runtime(options)`; every message names the option and the value it got. */
 export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
@@ -318,6 +168,8 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
     "frameTimeout",
     "exitReportTimeout",
     "container",
+    "images",
+    "maxUnpackedBytes",
   ]);
   for (const key of Object.keys(options)) {
     if (!known.has(key)) throw new OptionsError(`Runtime option ${key} is not a known option`);
@@ -392,6 +244,15 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
     frameTimeout: integer(scope, "frameTimeout", options.frameTimeout, 30_000, 1),
     exitReportTimeout: integer(scope, "exitReportTimeout", options.exitReportTimeout, 5_000, 0),
     container: resolveContainer(options.container),
+    images: resolveImages(options.images),
+    maxUnpackedBytes: integer(
+      scope,
+      "maxUnpackedBytes",
+      options.maxUnpackedBytes,
+      DEFAULT_MAX_UNPACKED_BYTES,
+      MIN_UNPACKED_BYTES,
+      MAX_BYTES_LIMIT,
+    ),
   };
 }
 

@@ -8,6 +8,7 @@ import { type DrainOptions, type Executor, isDigest, type WarmOptions } from "./
 import { formatOwner, ownIdentity } from "./host/owner.js";
 import { removeOwnerRecord, writeOwnerRecord } from "./host/runtime-dir.js";
 import { sweepOrphans } from "./host/sweep.js";
+import { ImageRetention, type ImageRetentionStats } from "./images/retention-runner.js";
 import { seamsOf } from "./internal/seams.js";
 import { LABELS } from "./labels.js";
 import {
@@ -21,7 +22,7 @@ import { Call, CallDeadlines } from "./pool/call.js";
 import { type ArtifactStats, Pool } from "./pool/pool.js";
 import { Reaper } from "./pool/reaper.js";
 import { ReceiveBudget } from "./protocol/receive-budget.js";
-import { untilAborted } from "./util/bounded.js";
+import { engineCall, untilAborted } from "./util/bounded.js";
 import { within } from "./util/timers.js";
 
 export { LABELS } from "./labels.js";
@@ -33,6 +34,8 @@ export interface RuntimeStats {
   /** Bytes of partly received frames held now and at most, over all containers (see maxBufferedBytes). */
   receiveBuffer: { bytes: number; peakBytes: number; limit: number; pausedConnections: number };
   artifacts: ArtifactStats[];
+  /** Image retention: passes run, images removed, the last pass's error (retention is best effort). */
+  images: ImageRetentionStats;
 }
 
 let defaultReadIndex: ReadArtifactIndex | undefined;
@@ -70,6 +73,10 @@ export class Runtime implements Executor {
   private containers = 0;
   private closing: Promise<void> | undefined;
   private swept: Promise<void> | undefined;
+  private readonly retention: ImageRetention;
+  /** When retention last asked which artifacts were used (the runtime's clock). */
+  private usageCheckedAt: number;
+  private retentionArmed = false;
 
   constructor(options: RuntimeOptions = {}) {
     this.options = resolveOptions(options);
@@ -87,6 +94,8 @@ export class Runtime implements Executor {
     });
     this.short = this.id.replaceAll("-", "").slice(0, 12);
     this.budget = new ReceiveBudget(this.options.maxBufferedBytes);
+    this.usageCheckedAt = this.now();
+    this.retention = new ImageRetention(this.engine, this.options.images, () => this.imageUsage());
     this.reaper = new Reaper(this.options.reaperInterval, () => this.reap());
     this.reaper.start();
   }
@@ -193,7 +202,20 @@ export class Runtime implements Executor {
         pausedConnections: this.budget.paused,
       },
       artifacts: [...this.pools.values()].map((pool) => pool.stats()),
+      images: { ...this.retention.stats },
     };
+  }
+
+  /**
+   * Runs an image retention pass now (see the README's Images section): refreshes the last-used
+   * record of the artifacts this runtime used, then removes runtime-owned images by the `images`
+   * options. Resolves with the retention stats; a failed pass is in `lastError`, never thrown.
+   * The reaper runs the same passes at most once per `images.interval` once the runtime has had a
+   * call (a Runtime never reaches the engine before its first call).
+   */
+  async pruneImages(): Promise<ImageRetentionStats> {
+    if (this.closing) throw new RuntimeClosedError();
+    return this.retention.runNow();
   }
 
   /**
@@ -203,9 +225,12 @@ export class Runtime implements Executor {
   close(): Promise<void> {
     if (!this.closing) {
       this.reaper.stop();
-      this.closing = Promise.all([...this.pools.values()].map((pool) => pool.close())).then(async () => {
-        if (this.swept) await removeOwnerRecord(this.options.socketDir, this.short);
-      });
+      const retention = this.retention.close();
+      this.closing = Promise.all([...[...this.pools.values()].map((pool) => pool.close()), retention]).then(
+        async () => {
+          if (this.swept) await removeOwnerRecord(this.options.socketDir, this.short);
+        },
+      );
     }
     return this.closing;
   }
@@ -268,9 +293,18 @@ export class Runtime implements Executor {
         () => undefined,
         () => undefined,
       );
-      this.swept = within(sweep, this.options.startupTimeout).then(() =>
-        writeOwnerRecord(this.options.socketDir, this.short, ownIdentity()),
-      );
+      const { runtime } = this.options.container;
+      const checked =
+        runtime === "runc"
+          ? Promise.resolve()
+          : engineCall(
+              (signal) => this.engine.checkRuntime(runtime, signal),
+              this.options.startupTimeout,
+              `say whether it has the OCI runtime ${runtime}`,
+            );
+      this.swept = checked
+        .then(() => within(sweep, this.options.startupTimeout))
+        .then(() => writeOwnerRecord(this.options.socketDir, this.short, ownIdentity()));
       this.swept.catch(() => {
         this.swept = undefined;
       });
@@ -285,6 +319,27 @@ export class Runtime implements Executor {
       // A pool with nothing in it for idleTimeout is forgotten: rebuilt artifacts do not pile up.
       if (pool.empty && now - pool.lastUsed >= this.options.idleTimeout) this.pools.delete(digest);
     }
+    // Only once a call or warm() reached the engine: a Runtime never contacts it before.
+    if (this.pools.size > 0 || this.retentionArmed) {
+      this.retentionArmed = true;
+      this.retention.tick();
+    }
+  }
+
+  /**
+   * For image retention: the artifacts used since the last ask (their last-used records are
+   * refreshed) and those with containers or calls now (never removed by this runtime).
+   */
+  private imageUsage(): { used: string[]; active: Set<string> } {
+    const since = this.usageCheckedAt;
+    this.usageCheckedAt = this.now();
+    const used: string[] = [];
+    const active = new Set<string>();
+    for (const [digest, pool] of this.pools) {
+      if (!pool.empty) active.add(digest);
+      if (!pool.empty || pool.lastUsed >= since) used.push(digest);
+    }
+    return { used, active };
   }
 }
 

@@ -1,5 +1,13 @@
-import { describe, expect, it } from "vitest";
-import { ArtifactCache, type FileIdentity } from "../src/artifacts/artifact-cache.js";
+import { execFileSync } from "node:child_process";
+import { constants } from "node:fs";
+import { mkdtemp, open, readFile, rm, symlink, unlink } from "node:fs/promises";
+import { createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { readArtifactIndex } from "ociapp/artifact";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeLayout, writeLayout } from "../../ociapp/tests/artifact-fixtures.js";
+import { ArtifactCache, type FileIdentity, openArtifactForLoad } from "../src/artifacts/artifact-cache.js";
 import { ArtifactError } from "../src/errors.js";
 
 const A = `sha256:${"a".repeat(64)}`;
@@ -117,5 +125,127 @@ describe("ArtifactCache and the artifact's protocol", () => {
       stat: async () => ({ dev: 1, ino: 2, size: 1, mtimeMs: 1 }),
     });
     expect(await unknown.resolve("/custom.ociapp")).toBe(digest);
+  });
+});
+
+describe("ArtifactCache and paths that are not regular files", () => {
+  // Before, the identity check was a plain stat(2) and the read a plain open(2): a FIFO passed the
+  // first and blocked the second for ever. afterAll releases a reader stuck that way, should it regress.
+  let dir = "";
+  const fifos: string[] = [];
+  const servers: Server[] = [];
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "ociapp-artifact-cache-"));
+  });
+  afterAll(async () => {
+    for (const fifo of fifos) {
+      const writer = await open(fifo, constants.O_WRONLY | constants.O_NONBLOCK).catch(() => undefined);
+      await writer?.close();
+    }
+    for (const server of servers) server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const mkfifo = (path: string) => {
+    execFileSync("mkfifo", [path]);
+    fifos.push(path);
+    return path;
+  };
+  const artifactFile = async (name: string) => {
+    const path = join(dir, name);
+    const layout = makeLayout();
+    await writeLayout(path, layout.files);
+    return { path, digest: layout.manifestDigest };
+  };
+
+  it("refuses a FIFO, a link to one, a socket, /dev/zero and a directory without reading them", async () => {
+    const reads: string[] = [];
+    const cache = new ArtifactCache({
+      readIndex: async (path) => {
+        reads.push(path);
+        return { digest: A };
+      },
+    });
+    const fifo = mkfifo(join(dir, "fifo.ociapp"));
+    const link = join(dir, "link.ociapp");
+    await symlink(fifo, link);
+    const socket = join(dir, "socket.ociapp");
+    const server = createServer();
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(socket, resolve));
+    const cases: [string, string][] = [
+      [fifo, "a FIFO"],
+      [link, "a FIFO"],
+      [socket, "a socket"],
+      ["/dev/zero", "a character device"],
+      [dir, "a directory"],
+    ];
+    for (const [path, what] of cases) {
+      const error = await cache.resolve(path).catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(ArtifactError);
+      expect((error as ArtifactError).path).toBe(path);
+      expect((error as Error).message).toBe(
+        `cannot read artifact ${path}: it is ${what}, not a regular file`,
+      );
+    }
+    expect(reads).toEqual([]);
+  });
+
+  it("refuses at once a file swapped for a FIFO between its identity check and its read", async () => {
+    const { path } = await artifactFile("swapped.ociapp");
+    const cache = new ArtifactCache({
+      readIndex: async (target, options) => {
+        await unlink(target);
+        mkfifo(target);
+        return readArtifactIndex(target, options);
+      },
+    });
+    const error = await cache.resolve(path).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(ArtifactError);
+    expect((error as Error).message).toBe(`cannot read artifact ${path}: it is a FIFO, not a regular file`);
+  });
+
+  it("reads a regular file, also through a symbolic link", async () => {
+    const { path, digest } = await artifactFile("real.ociapp");
+    const link = join(dir, "real-link.ociapp");
+    await symlink(path, link);
+    const cache = new ArtifactCache({ readIndex: readArtifactIndex });
+    expect(await cache.resolve(link)).toBe(digest);
+  });
+});
+
+describe("openArtifactForLoad (the bytes docker load reads)", () => {
+  let dir = "";
+  let fifo = "";
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "ociapp-artifact-load-"));
+    fifo = join(dir, "fifo.ociapp");
+    execFileSync("mkfifo", [fifo]);
+  });
+  afterAll(async () => {
+    const writer = await open(fifo, constants.O_WRONLY | constants.O_NONBLOCK).catch(() => undefined);
+    await writer?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("rejects with ArtifactError at once for a FIFO, /dev/zero or a missing path", async () => {
+    for (const [path, why] of [
+      [fifo, "it is a FIFO, not a regular file"],
+      ["/dev/zero", "it is a character device, not a regular file"],
+      [join(dir, "gone.ociapp"), "no such file"],
+    ] as const) {
+      const error = await openArtifactForLoad(path).catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(ArtifactError);
+      expect((error as Error).message).toBe(`cannot read artifact ${path}: ${why}`);
+    }
+  });
+
+  it("streams a regular file's bytes, and leaves an abort's reason as it is", async () => {
+    const path = join(dir, "real.ociapp");
+    await writeLayout(path, makeLayout().files);
+    const chunks: Buffer[] = [];
+    for await (const chunk of await openArtifactForLoad(path)) chunks.push(chunk as Buffer);
+    expect(Buffer.concat(chunks).equals(await readFile(path))).toBe(true);
+    const reason = new Error("closing");
+    await expect(openArtifactForLoad(path, AbortSignal.abort(reason))).rejects.toBe(reason);
   });
 });

@@ -63,7 +63,11 @@ describe("DockerEngine with an engine that never answers", () => {
     const operations: [string, (signal: AbortSignal) => Promise<unknown>][] = [
       ["ping", (signal) => engine.ping(signal)],
       ["hasImage", (signal) => engine.hasImage(`sha256:${"a".repeat(64)}`, signal)],
-      ["loadImage", (signal) => engine.loadImage(artifact, signal)],
+      [
+        "loadImage",
+        (signal) =>
+          engine.loadImage(artifact, `sha256:${"a".repeat(64)}`, { signal, maxUnpackedBytes: 1 << 30 }),
+      ],
       ["killContainer", (signal) => engine.killContainer("some-id", "SIGTERM", signal)],
       ["removeContainer", (signal) => engine.removeContainer("some-id", signal)],
     ];

@@ -32,7 +32,12 @@ describe("Runtime options", () => {
         pidsLimit: 256,
         logMaxSize: "1m",
         allowRoot: false,
+        runtime: "runc",
       },
+      maxDepth: 64,
+      maxValues: 100_000,
+      maxBufferedBytes: 64 * 1024 * 1024,
+      exitReportTimeout: 5_000,
     });
     expect(options.container.tmpfs["/tmp"]).toContain("size=");
   });
@@ -64,6 +69,19 @@ describe("Runtime options", () => {
     ],
     [{ container: { pidsLimit: -1 } }, "Runtime option container.pidsLimit must be an integer >= 0 (got -1)"],
     [{ idleTimout: 5 } as RuntimeOptions, "Runtime option idleTimout is not a known option"],
+    [
+      { container: { runtime: "run sc" } },
+      'Runtime option container.runtime must be an OCI runtime name such as "runc" or "runsc" (got "run sc")',
+    ],
+    [
+      { container: { runtime: "runsc", networkMode: "bridge" } },
+      'Runtime option container.networkMode must be "none" with container.runtime "runsc" (got "bridge")',
+    ],
+    [
+      { maxFrameBytes: 32 * 1024 * 1024, maxBufferedBytes: 1024 * 1024 },
+      "Runtime option maxBufferedBytes must be an integer >= 33554432 (got 1048576)",
+    ],
+    [{ maxValues: 10 }, "Runtime option maxValues must be an integer between 64 and"],
   ];
   for (const [options, message] of cases) {
     it(`rejects ${JSON.stringify(options)}`, () => {
@@ -107,6 +125,7 @@ class RefusingEngine implements Engine {
   async startContainer(): Promise<void> {}
   async killContainer(): Promise<void> {}
   async removeContainer(): Promise<void> {}
+  async checkRuntime(): Promise<void> {}
   async imageLabels(): Promise<Record<string, string>> {
     return {};
   }

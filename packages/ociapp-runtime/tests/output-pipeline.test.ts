@@ -13,14 +13,26 @@ describe("OutputPipeline", () => {
     expect(output.lineCount).toBe(4);
   });
 
-  it("keeps the last maxLines lines of a flood, and the last line always", () => {
+  it("keeps the last maxLines lines of each stream of a flood, merged in arrival order", () => {
     const output = new OutputPipeline({ maxLines: 3 });
     const line = `${"x".repeat(1023)}\n`;
     output.push("stdout", Buffer.from(line.repeat(256)));
     output.push("stderr", Buffer.from(line.repeat(256)));
     output.push("stderr", Buffer.from("the last line\n"));
-    expect(output.text().split("\n")).toEqual(["x".repeat(1023), "x".repeat(1023), "the last line"]);
+    expect(output.text().split("\n")).toEqual([
+      ...Array(3).fill("x".repeat(1023)),
+      "x".repeat(1023),
+      "x".repeat(1023),
+      "the last line",
+    ]);
     expect(output.lineCount).toBe(513);
+  });
+
+  it("keeps a stream's last line when the other stream's output arrives after it (the engine copies them apart)", () => {
+    const output = new OutputPipeline({ maxLines: 2 });
+    output.push("stderr", Buffer.from("Error: the reason it died\n"));
+    output.push("stdout", Buffer.from("late stdout\n".repeat(1000)));
+    expect(output.text()).toBe("Error: the reason it died\nlate stdout\nlate stdout");
   });
 
   it("hands every line to onLine in order when a sink is set", () => {
@@ -35,7 +47,8 @@ describe("OutputPipeline", () => {
       ["stdout", "c"],
       ["stderr", "d"],
     ]);
-    expect(output.text()).toBe("c\nd");
+    // The last two lines of each stream: b and c of stdout, d of stderr.
+    expect(output.text()).toBe("b\nc\nd");
   });
 
   it("cuts a line past maxLineBytes, even one that never ends, and holds bounded memory", () => {

@@ -501,6 +501,16 @@ describe("Runtime over the process engine", () => {
     expect((error as OciappRuntimeError).code).toBe("OCIAPP_INSTANCE_STARTUP");
   });
 
+  it("fails calls with EngineUnavailableError naming the setting when the engine lacks the OCI runtime asked for", async () => {
+    const rt = runtime({ container: { runtime: "runsc" } });
+    const error = await rejection(rt.execute(artifact, { op: "echo", value: 1 }));
+    expect(error).toBeInstanceOf(EngineUnavailableError);
+    expect((error as Error).message).toBe('the process engine has no OCI runtime "runsc"');
+    expect(engine.created).toBe(0);
+    engine.runtimes.add("runsc");
+    expect((await rt.execute<Reply>(artifact, { op: "echo", value: 2 })).value).toBe(2);
+  });
+
   it("keeps containers that refuse every call and ignore SIGTERM to maxInstances + 1 at once", async () => {
     engine.command = (_spec, socketPath) => [process.execPath, HOSTILE, "refuse-all", socketPath];
     const rt = runtime({ maxInstances: 1, shutdownTimeout: 500, requestTimeout: 4_000 });

@@ -34,6 +34,7 @@ class ListingEngine implements Engine {
   async removeContainer(id: string): Promise<void> {
     this.removed.push(id);
   }
+  async checkRuntime(): Promise<void> {}
   async imageLabels(reference: string): Promise<Record<string, string>> {
     return this.labelsOfImages[reference] ?? {};
   }

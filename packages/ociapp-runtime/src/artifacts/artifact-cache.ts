@@ -1,6 +1,45 @@
-import { stat as fsStat } from "node:fs/promises";
+import type { ReadStream } from "node:fs";
 import { PROTOCOL_VERSION } from "ociapp/protocol";
 import { ArtifactError } from "../errors.js";
+
+type ArtifactModule = typeof import("ociapp/artifact");
+let artifactModule: Promise<ArtifactModule> | undefined;
+// Loaded on first use, as the runtime's default readIndex is: importing the runtime stays light.
+const loadArtifactModule = (): Promise<ArtifactModule> => {
+  artifactModule ??= import("ociapp/artifact");
+  return artifactModule;
+};
+
+/** ociapp/artifact's ArtifactFileError (a FIFO, a device, a directory, a missing path), by its code. */
+function isArtifactFileError(error: unknown): error is Error {
+  return error instanceof Error && (error as { code?: unknown }).code === "OCIAPP_ARTIFACT_FILE";
+}
+
+/**
+ * The identity of a regular file at `path` (symbolic links followed), by stat(2) without opening it,
+ * which never blocks: anything else (a FIFO, a socket, a device, a directory) rejects with
+ * ociapp/artifact's ArtifactFileError. The default `stat` of {@link ArtifactCache}.
+ */
+export async function statRegularArtifact(path: string): Promise<FileIdentity> {
+  const { statArtifact } = await loadArtifactModule();
+  return statArtifact(path);
+}
+
+/**
+ * The artifact's bytes for `docker load`: ociapp/artifact's openArtifactStream, which opens the path
+ * only as a regular file and never blocks (a FIFO swapped in after the cache's check included), and
+ * reads only through the handle it checked; the stream closes it. Rejects with ArtifactError at once
+ * for anything but a readable regular file, or with the signal's reason.
+ */
+export async function openArtifactForLoad(path: string, signal?: AbortSignal): Promise<ReadStream> {
+  const { openArtifactStream } = await loadArtifactModule();
+  try {
+    return await openArtifactStream(path, signal ? { signal } : {});
+  } catch (error) {
+    if (isArtifactFileError(error)) throw new ArtifactError(path, error.message, { cause: error });
+    throw error;
+  }
+}
 
 /**
  * Reads an artifact's identity (the manifest digest index.json points at) and the wire protocol its
@@ -25,6 +64,7 @@ export interface ArtifactCacheOptions {
   /** Paths and file identities remembered (least recently checked forgotten first). Default 1 024. */
   maxEntries?: number;
   now?: () => number;
+  /** The file's identity; {@link statRegularArtifact} (regular files only) by default. */
   stat?: (path: string) => Promise<FileIdentity>;
 }
 
@@ -41,6 +81,8 @@ interface PathEntry {
  * trusted for `recheckMs`; after that one stat (shared by concurrent callers) confirms the file's
  * identity (device, inode, size, mtime). Only a new identity reads the tarball's index again, and
  * identities already read (a hard link, the same file under another name) are answered from memory.
+ * A path that is not a regular file (a FIFO, a socket, a device, a directory), or becomes one before
+ * it is read, is an ArtifactError at once: neither the stat nor the read blocks on it.
  */
 export class ArtifactCache {
   private readonly paths = new Map<string, PathEntry>();
@@ -56,7 +98,7 @@ export class ArtifactCache {
     this.recheckMs = options.recheckMs ?? 1_000;
     this.maxEntries = options.maxEntries ?? 1_024;
     this.now = options.now ?? (() => performance.now());
-    this.stat = options.stat ?? fsStat;
+    this.stat = options.stat ?? statRegularArtifact;
   }
 
   /** The digest when the path was confirmed within recheckMs; else undefined (call {@link resolve}). */
@@ -88,6 +130,8 @@ export class ArtifactCache {
     try {
       file = await this.stat(path);
     } catch (error) {
+      // "cannot read artifact <path>: it is a FIFO, not a regular file", and the like.
+      if (isArtifactFileError(error)) throw new ArtifactError(path, error.message, { cause: error });
       const code = (error as NodeJS.ErrnoException).code;
       const why = code === "ENOENT" ? "no such file" : ((error as Error).message ?? String(error));
       throw new ArtifactError(path, `cannot read artifact ${path}: ${why}`, { cause: error });
@@ -132,6 +176,8 @@ export class ArtifactCache {
       return index.digest;
     } catch (error) {
       if (error instanceof ArtifactError) throw error;
+      // The path became a FIFO (or vanished) after the stat above: the reader refused it at once.
+      if (isArtifactFileError(error)) throw new ArtifactError(path, error.message, { cause: error });
       throw new ArtifactError(
         path,
         `invalid artifact ${path}: ${(error as Error).message ?? String(error)}`,

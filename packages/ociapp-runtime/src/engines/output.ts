@@ -2,7 +2,7 @@
 export type OutputStream = "stdout" | "stderr";
 
 export interface OutputPipelineOptions {
-  /** Complete lines kept for error reports (the ring). Default 40. */
+  /** Complete lines of each stream kept for error reports (one ring per stream). Default 40. */
   maxLines?: number;
   /** Longest line kept, in bytes; a longer line is cut there and ends with "…". Default 4 096. */
   maxLineBytes?: number;
@@ -11,8 +11,32 @@ export interface OutputPipelineOptions {
 }
 
 interface KeptLine {
-  stream: OutputStream;
+  /** Arrival order over both streams. */
+  seq: number;
   text: string;
+}
+
+/** The last lines of one stream. */
+class Ring {
+  readonly lines: KeptLine[] = [];
+  /** Index of the oldest line once the ring is full. */
+  head = 0;
+
+  constructor(private readonly size: number) {}
+
+  push(line: KeptLine): void {
+    if (this.lines.length < this.size) {
+      this.lines.push(line);
+    } else {
+      this.lines[this.head] = line;
+      this.head = (this.head + 1) % this.size;
+    }
+  }
+
+  /** Oldest first. */
+  ordered(): KeptLine[] {
+    return [...this.lines.slice(this.head), ...this.lines.slice(0, this.head)];
+  }
 }
 
 const NEWLINE = 0x0a;
@@ -20,9 +44,12 @@ const NEWLINE = 0x0a;
 /**
  * A container's stdout and stderr for its whole life, read as lines. It is always drained (a
  * container blocked on a full pipe would hang), and whatever the container writes, it holds at most
- * `maxLines` lines of `maxLineBytes` plus one partial line per stream: about 170 KiB with the
- * defaults. Lines go to `onLine` when one is set; the last `maxLines` are kept for error reports
- * (`InstanceStartupError.logs`, `WorkerExitedError.logs`).
+ * `maxLines` lines of `maxLineBytes` per stream plus one partial line per stream: about 330 KiB with
+ * the defaults. Lines go to `onLine` when one is set; the last `maxLines` of each stream are kept for
+ * error reports (`InstanceStartupError.logs`, `WorkerExitedError.logs`). One ring per stream: the
+ * engine copies stdout and stderr through separate pipes, so their order relative to each other is
+ * not the order the app wrote them in, and a late flood on one stream must not push the other's last
+ * lines (often the error) out of the report.
  *
  * With no `onLine`, a chunk holding many lines only turns its last `maxLines` into strings: a flood
  * of output costs a scan for newlines, not a string per line.
@@ -31,9 +58,8 @@ export class OutputPipeline {
   private readonly maxLines: number;
   private readonly maxLineBytes: number;
   private readonly onLine: ((stream: OutputStream, line: string) => void) | undefined;
-  private readonly ring: KeptLine[] = [];
-  /** Index of the oldest line in the ring once it is full. */
-  private head = 0;
+  private readonly rings: Record<OutputStream, Ring>;
+  private seq = 0;
   private readonly partial: Record<OutputStream, Buffer[]> = { stdout: [], stderr: [] };
   private readonly partialBytes: Record<OutputStream, number> = { stdout: 0, stderr: 0 };
   /** Lines seen, in all. */
@@ -46,6 +72,7 @@ export class OutputPipeline {
     this.maxLines = options.maxLines ?? 40;
     this.maxLineBytes = options.maxLineBytes ?? 4_096;
     this.onLine = options.onLine;
+    this.rings = { stdout: new Ring(this.maxLines), stderr: new Ring(this.maxLines) };
   }
 
   /** Takes one chunk of a stream's bytes. */
@@ -91,11 +118,23 @@ export class OutputPipeline {
     this.ended = true;
   }
 
-  /** The last lines, oldest first, joined with "\n" (stderr and stdout interleaved as they arrived). */
+  /** The last lines of both streams, oldest first as they arrived, joined with "\n". */
   text(): string {
+    const stdout = this.rings.stdout.ordered();
+    const stderr = this.rings.stderr.ordered();
     const lines: string[] = [];
-    for (let i = 0; i < this.ring.length; i++) {
-      lines.push((this.ring[(this.head + i) % this.ring.length] as KeptLine).text);
+    let i = 0;
+    let j = 0;
+    while (i < stdout.length || j < stderr.length) {
+      const a = stdout[i];
+      const b = stderr[j];
+      if (b === undefined || (a !== undefined && a.seq < b.seq)) {
+        lines.push((a as KeptLine).text);
+        i++;
+      } else {
+        lines.push(b.text);
+        j++;
+      }
     }
     return lines.join("\n");
   }
@@ -105,12 +144,7 @@ export class OutputPipeline {
     if (end > 0 && bytes[end - 1] === 0x0d) end--;
     const text = bytes.toString("utf8", 0, end);
     this.lineCount++;
-    if (this.ring.length < this.maxLines) {
-      this.ring.push({ stream, text });
-    } else {
-      this.ring[this.head] = { stream, text };
-      this.head = (this.head + 1) % this.maxLines;
-    }
+    this.rings[stream].push({ seq: this.seq++, text });
     this.onLine?.(stream, text);
   }
 

@@ -1,37 +1,19 @@
-import {
-  type AppHelloMessage,
-  checkJsonLimits,
-  FRAME_HEADER_BYTES,
-  mayBreakJsonLimits,
-  type ProtocolViolationError,
-} from "ociapp/protocol";
+import type { AppHelloMessage, ProtocolViolationError } from "ociapp/protocol";
 import type { ContainerExit, ContainerHandle, Engine } from "../engines/engine.js";
 import { OutputPipeline } from "../engines/output.js";
-import {
-  InstanceStartupError,
-  InvalidRequestError,
-  OciappRuntimeError,
-  ProtocolError,
-  RuntimeClosedError,
-  WorkerExitedError,
-} from "../errors.js";
+import { type OciappRuntimeError, ProtocolError, RuntimeClosedError, WorkerExitedError } from "../errors.js";
 import { removeContainerFolder } from "../host/runtime-dir.js";
 import type { ResolvedOptions } from "../options.js";
 import type { Connection } from "../protocol/connection.js";
 import type { ReceiveBudget } from "../protocol/receive-budget.js";
+import { requestMisfit } from "../protocol/request-fit.js";
 import { engineCall } from "../util/bounded.js";
 import { within } from "../util/timers.js";
 import { type Call, type CallHolder, RUNNING } from "./call.js";
 import { CancelWatch } from "./cancel-watch.js";
 import { exitText, UNKNOWN_EXIT } from "./exit-report.js";
-import {
-  abortedPromise,
-  killMargin,
-  StartupAbort,
-  type StartupResources,
-  type StartupStop,
-  startInstance,
-} from "./startup.js";
+import { abortedPromise, killMargin, type StartupResources, startInstance } from "./startup.js";
+import { describeStartupFailure } from "./startup-failure.js";
 
 /**
  * starting → ready → draining → stopping → gone. Only a ready instance takes calls; draining finishes
@@ -134,27 +116,10 @@ export class Instance implements CallHolder {
   /** Sends the call (the pool checked there is a free slot). */
   send(call: Call): void {
     // The runtime framed the request for its own limits; a container may announce smaller ones.
-    const bodyBytes = call.frame.length - FRAME_HEADER_BYTES;
-    if (bodyBytes > this.maxFrameBytes) {
-      call.fail(
-        new InvalidRequestError(
-          `the request is larger than the container accepts (its hello allows ${this.maxFrameBytes} bytes)`,
-        ),
-      );
+    const misfit = requestMisfit(call.frame, this.maxFrameBytes, (this.hello as AppHelloMessage).limits);
+    if (misfit) {
+      call.fail(misfit);
       return;
-    }
-    const limits = (this.hello as AppHelloMessage).limits;
-    if (mayBreakJsonLimits(bodyBytes, limits)) {
-      try {
-        checkJsonLimits(call.frame.subarray(FRAME_HEADER_BYTES), limits);
-      } catch (error) {
-        call.fail(
-          new InvalidRequestError(`the request breaks the container's limits: ${(error as Error).message}`, {
-            cause: error,
-          }),
-        );
-        return;
-      }
     }
     call.stage = RUNNING;
     call.holder = this;
@@ -228,34 +193,14 @@ export class Instance implements CallHolder {
     this.events.onReady(this);
   }
 
-  private async startupFailure(error: unknown): Promise<OciappRuntimeError> {
-    const { digest, options } = this.config;
-    const signal = this.startAbort.signal;
-    if (signal.aborted && signal.reason === "closed") return new RuntimeClosedError();
-    // The image could not be loaded, or the engine is unreachable: the caller gets that error as is.
-    if (error instanceof OciappRuntimeError && !this.handle) return error;
-    const stop: StartupStop | undefined = error instanceof StartupAbort ? error.stop : undefined;
-    let exit: ContainerExit = UNKNOWN_EXIT;
-    if (stop?.kind === "exit") exit = stop.exit;
-    else if (stop?.kind === "closed" && this.handle) {
-      // A container that hung up before its hello has usually exited: wait for the engine's report.
-      const report = await within(this.handle.exit, options.exitReportTimeout);
-      if (report !== "timeout") exit = report;
-    }
-    const name = this.containerId ? `container ${this.containerId.slice(0, 12)}` : "the container";
-    let message: string;
-    if (signal.aborted && signal.reason === "timeout") {
-      message = `${name} for ${digest} did not send its hello frame within ${options.startupTimeout} ms`;
-    } else if (stop?.kind === "exit" || (stop?.kind === "closed" && exit !== UNKNOWN_EXIT)) {
-      message = `${name} for ${digest} ${exitText(exit)} before it was ready`;
-    } else if (stop?.kind === "protocol") {
-      message = `${name} for ${digest} broke the protocol while starting: ${stop.message}`;
-    } else if (stop?.kind === "closed") {
-      message = `${name} for ${digest} closed its connection before sending hello`;
-    } else {
-      message = `${name} for ${digest} could not be started: ${(error as Error)?.message ?? String(error)}`;
-    }
-    return new InstanceStartupError(digest, message, this.output.text(), exit, { cause: error });
+  private startupFailure(error: unknown): Promise<OciappRuntimeError> {
+    return describeStartupFailure(error, {
+      digest: this.config.digest,
+      options: this.config.options,
+      signal: this.startAbort.signal,
+      handle: this.handle,
+      output: this.output,
+    });
   }
 
   /** Stops a start in progress (close()). */

@@ -192,14 +192,20 @@ export class Pool implements CallHolder, InstanceEvents {
         await ask((signal) => engine.ping(signal), "answer a ping");
         await this.config.prepare();
         const inspect = `say whether it holds image ${digest}`;
-        if (await ask((signal) => engine.hasImage(digest, signal), inspect)) return;
+        if (await ask((signal) => engine.hasImage(digest, signal), inspect)) {
+          // The shared last-used record, before the container that uses the image exists: another
+          // runtime's retention then sees the image as used. Best effort, bounded.
+          const mark = engine.markImageUsed?.bind(engine);
+          if (mark)
+            await ask((signal) => mark(digest, signal), "record an image's use").catch(() => undefined);
+          return;
+        }
         this.imageLoads++;
-        await untilAborted(engine.loadImage(path, closing), closing);
+        // Loaded under the engine's own reference for this digest, checked complete before it is named.
+        const load = { signal: closing, maxUnpackedBytes: options.maxUnpackedBytes };
+        await untilAborted(engine.loadImage(path, digest, load), closing);
         if (!(await ask((signal) => engine.hasImage(digest, signal), inspect))) {
-          throw new ArtifactError(
-            path,
-            `the engine loaded ${path} but holds no image ${digest}; is the file being replaced, or is the engine not using the containerd image store?`,
-          );
+          throw new ArtifactError(path, `the engine loaded ${path} but holds no image for ${digest}`);
         }
       })();
       this.image = image;

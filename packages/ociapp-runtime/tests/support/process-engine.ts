@@ -9,6 +9,7 @@ import type {
   Engine,
   ListedContainer,
 } from "../../src/engines/engine.js";
+import { EngineUnavailableError } from "../../src/errors.js";
 
 const ENTRY = fileURLToPath(new URL("./serve-entry.ts", import.meta.url));
 export const FIXTURE_APP = fileURLToPath(new URL("../fixtures/behaviours-app/main.js", import.meta.url));
@@ -43,6 +44,14 @@ export class ProcessEngine implements Engine {
   command: ((spec: ContainerSpec, socketPath: string) => string[]) | undefined;
 
   async ping(): Promise<void> {}
+
+  /** OCI runtimes this fake engine "has". */
+  readonly runtimes = new Set(["runc"]);
+
+  async checkRuntime(name: string): Promise<void> {
+    if (!this.runtimes.has(name))
+      throw new EngineUnavailableError(`the process engine has no OCI runtime "${name}"`);
+  }
 
   async hasImage(reference: string): Promise<boolean> {
     return this.images.has(reference);

@@ -12,9 +12,27 @@
  *   else to this host's linux platform, or else linux/amd64, skipping attestation manifests; the
  *   digest is that manifest's, which (with the containerd image store) is also the image ID the engine
  *   reports after `docker load`.
+ * - An artifact path is opened only as a regular file, and never blocks: openArtifact (a FileHandle),
+ *   openArtifactStream (a ReadStream over that handle) and statArtifact (identity checks) refuse a
+ *   FIFO, a socket, a device, a directory or a missing path with ArtifactFileError at once. Every
+ *   reader here goes through openArtifact.
+ * - What an artifact says (annotations, names, media types) is returned as it is; printable,
+ *   printableLines, quote and printableJson make it safe to show on a terminal.
  */
-export { ArtifactFormatError } from "./errors.js";
+export {
+  ArtifactFileError,
+  type ArtifactFileReason,
+  ArtifactFormatError,
+} from "./errors.js";
 export { ARTIFACT_LIMITS } from "./limits.js";
+export {
+  type OpenArtifactOptions,
+  type OpenArtifactStreamOptions,
+  openArtifact,
+  openArtifactStream,
+  statArtifact,
+} from "./open-artifact.js";
+export { printable, printableJson, printableLines, quote } from "./printable.js";
 export {
   type ArtifactIndex,
   type ArtifactInfo,

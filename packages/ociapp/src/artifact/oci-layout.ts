@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
 import { ArtifactFormatError } from "./errors.js";
 import { ARTIFACT_LIMITS } from "./limits.js";
+import { quote } from "./printable.js";
 import { readEntry, type TarEntry } from "./tar-entries.js";
 
 export const INDEX_MEDIA_TYPES: ReadonlySet<string> = new Set([
@@ -112,7 +113,7 @@ export function parseAnnotations(value: unknown, where: string): Record<string, 
   const annotations: Record<string, string> = {};
   for (const [key, entry] of Object.entries(object)) {
     if (typeof entry !== "string")
-      throw new ArtifactFormatError(`${where}: annotation ${key} is not a string`);
+      throw new ArtifactFormatError(`${where}: annotation ${quote(key)} is not a string`);
     annotations[key] = entry;
   }
   return annotations;

@@ -1,4 +1,4 @@
-import { type FileHandle, open } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
 import { ArtifactFormatError } from "./errors.js";
 import { ARTIFACT_LIMITS } from "./limits.js";
 import {
@@ -14,6 +14,8 @@ import {
   requireBlob,
   selectImage,
 } from "./oci-layout.js";
+import { openArtifact } from "./open-artifact.js";
+import { quote } from "./printable.js";
 import { listTarEntries, type TarEntry } from "./tar-entries.js";
 
 /** The manifest annotation ociapp-build records the packed SDK's wire protocol in ("2"). */
@@ -106,11 +108,11 @@ async function withLayout<T>(
   signal: AbortSignal | undefined,
   read: (layout: Layout) => Promise<T>,
 ): Promise<T> {
-  signal?.throwIfAborted();
-  const handle = await open(path, "r");
+  // A regular file or an ArtifactFileError at once (a FIFO would block a plain open forever); every
+  // read below goes through this handle, never the path again.
+  const handle = await openArtifact(path, signal ? { signal } : {});
   try {
     const stats = await handle.stat();
-    if (!stats.isFile()) throw new ArtifactFormatError(`${path} is not a regular file`);
     const entries = await listTarEntries(handle, stats.size, signal);
     if (!entries.has("oci-layout"))
       throw new ArtifactFormatError("not an OCI image layout: no oci-layout file");
@@ -149,7 +151,7 @@ function parseProtocol(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   if (!/^[1-9][0-9]{0,8}$/.test(value)) {
     throw new ArtifactFormatError(
-      `image manifest: annotation ${PROTOCOL_ANNOTATION} is ${JSON.stringify(value.slice(0, 40))}, not a protocol version`,
+      `image manifest: annotation ${PROTOCOL_ANNOTATION} is ${quote(value, 40)}, not a protocol version`,
     );
   }
   return Number(value);
@@ -179,7 +181,9 @@ async function resolveManifest(
     descriptor = selectImage(parseDescriptorList(nested.manifests, `${where} manifests`), where);
   }
   if (!MANIFEST_MEDIA_TYPES.has(descriptor.mediaType)) {
-    throw new ArtifactFormatError(`index.json points at ${descriptor.mediaType}, not an image manifest`);
+    throw new ArtifactFormatError(
+      `index.json points at ${quote(descriptor.mediaType)}, not an image manifest`,
+    );
   }
   requireBlob(layout.entries, descriptor, "image manifest");
   return { descriptor, refName };

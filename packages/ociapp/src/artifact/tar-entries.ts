@@ -1,6 +1,7 @@
 import type { FileHandle } from "node:fs/promises";
 import { ArtifactFormatError } from "./errors.js";
 import { ARTIFACT_LIMITS } from "./limits.js";
+import { quote } from "./printable.js";
 
 const BLOCK = 512;
 
@@ -68,7 +69,7 @@ export async function listTarEntries(
     const name = normalizeName(pending.path ?? headerName(header));
     pending = {};
     if (type === "0" || type === "\0" || type === "7") {
-      if (entries.has(name)) throw new ArtifactFormatError(`duplicate tar entry "${name}"`);
+      if (entries.has(name)) throw new ArtifactFormatError(`duplicate tar entry ${quote(name)}`);
       entries.set(name, { name, offset: bodyOffset, size });
     }
     offset = next;

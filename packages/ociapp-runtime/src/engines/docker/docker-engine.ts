@@ -1,11 +1,22 @@
 import Dockerode from "dockerode";
 import { ArtifactError, EngineUnavailableError } from "../../errors.js";
 import { CONTAINER_FOLDER } from "../../host/runtime-dir.js";
+import { artifactReference } from "../../images/names.js";
 import { within } from "../../util/timers.js";
-import type { ContainerExit, ContainerHandle, ContainerSpec, Engine, ListedContainer } from "../engine.js";
-import { engineError, statusOf, untilAborted } from "./errors.js";
+import type {
+  ContainerExit,
+  ContainerHandle,
+  ContainerSpec,
+  Engine,
+  EngineImage,
+  ListedContainer,
+  LoadImageOptions,
+} from "../engine.js";
+import { describe, engineError, statusOf, untilAborted } from "./errors.js";
 import { ContainerEvents } from "./events.js";
-import { loadImage } from "./image-load.js";
+import { detectFlavour, type EngineFacts, type EngineFlavour } from "./flavour.js";
+import { loadArtifact } from "./image-load.js";
+import { hasArtifactImage, type ImageContext, listRuntimeImages, markUsed, removeName } from "./images.js";
 import { AttachDemuxer, destroy, unref } from "./streams.js";
 import { armWait } from "./wait.js";
 
@@ -19,8 +30,12 @@ const DIE_EVENT_GRACE_MS = 5_000;
 const OUTPUT_END_GRACE_MS = 5_000;
 
 /**
- * The Docker Engine API through dockerode. Needs Docker Engine 25+ with the containerd image
- * store, where an image's ID is its manifest digest (how the runtime finds an artifact's image).
+ * The Docker Engine API through dockerode: Docker Engine 25+ with the containerd or the classic image
+ * store, or Podman 4+ (its Docker-compatible service). ping() tells them apart (`/info`, `/version`),
+ * and the image operations adapt: artifacts are loaded under runtime-owned names
+ * (`ociapp.invalid/artifact:sha256-<manifest hex>`, images/names.ts) that mean the same on every
+ * store, with a docker-archive manifest.json added to the stream for the classic store
+ * (image-load.ts). Container creation names the image by that reference.
  *
  * Containers are created with AutoRemove, so the engine removes them even when no runtime is left
  * to do it, and an inspect after the exit finds nothing. Their exit is reported from what the engine
@@ -30,6 +45,7 @@ const OUTPUT_END_GRACE_MS = 5_000;
 export class DockerEngine implements Engine {
   readonly docker: Dockerode;
   private ready: Promise<void> | undefined;
+  private detected: EngineFlavour | undefined;
   private readonly events: ContainerEvents;
   private readonly volumes = new Map<string, string[]>();
   /** How errors name this engine: its socket or host. */
@@ -52,48 +68,87 @@ export class DockerEngine implements Engine {
     return this.ready;
   }
 
+  /**
+   * The engine's kind and image store, known once ping() resolved (docs/engines.md): "containerd"
+   * (Docker with the containerd image store), "classic" (Docker's classic store) or "podman".
+   */
+  get flavour(): EngineFlavour | undefined {
+    return this.detected;
+  }
+
   private async checkEngine(signal?: AbortSignal): Promise<void> {
-    let info: { ServerVersion?: string; DriverStatus?: [string, string][] };
+    let facts: EngineFacts;
     try {
-      info = await untilAborted(this.docker.info(), signal, "answer an info request");
+      const [info, version] = await untilAborted(
+        Promise.all([this.docker.info(), this.docker.version()]),
+        signal,
+        "answer an info request",
+      );
       signal?.throwIfAborted();
+      facts = { info: info as EngineFacts["info"], version: version as EngineFacts["version"] };
     } catch (error) {
       throw engineError("answer an info request", error, this.where);
     }
-    const major = Number((info.ServerVersion ?? "0").split(".")[0]);
-    if (!(major >= 25)) {
-      throw new EngineUnavailableError(
-        `Docker Engine ${info.ServerVersion ?? "(unknown version)"} at ${this.where} is too old: ociapp-runtime needs 25 or later`,
-      );
-    }
-    const containerdStore = (info.DriverStatus ?? []).some(
-      ([key, value]) => key === "driver-type" && value.includes("io.containerd.snapshotter"),
-    );
-    if (!containerdStore) {
-      throw new EngineUnavailableError(
-        `the Docker engine at ${this.where} uses the classic image store; ociapp-runtime needs the containerd image store ({"features":{"containerd-snapshotter":true}} in daemon.json)`,
-      );
-    }
+    this.detected = detectFlavour(facts, this.where);
   }
 
-  async hasImage(reference: string, signal?: AbortSignal): Promise<boolean> {
+  async checkRuntime(name: string, signal?: AbortSignal): Promise<void> {
+    let info: { Runtimes?: Record<string, unknown> };
     try {
-      await untilAborted(this.docker.getImage(reference).inspect(), signal, `inspect image ${reference}`);
-      signal?.throwIfAborted();
-      return true;
+      info = await untilAborted(this.docker.info(), signal, "answer an info request");
     } catch (error) {
-      if (statusOf(error) === 404) return false;
-      throw engineError(`inspect image ${reference}`, error, this.where);
+      throw engineError("answer an info request", error, this.where);
+    }
+    if (!info.Runtimes || !(name in info.Runtimes)) {
+      const known = Object.keys(info.Runtimes ?? {}).join(", ") || "none";
+      throw new EngineUnavailableError(
+        `${this.where} has no OCI runtime "${name}" (it has: ${known}); register it under "runtimes" in /etc/docker/daemon.json${
+          name === "runsc"
+            ? ' ({"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--platform=systrap", "--network=none", "--host-uds=open"]}}; scripts/engine.sh runsc does it)'
+            : ""
+        } and reload dockerd (SIGHUP)`,
+      );
     }
   }
 
-  loadImage(path: string, signal?: AbortSignal): Promise<void> {
-    return loadImage(this.docker, path, signal, this.where);
+  /** The image operations' view of this engine; pings first (the flavour decides the load format). */
+  private async images(signal?: AbortSignal): Promise<ImageContext> {
+    await this.ping(signal);
+    return { docker: this.docker, where: this.where, flavour: this.detected as EngineFlavour };
+  }
+
+  async hasImage(digest: string, signal?: AbortSignal): Promise<boolean> {
+    return hasArtifactImage(await this.images(signal), digest, signal);
+  }
+
+  async loadImage(path: string, digest: string, options: LoadImageOptions): Promise<void> {
+    return loadArtifact(await this.images(options.signal), path, digest, options);
+  }
+
+  async markImageUsed(digest: string, signal?: AbortSignal): Promise<void> {
+    return markUsed(await this.images(signal), digest, signal);
+  }
+
+  async listImages(signal?: AbortSignal): Promise<EngineImage[]> {
+    return listRuntimeImages(await this.images(signal), signal);
+  }
+
+  async removeImageNames(names: string[], signal?: AbortSignal): Promise<boolean> {
+    const context = await this.images(signal);
+    for (const name of names) {
+      if ((await removeName(context, name, signal)) === "in-use") return false;
+    }
+    return true;
   }
 
   async createContainer(spec: ContainerSpec, signal?: AbortSignal): Promise<ContainerHandle> {
-    await untilAborted(this.events.open(), signal, "open its event stream");
-    const volumes = await untilAborted(this.volumesOf(spec.image), signal, `inspect image ${spec.image}`);
+    await untilAborted(
+      this.events.open(this.detected?.dieEventFilter ?? "die"),
+      signal,
+      "open its event stream",
+    );
+    const image = artifactReference(spec.image);
+    const volumes = await untilAborted(this.volumesOf(image), signal, `inspect image ${image}`);
     const c = spec.container;
     let container: Dockerode.Container;
     // Not aborted with the caller's signal: an engine that got the request may create the container
@@ -101,7 +156,7 @@ export class DockerEngine implements Engine {
     // never started, so AutoRemove would never remove it).
     const creating = this.docker.createContainer({
       name: spec.name,
-      Image: spec.image,
+      Image: image,
       User: c.user,
       Env: Object.entries(spec.env).map(([key, value]) => `${key}=${value}`),
       Labels: spec.labels,
@@ -125,6 +180,7 @@ export class DockerEngine implements Engine {
         CapDrop: c.capDrop,
         SecurityOpt: c.noNewPrivileges ? ["no-new-privileges"] : [],
         Init: c.init,
+        Runtime: c.runtime,
         // Swap equal to memory: no swap, so a memory-hungry app is OOM-killed rather than slowed.
         Memory: c.memory,
         MemorySwap: c.memory === 0 ? 0 : c.memory,
@@ -146,6 +202,10 @@ export class DockerEngine implements Engine {
     }
     const id = container.id;
     const record = this.events.watch(id);
+    // Under gVisor the host's OOM killer kills one of the sandbox's processes and the sandbox hangs
+    // (docs/engines.md: 10 minutes until a docker kill): the runtime kills it at its oom event.
+    if (c.runtime === "runsc")
+      record.onOom = () => void this.killContainer(id, "SIGKILL").catch(() => undefined);
     let attach: NodeJS.ReadableStream | undefined;
     try {
       // Both must be in place before start; they do not depend on each other.
@@ -234,7 +294,10 @@ export class DockerEngine implements Engine {
       await this.docker.getContainer(id).kill({ signal, abortSignal: abort });
     } catch (error) {
       const status = statusOf(error);
-      if (status === 404 || status === 409) return;
+      // 409: not running (Docker). Podman answers a kill of an exited container with 500 "container
+      // state improper" (docs/engines.md): also gone, as far as a kill is concerned.
+      if (status === 404 || status === 409 || (status === 500 && /state improper/.test(describe(error))))
+        return;
       throw engineError(`send ${signal} to container ${id}`, error, this.where);
     }
   }

@@ -11,6 +11,8 @@ export class ContainerEventRecord {
   oom = false;
   /** The exit code of its `die` event, once that arrived. */
   exitCode: number | null | undefined;
+  /** Called at its `oom` event (gVisor: the sandbox hangs after an OOM kill until it is killed). */
+  onOom: (() => void) | undefined;
   /** Resolves at its `die` event, or with undefined once the stream is lost. */
   readonly died: Promise<number | null | undefined>;
   settle!: (exitCode: number | null | undefined) => void;
@@ -45,11 +47,14 @@ export class ContainerEvents {
     return this.stream !== undefined;
   }
 
-  /** Opens the stream when it is not open. Rejects with EngineUnavailableError. */
-  open(): Promise<void> {
+  /**
+   * Opens the stream when it is not open; `dieFilter` is the engine's name for the exit in the
+   * events filter (see EngineFlavour.dieEventFilter). Rejects with EngineUnavailableError.
+   */
+  open(dieFilter: "die" | "died" = "die"): Promise<void> {
     if (this.stream) return Promise.resolve();
     if (!this.opening) {
-      this.opening = this.connect().finally(() => {
+      this.opening = this.connect(dieFilter).finally(() => {
         this.opening = undefined;
       });
     }
@@ -82,14 +87,14 @@ export class ContainerEvents {
     }
   }
 
-  private async connect(): Promise<void> {
+  private async connect(dieFilter: "die" | "died"): Promise<void> {
     // An engine that accepts the connection but never answers must not hold every start forever.
     const opening = new AbortController();
     const timer = setTimeout(() => opening.abort(), EVENTS_OPEN_TIMEOUT_MS);
     timer.unref();
     try {
       const stream = (await this.docker.getEvents({
-        filters: { type: ["container"], event: ["oom", "die"] },
+        filters: { type: ["container"], event: ["oom", dieFilter] },
         abortSignal: opening.signal,
       })) as NodeJS.ReadableStream;
       unref(stream);
@@ -118,6 +123,7 @@ export class ContainerEvents {
     if (!record) return;
     if (event.Action === "oom") {
       record.oom = true;
+      record.onOom?.();
     } else if (event.Action === "die") {
       const code = Number(event.Actor?.Attributes?.exitCode);
       record.exitCode = Number.isInteger(code) ? code : null;

@@ -23,6 +23,17 @@ export function onJsonLines(stream: NodeJS.ReadableStream, onLine: (value: unkno
     }
     if (pending.length > MAX_ENGINE_LINE_BYTES) pending = "";
   });
+  // A last line without a newline (Podman's load answer) still counts.
+  stream.on("end", () => {
+    const line = pending.trim();
+    pending = "";
+    if (!line) return;
+    try {
+      onLine(JSON.parse(line));
+    } catch {
+      // as above
+    }
+  });
 }
 
 /** A long-lived response stream must not keep the host process alive by itself. */
