@@ -104,6 +104,20 @@ describe("agent over TLS", () => {
     expect(remote.stats().agents[0]?.warm).toEqual([artifact.digest]);
   });
 
+  it("concurrent callers by path share one upload; an aborted caller does not fail the others", async () => {
+    test = await startTestAgent(pki);
+    const remote = client(TOKENS.admin);
+    const controller = new AbortController();
+    const aborted = remote.execute(artifact.path, { op: "echo", value: "a" }, { signal: controller.signal });
+    const kept = remote.execute(artifact.path, { op: "echo", value: "b" });
+    controller.abort(new Error("first caller gave up"));
+    expect(((await rejection(aborted)) as Error).message).toBe("first caller gave up");
+    expect(await kept).toMatchObject({ value: "b" });
+    expect(test.audit.filter((record) => record.route === "PUT /v1/artifacts/").map((r) => r.status)).toEqual(
+      [201],
+    );
+  });
+
   it("rebuilds the agent's errors as the same classes: app error, timeout, unknown digest", async () => {
     test = await startTestAgent(pki);
     const remote = client(TOKENS.admin);

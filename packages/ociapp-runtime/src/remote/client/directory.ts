@@ -38,6 +38,7 @@ export class AgentDirectory {
   private readonly targets: Target[];
   private readonly byAddress = new Map<string, AgentLink>();
   private readonly statuses = new Map<AgentLink, StatusReport>();
+  private readonly checking = new Set<AgentLink>();
   private readonly healthTimer: NodeJS.Timeout;
   private readonly resolveTimer: NodeJS.Timeout | undefined;
   private turn = 0;
@@ -131,6 +132,9 @@ export class AgentDirectory {
   private async checkAll(): Promise<void> {
     await Promise.all(
       this.links().map(async (link) => {
+        // One check per agent at a time: a slow or unreachable agent must not pile them up.
+        if (this.checking.has(link)) return;
+        this.checking.add(link);
         try {
           const report = await this.options.check(link);
           if (this.closed) return;
@@ -144,6 +148,8 @@ export class AgentDirectory {
           link.lastError = (error as Error).message;
           this.statuses.delete(link);
           if (link.outstanding === 0) link.drop();
+        } finally {
+          this.checking.delete(link);
         }
       }),
     );

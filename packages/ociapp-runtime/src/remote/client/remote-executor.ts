@@ -17,6 +17,7 @@ import {
   type WarmOptions,
 } from "../../executor.js";
 import type { ArtifactStats } from "../../pool/pool.js";
+import { untilAborted } from "../../util/bounded.js";
 import { AgentUnavailableError, UnknownArtifactError } from "../errors.js";
 import { artifactPath, errorFromBody, HEADERS, ROUTES } from "../http/wire.js";
 import { type AgentLink, type Answer, type Exchange, NeverSent } from "./agent-link.js";
@@ -334,7 +335,11 @@ export class RemoteExecutor implements Executor {
     return errorFromBody(answer.status, body, agent.url, digest);
   }
 
-  /** Uploads the file once per agent and digest (concurrent callers share the upload). */
+  /**
+   * Uploads the file once per agent and digest: concurrent callers share the upload, which therefore
+   * follows no caller's signal (an abort ends only that caller's wait; the agent bounds the upload by
+   * its size limit and stall timeout).
+   */
   private upload(
     agent: AgentLink,
     digest: string,
@@ -355,7 +360,6 @@ export class RemoteExecutor implements Executor {
             "content-length": size,
           },
           body: createReadStream(path),
-          ...(signal === undefined ? {} : { signal }),
         });
         if (answer.status !== 200 && answer.status !== 201) throw this.failure(answer, agent, digest);
       })();
@@ -363,7 +367,7 @@ export class RemoteExecutor implements Executor {
       const forget = () => this.uploads.delete(key);
       pending.then(forget, forget);
     }
-    return pending;
+    return untilAborted(pending, signal);
   }
 
   /** One health check: GET /v1/status; its report feeds affinity and stats(). */
