@@ -5,13 +5,15 @@
 
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
+import { connect, createSecureServer } from "node:http2";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { build } from "ociapp-build";
-import { RemoteExecutor, Runtime } from "ociapp-runtime";
-import { hashToken } from "ociapp-runtime/agent";
+import { type Executor, RemoteExecutor, Runtime } from "ociapp-runtime";
+import { Agent, hashToken, parseAgentConfig } from "ociapp-runtime/agent";
+import { writeArtifact } from "../packages/ociapp-runtime/tests/remote/support/artifacts.js";
 import { makePki } from "../packages/ociapp-runtime/tests/remote/support/certs.js";
 import { Namespace } from "../packages/ociapp-runtime/tests/remote/support/netns.js";
 import { type Latency, measureLatency, measureThroughput, round, type Throughput } from "./measure.js";
@@ -25,6 +27,11 @@ const THROUGHPUT_CALLS = 20_000;
 const TOKEN = "bench-token-0123456789abcdef";
 
 export interface RemoteFigures {
+  /** In one process, no container: RemoteExecutor -> agent -> a no-op executor, and a bare HTTP/2 TLS echo. */
+  layer: {
+    layer: { latency: Latency; throughput256: Throughput };
+    bareHttp2: { latency: Latency; throughput256: Throughput };
+  };
   local: { latency: Latency; throughput256: Throughput };
   loopback: { latency: Latency; throughput256: Throughput; addedP50Us: number };
   namespaceHop: { latency: Latency; addedP50Us: number } | { skipped: string };
@@ -101,6 +108,69 @@ async function remoteFigures(url: string, ca: Buffer, artifact: string, throughp
   }
 }
 
+/**
+ * What the remote layer itself costs, with no container: an agent in this process whose executor
+ * answers at once, reached by a RemoteExecutor, beside a bare node:http2 TLS echo in this process.
+ */
+async function measureLayer(work: string, pki: { certPath: string; keyPath: string; ca: Buffer }) {
+  const artifact = await writeArtifact(join(work, "layer.ociapp"), "layer");
+  const noop: Executor = {
+    execute: async <Res>(_artifact: string, request: unknown) => request as Res,
+    warm: async () => undefined,
+    drain: async () => undefined,
+    stats: () => ({ closed: false, artifacts: [] }),
+    close: async () => undefined,
+    [Symbol.asyncDispose]: async () => undefined,
+  };
+  const config = parseAgentConfig({
+    listen: { host: "127.0.0.1", port: 0 },
+    tls: { cert: pki.certPath, key: pki.keyPath },
+    store: join(work, "layer-store"),
+    tokens: [{ id: "bench", sha256: hashToken(TOKEN), scopes: { digests: ["*"], upload: true } }],
+  });
+  const agent = await Agent.start({ config, executor: noop, audit: () => undefined });
+  const remote = new RemoteExecutor({ agents: [agent.url], token: TOKEN, ca: pki.ca });
+  const server = createSecureServer({ key: await readFile(pki.keyPath), cert: await readFile(pki.certPath) });
+  server.on("stream", (stream) => {
+    const chunks: Buffer[] = [];
+    stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+    stream.on("end", () => {
+      stream.respond({ ":status": 200, "content-type": "application/json" });
+      stream.end(Buffer.concat(chunks));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const session = connect(`https://127.0.0.1:${(server.address() as { port: number }).port}`, { ca: pki.ca });
+  const bare = () =>
+    new Promise<unknown>((resolve, reject) => {
+      const stream = session.request({ ":method": "POST", ":path": "/", authorization: `Bearer ${TOKEN}` });
+      const chunks: Buffer[] = [];
+      stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+      stream.on("end", () => resolve(JSON.parse(Buffer.concat(chunks).toString("utf8"))));
+      stream.on("error", reject);
+      stream.end(JSON.stringify(PAYLOAD));
+    });
+  try {
+    await remote.warm(artifact.path);
+    const call = () => remote.execute(artifact.digest, PAYLOAD);
+    return {
+      layer: {
+        latency: await measureLatency(call, LATENCY_CALLS, 500),
+        throughput256: await measureThroughput(call, 256, THROUGHPUT_CALLS),
+      },
+      bareHttp2: {
+        latency: await measureLatency(bare, LATENCY_CALLS, 500),
+        throughput256: await measureThroughput(bare, 256, THROUGHPUT_CALLS),
+      },
+    };
+  } finally {
+    session.close();
+    server.close();
+    await remote.close();
+    await agent.close();
+  }
+}
+
 /** Every remote figure, with the local one measured alongside. `artifact` is echo-app's .ociapp. */
 export async function measureRemote(
   artifact: string,
@@ -155,7 +225,10 @@ export async function measureRemote(
       await stopAgent(hopAgent.process);
       namespaceHop = { latency: hop.latency, addedP50Us: round(hop.latency.p50Us - local.latency.p50Us) };
     }
+    log("remote: the layer alone (no container) beside a bare node:http2 TLS echo, one process");
+    const layer = await measureLayer(work, pki);
     return {
+      layer,
       local,
       loopback: {
         latency: loopback.latency,

@@ -354,6 +354,12 @@ try {
     ]);
   }
   rows.push([
+    "remote layer alone p50 (one process, no container)",
+    `${remote.layer.layer.latency.p50Us} us`,
+    `bare node:http2 ${remote.layer.bareHttp2.latency.p50Us} us`,
+    `+${round(remote.layer.layer.latency.p50Us - remote.layer.bareHttp2.latency.p50Us)} us`,
+  ]);
+  rows.push([
     "remote throughput, 256 callers, loopback",
     `${remote.loopback.throughput256.callsPerSecond}/s`,
     `local ${remote.local.throughput256.callsPerSecond}/s`,
