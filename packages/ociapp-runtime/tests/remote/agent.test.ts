@@ -211,8 +211,16 @@ describe("agent over TLS", () => {
     expect(garbage.status).toBe(400);
     expect(await readdir(join(test.store, "artifacts"))).toEqual([]);
     expect(await readdir(join(test.store, "incoming"))).toEqual([]);
+    const head = (digest: string) =>
+      raw(test?.agent.url as string, pki.ca, {
+        ":method": "HEAD",
+        ":path": `/v1/artifacts/${digest}`,
+        authorization: `Bearer ${TOKENS.admin}`,
+      });
+    expect((await head(artifact.digest)).status).toBe(404);
     const good = await put(artifact.digest, artifact.bytes);
     expect(good.status).toBe(201);
+    expect(await head(artifact.digest)).toMatchObject({ status: 200, json: undefined });
     const again = await put(artifact.digest, artifact.bytes);
     expect(again.status).toBe(200);
   });

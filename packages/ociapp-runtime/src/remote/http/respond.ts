@@ -34,12 +34,19 @@ export function sendText(
 ): void {
   if (!answerable(stream)) return;
   const payload = Buffer.from(text);
-  stream.respond({
+  const head = {
     ":status": status,
     "content-type": contentType,
     "content-length": payload.length,
     ...headers,
-  });
+  };
+  // Node marks a HEAD request's stream (headRequest, untyped in @types/node); a body on it is an error.
+  if ((stream as ServerHttp2Stream & { headRequest?: boolean }).headRequest) {
+    // An answer to HEAD has headers only (RFC 9110 §9.3.2).
+    stream.respond(head, { endStream: true });
+    return;
+  }
+  stream.respond(head);
   stream.end(payload, () => {
     // The request body, if the client is still sending one, is not wanted.
     if (!stream.closed && !stream.readableEnded) stream.close(constants.NGHTTP2_NO_ERROR);
