@@ -23,6 +23,7 @@ import {
 } from "./measure.js";
 import { measureParsing } from "./parse-limits.js";
 import { type RawEcho, startContainerEcho, startHostEcho } from "./raw-baselines.js";
+import { measureRemote } from "./remote.js";
 import { measureSandboxes } from "./sandboxes.js";
 
 const execFileAsync = promisify(execFile);
@@ -211,6 +212,9 @@ try {
   log("failures: docker kill with calls in flight (20 rounds), close() then exit");
   const failures = await measureFailures(20, log);
 
+  log("remote: agent over TLS on loopback and across a namespace hop, beside local");
+  const remote = await measureRemote(artifact.path, log);
+
   const warmP50 = one.latency.p50Us;
   const results = {
     measuredAt: new Date().toISOString(),
@@ -259,6 +263,7 @@ try {
     rss,
     failures,
     parsing,
+    remote,
     sandboxes,
   };
   await writeFile(RESULTS, `${JSON.stringify(results, null, 2)}\n`);
@@ -333,6 +338,32 @@ try {
     `${failures.closeToExitMs.median} ms`,
     "",
     "",
+  ]);
+  rows.push([
+    "remote warm p50 / p99, TLS, loopback",
+    lat(remote.loopback.latency),
+    `local ${lat(remote.local.latency)}`,
+    `+${remote.loopback.addedP50Us} us`,
+  ]);
+  if ("latency" in remote.namespaceHop) {
+    rows.push([
+      "remote warm p50 / p99, TLS, namespace hop",
+      lat(remote.namespaceHop.latency),
+      `local p50 ${remote.local.latency.p50Us} us`,
+      `+${remote.namespaceHop.addedP50Us} us`,
+    ]);
+  }
+  rows.push([
+    "remote layer alone p50 (one process, no container)",
+    `${remote.layer.layer.latency.p50Us} us`,
+    `bare node:http2 ${remote.layer.bareHttp2.latency.p50Us} us`,
+    `+${round(remote.layer.layer.latency.p50Us - remote.layer.bareHttp2.latency.p50Us)} us`,
+  ]);
+  rows.push([
+    "remote throughput, 256 callers, loopback",
+    `${remote.loopback.throughput256.callsPerSecond}/s`,
+    `local ${remote.local.throughput256.callsPerSecond}/s`,
+    `${ratio(remote.loopback.throughput256.callsPerSecond, remote.local.throughput256.callsPerSecond)}x`,
   ]);
   const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c]?.length ?? 0), 8));
   const header: [string, string, string, string] = ["figure", "ociapp", "baseline", "ratio"];

@@ -7,12 +7,14 @@ import {
   printableJson,
   printableLines,
 } from "ociapp/artifact";
+import { RegistryError } from "ociapp/registry";
 import { build } from "./build.js";
 import { BuildError } from "./errors.js";
 import { formatArtifactInfo, formatBytes } from "./format.js";
 import { toolVersion } from "./options.js";
 import { type DisplayStream, PhaseDisplay } from "./phase-display.js";
 import type { BuildPhase } from "./phases.js";
+import { type PushFlags, push } from "./push.js";
 
 export interface CliIo {
   stdout: { write(chunk: string): unknown };
@@ -115,6 +117,23 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       io.stdout.write(flags.json ? `${printableJson(info)}\n` : formatArtifactInfo(file, info));
     });
 
+  program
+    .command("push")
+    .description("push an artifact to an OCI registry (credentials from OCIAPP_REGISTRY_USERNAME/_PASSWORD)")
+    .argument("<file>", "a .ociapp file")
+    .argument("<reference>", "registry/repository[:tag], e.g. registry.example:5000/apps/echo:0.1.0")
+    .option("--plain-http", "plain HTTP, for a registry on a loopback address")
+    .option("--ca <file>", "PEM CA that signs the registry's certificate")
+    .option("--json", 'print one JSON line {"reference","digest","blobs","uploaded"}')
+    .action(async (file: string, target: string, flags: PushFlags & { json?: boolean }) => {
+      const result = await push(file, target, flags, controller.signal);
+      io.stdout.write(
+        flags.json
+          ? `${JSON.stringify(result)}\n`
+          : `${result.reference} (${result.uploaded} of ${result.blobs} blobs uploaded)\n`,
+      );
+    });
+
   try {
     await program.parseAsync(argv);
   } catch (error) {
@@ -170,6 +189,10 @@ function report(error: unknown, io: CliIo): number {
     line(error.message);
     if (error.output) io.stderr.write(`${indent(printableLines(error.output))}\n`);
     return error.code === "OCIAPP_BUILD_ABORTED" ? 130 : 1;
+  }
+  if (error instanceof RegistryError) {
+    line(error.message);
+    return 1;
   }
   if (error instanceof ArtifactFileError) {
     // "cannot read artifact <path>: it is a FIFO, not a regular file", and the like.

@@ -1,4 +1,5 @@
 import type { ViolationReason } from "ociapp/protocol";
+import type { KnownRemoteError, RemoteErrorCode } from "./remote/errors.js";
 
 /** Every `code` an error of this package carries. */
 export type RuntimeErrorCode =
@@ -12,7 +13,8 @@ export type RuntimeErrorCode =
   | "OCIAPP_REQUEST_TIMEOUT"
   | "OCIAPP_QUEUE_FULL"
   | "OCIAPP_INVALID_REQUEST"
-  | "OCIAPP_RUNTIME_CLOSED";
+  | "OCIAPP_RUNTIME_CLOSED"
+  | RemoteErrorCode;
 
 /**
  * Every error class of this package as one union: `switch (error.code)` on it narrows to the class
@@ -29,7 +31,8 @@ export type KnownRuntimeError =
   | RequestTimeoutError
   | QueueFullError
   | InvalidRequestError
-  | RuntimeClosedError;
+  | RuntimeClosedError
+  | KnownRemoteError;
 
 /**
  * Every error the runtime raises extends {@link OciappRuntimeError} and carries a stable `code`

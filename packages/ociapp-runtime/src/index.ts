@@ -26,6 +26,16 @@ export {
   type RuntimeErrorCode,
   WorkerExitedError,
 } from "./errors.js";
+export {
+  type ArtifactName,
+  DIGEST_PATTERN,
+  type DrainOptions,
+  type ExecuteOptions,
+  type Executor,
+  type ExecutorStats,
+  isDigest,
+  type WarmOptions,
+} from "./executor.js";
 export type { ImageRetentionStats } from "./images/retention-runner.js";
 export {
   type ArtifactRef,
@@ -49,5 +59,20 @@ export type { CallOptions, ContainerOptions, ImageOptions, RuntimeOptions } from
 export type { ContainerStats, InstanceState } from "./pool/instance.js";
 export type { LatencyStats } from "./pool/latency.js";
 export type { ArtifactStats } from "./pool/pool.js";
+export type { AgentStats } from "./remote/client/directory.js";
+export { RemoteExecutor, type RemoteExecutorOptions } from "./remote/client/remote-executor.js";
+export {
+  AgentError,
+  AgentUnavailableError,
+  CallLostError,
+  DigestMismatchError,
+  ForbiddenError,
+  type KnownRemoteError,
+  PayloadTooLargeError,
+  QuotaExceededError,
+  type RemoteErrorCode,
+  UnauthorizedError,
+  UnknownArtifactError,
+} from "./remote/errors.js";
 export type { RuntimeStats } from "./runtime.js";
-export { LABELS, Runtime } from "./runtime.js";
+export { LABELS, Runtime, Runtime as LocalExecutor } from "./runtime.js";

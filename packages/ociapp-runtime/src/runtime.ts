@@ -3,7 +3,8 @@ import { encodeFrame } from "ociapp/protocol";
 import { ArtifactCache, type ReadArtifactIndex } from "./artifacts/artifact-cache.js";
 import { DockerEngine } from "./engines/docker/docker-engine.js";
 import type { Engine } from "./engines/engine.js";
-import { InvalidRequestError, OptionsError, RuntimeClosedError } from "./errors.js";
+import { ArtifactError, InvalidRequestError, OptionsError, RuntimeClosedError } from "./errors.js";
+import { type DrainOptions, type Executor, isDigest, type WarmOptions } from "./executor.js";
 import { formatOwner, ownIdentity } from "./host/owner.js";
 import { removeOwnerRecord, writeOwnerRecord } from "./host/runtime-dir.js";
 import { sweepOrphans } from "./host/sweep.js";
@@ -58,7 +59,7 @@ async function readIndexFromArtifact(
  * Runs .ociapp artifacts: `execute(path, request)` answers from a warm container of that artifact,
  * starting one when needed. See the package README for the model.
  */
-export class Runtime implements AsyncDisposable {
+export class Runtime implements Executor {
   /** The value of the dev.ociapp.runtime label on this runtime's containers. */
   readonly id = randomUUID();
   readonly engine: Engine;
@@ -150,9 +151,10 @@ export class Runtime implements AsyncDisposable {
         timeout,
         timeout === this.options.requestTimeout ? this.deadlines : undefined,
       );
-      const digest = this.cache.lookup(path);
+      const digest = isDigest(path) ? this.knownDigest(path, call) : this.cache.lookup(path);
+      if (digest === null) return;
       if (digest !== undefined) {
-        this.poolFor(digest, path).submit(call);
+        this.poolFor(digest, isDigest(path) ? (this.pools.get(digest)?.path ?? path) : path).submit(call);
         return;
       }
       this.cache.resolve(path).then(
@@ -171,26 +173,36 @@ export class Runtime implements AsyncDisposable {
    * An abort of `signal` rejects with its reason at once; starts already under way go on and serve
    * later calls.
    */
-  async warm(path: string, options?: { signal?: AbortSignal }): Promise<void> {
+  async warm(path: string, options?: WarmOptions): Promise<void> {
     const signal = options?.signal;
     if (this.closing) throw new RuntimeClosedError();
     signal?.throwIfAborted();
+    if (isDigest(path)) {
+      const pool = this.pools.get(path);
+      if (pool === undefined) throw new ArtifactError(path, `no artifact with digest ${path} is known here`);
+      return pool.warm(signal);
+    }
     const digest = await untilAborted(this.cache.resolve(path), signal);
     if (this.closing) throw new RuntimeClosedError();
     await this.poolFor(digest, path).warm(signal);
   }
 
   /**
-   * Stops the containers of one artifact (a path, or its manifest digest "sha256:...") gracefully:
-   * they take no new calls, finish what they hold, then stop. Resolves once they are gone; calls made
-   * meanwhile start new containers. An artifact with no containers resolves at once.
+   * Stops the containers of one artifact (a path, or its manifest digest "sha256:..."; Executor.drain)
+   * gracefully: they take no new calls, finish what they hold, then stop. Resolves once they are gone
+   * (an abort of `signal` ends only the wait); calls made meanwhile start new containers, and calls
+   * waiting in the artifact's queue go to them. An artifact with no containers resolves at once.
    */
-  async drain(artifact: string): Promise<void> {
+  async drain(artifact: string, options?: DrainOptions): Promise<void> {
+    const signal = options?.signal;
+    signal?.throwIfAborted();
     if (typeof artifact !== "string" || artifact === "") {
       throw new OptionsError(`drain() artifact must be a path or a manifest digest (got ${typeof artifact})`);
     }
-    const digest = /^sha256:[0-9a-f]{64}$/.test(artifact) ? artifact : await this.cache.resolve(artifact);
-    await this.pools.get(digest)?.drain();
+    const digest = isDigest(artifact) ? artifact : await untilAborted(this.cache.resolve(artifact), signal);
+    const pool = this.pools.get(digest);
+    if (pool === undefined) return;
+    await untilAborted(pool.drain(), signal);
   }
 
   /** Per artifact: instances by state, in flight, queued, cold starts, image loads. */
@@ -241,6 +253,18 @@ export class Runtime implements AsyncDisposable {
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+
+  /**
+   * A digest names an artifact this runtime has already resolved from a path (a pool knows its
+   * file); any other digest fails the call with ArtifactError and gives null.
+   */
+  private knownDigest(digest: string, call: Call): string | null {
+    if (this.pools.has(digest)) return digest;
+    call.fail(
+      new ArtifactError(digest, `no artifact with digest ${digest} is known here; name it by its path first`),
+    );
+    return null;
   }
 
   private poolFor(digest: string, path: string): Pool {

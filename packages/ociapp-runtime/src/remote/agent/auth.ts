@@ -1,0 +1,124 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { ExecuteOptions } from "../../executor.js";
+import { ForbiddenError, QuotaExceededError } from "../errors.js";
+import { CLIENT_SETTINGS, type ClientSetting, type TokenConfig } from "./config.js";
+
+/** A token the agent knows, with its scopes and the live state of its quota. */
+export interface Principal {
+  readonly config: TokenConfig;
+  readonly id: string;
+  inFlight: number;
+  /** Token bucket: calls available now, refilled at `quota.rate` per second up to `quota.burst`. */
+  tokens: number;
+  refilledAt: number;
+}
+
+/**
+ * Bearer tokens (RFC 6750). The configuration holds each token's sha256, never the token; a
+ * presented token is hashed and compared with every known hash by `crypto.timingSafeEqual` (fixed
+ * length, no early exit), so neither the comparison nor the loop tells how much of a token matched.
+ */
+export class Tokens {
+  private readonly entries: { hash: Buffer; principal: Principal }[];
+
+  constructor(tokens: readonly TokenConfig[], now = () => performance.now()) {
+    this.entries = tokens.map((config) => ({
+      hash: Buffer.from(config.sha256, "hex"),
+      principal: { config, id: config.id, inFlight: 0, tokens: config.quota.burst, refilledAt: now() },
+    }));
+  }
+
+  /** The principal for an `authorization` header value, or undefined. */
+  authenticate(header: string | undefined): Principal | undefined {
+    if (typeof header !== "string" || header.length > 4096) return undefined;
+    const match = /^Bearer ([\x21-\x7e]+)$/.exec(header);
+    if (!match) return undefined;
+    const presented = createHash("sha256")
+      .update(match[1] as string)
+      .digest();
+    let found: Principal | undefined;
+    for (const entry of this.entries) {
+      if (timingSafeEqual(entry.hash, presented)) found = entry.principal;
+    }
+    return found;
+  }
+}
+
+/** sha256 hex of a token, as the configuration stores it. */
+export function hashToken(token: string): string {
+  return createHash("sha256").update(token).digest("hex");
+}
+
+/** True when the token's scopes name this digest (or "*"). */
+export function digestInScope(principal: Principal, digest: string): boolean {
+  const digests = principal.config.scopes.digests;
+  return digests.includes("*") || digests.includes(digest);
+}
+
+/**
+ * Takes one call from the token's quota (in flight and rate); throws QuotaExceededError when either is
+ * used up. The caller must call `release` once the call has ended.
+ */
+export function admit(principal: Principal, now: number): void {
+  const { inFlight, rate, burst } = principal.config.quota;
+  if (principal.inFlight >= inFlight) {
+    throw new QuotaExceededError(
+      `token ${principal.id} has ${inFlight} calls in flight on this agent (its quota)`,
+    );
+  }
+  principal.tokens = Math.min(burst, principal.tokens + ((now - principal.refilledAt) / 1000) * rate);
+  principal.refilledAt = now;
+  if (principal.tokens < 1) {
+    throw new QuotaExceededError(`token ${principal.id} is over its rate of ${rate} calls per second`);
+  }
+  principal.tokens -= 1;
+  principal.inFlight++;
+}
+
+export function release(principal: Principal): void {
+  principal.inFlight--;
+}
+
+const MAX_SETTINGS_BYTES = 4096;
+
+/**
+ * The per-call settings a client sent (`ociapp-settings`, one JSON object), checked against the
+ * token's scopes (which settings it may change) and the policy's caps, turned into ExecuteOptions.
+ * Unknown settings, anything the token may not change and values over the policy's caps are all
+ * refused with ForbiddenError (403): a client never gets more than the operator allows.
+ */
+export function callOptions(
+  principal: Principal,
+  header: string | undefined,
+  caps: { maxTimeout: number },
+): Omit<ExecuteOptions, "signal"> {
+  if (header === undefined || header === "") return {};
+  if (header.length > MAX_SETTINGS_BYTES) throw new ForbiddenError("ociapp-settings is too long");
+  let settings: unknown;
+  try {
+    settings = JSON.parse(header);
+  } catch {
+    throw new ForbiddenError("ociapp-settings is not a JSON object");
+  }
+  if (typeof settings !== "object" || settings === null || Array.isArray(settings)) {
+    throw new ForbiddenError("ociapp-settings is not a JSON object");
+  }
+  const options: Omit<ExecuteOptions, "signal"> = {};
+  for (const [name, value] of Object.entries(settings)) {
+    if (!(CLIENT_SETTINGS as readonly string[]).includes(name)) {
+      throw new ForbiddenError(`setting ${JSON.stringify(name).slice(0, 80)} cannot be set by a client`);
+    }
+    if (!principal.config.scopes.settings.includes(name as ClientSetting)) {
+      throw new ForbiddenError(`token ${principal.id} may not change setting ${name}`);
+    }
+    if (name === "timeout") {
+      if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > caps.maxTimeout) {
+        throw new ForbiddenError(
+          `setting timeout must be an integer from 1 to ${caps.maxTimeout} ms (the policy's cap)`,
+        );
+      }
+      options.timeout = value;
+    }
+  }
+  return options;
+}

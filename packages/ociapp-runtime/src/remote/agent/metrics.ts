@@ -1,0 +1,132 @@
+import type { ExecutorStats } from "../../executor.js";
+
+/** Upper bounds (seconds) of the call-duration histogram. */
+const BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+/**
+ * The agent's counters, served as Prometheus text exposition format 0.0.4 on GET /metrics. Label
+ * values are token ids, routes, codes and digests: all from the agent's own vocabulary, never a
+ * client's free text, so the number of series is bounded by the configuration.
+ */
+export class AgentMetrics {
+  private readonly requests = new Map<string, number>();
+  private readonly buckets = new Array<number>(BUCKETS.length + 1).fill(0);
+  private durationSum = 0;
+  private durationCount = 0;
+  authFailures = 0;
+  uploadBytes = 0;
+  uploads = 0;
+  pulls = 0;
+  inFlight = 0;
+
+  /** One answered request: its route, the token id ("-" when unauthenticated) and its outcome. */
+  count(route: string, token: string, outcome: string): void {
+    const key = `route="${route}",token="${token}",outcome="${outcome}"`;
+    this.requests.set(key, (this.requests.get(key) ?? 0) + 1);
+  }
+
+  /** One execute call's duration, ms. */
+  observe(durationMs: number): void {
+    const seconds = durationMs / 1000;
+    let i = 0;
+    while (i < BUCKETS.length && seconds > (BUCKETS[i] as number)) i++;
+    this.buckets[i] = (this.buckets[i] ?? 0) + 1;
+    this.durationSum += seconds;
+    this.durationCount++;
+  }
+
+  render(stats: ExecutorStats, draining: boolean, held: number): string {
+    const lines: string[] = [];
+    const metric = (name: string, type: string, help: string) => {
+      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    };
+    metric(
+      "ociapp_agent_requests_total",
+      "counter",
+      "Requests answered, by route, token and outcome (a code or ok).",
+    );
+    for (const [labels, value] of this.requests)
+      lines.push(`ociapp_agent_requests_total{${labels}} ${value}`);
+    metric("ociapp_agent_call_duration_seconds", "histogram", "Execute calls, from headers to answer.");
+    let cumulative = 0;
+    BUCKETS.forEach((bound, i) => {
+      cumulative += this.buckets[i] ?? 0;
+      lines.push(`ociapp_agent_call_duration_seconds_bucket{le="${bound}"} ${cumulative}`);
+    });
+    cumulative += this.buckets[BUCKETS.length] ?? 0;
+    lines.push(`ociapp_agent_call_duration_seconds_bucket{le="+Inf"} ${cumulative}`);
+    lines.push(`ociapp_agent_call_duration_seconds_sum ${this.durationSum}`);
+    lines.push(`ociapp_agent_call_duration_seconds_count ${this.durationCount}`);
+    metric("ociapp_agent_calls_in_flight", "gauge", "Execute calls being served now.");
+    lines.push(`ociapp_agent_calls_in_flight ${this.inFlight}`);
+    metric(
+      "ociapp_agent_auth_failures_total",
+      "counter",
+      "Requests refused before authentication succeeded.",
+    );
+    lines.push(`ociapp_agent_auth_failures_total ${this.authFailures}`);
+    metric("ociapp_agent_uploads_total", "counter", "Artifacts uploaded and verified.");
+    lines.push(`ociapp_agent_uploads_total ${this.uploads}`);
+    metric("ociapp_agent_upload_bytes_total", "counter", "Bytes of uploads received (verified or not).");
+    lines.push(`ociapp_agent_upload_bytes_total ${this.uploadBytes}`);
+    metric("ociapp_agent_pulls_total", "counter", "Artifacts pulled from a registry and verified.");
+    lines.push(`ociapp_agent_pulls_total ${this.pulls}`);
+    metric("ociapp_agent_artifacts_held", "gauge", "Verified artifacts in the store.");
+    lines.push(`ociapp_agent_artifacts_held ${held}`);
+    metric("ociapp_agent_draining", "gauge", "1 while the agent drains (SIGTERM).");
+    lines.push(`ociapp_agent_draining ${draining ? 1 : 0}`);
+    metric("ociapp_agent_instances", "gauge", "Containers per artifact and state.");
+    for (const artifact of stats.artifacts) {
+      for (const [state, value] of Object.entries(artifact.instances)) {
+        lines.push(`ociapp_agent_instances{digest="${artifact.digest}",state="${state}"} ${value}`);
+      }
+    }
+    metric("ociapp_agent_queued", "gauge", "Calls waiting for a container, per artifact.");
+    for (const artifact of stats.artifacts) {
+      lines.push(`ociapp_agent_queued{digest="${artifact.digest}"} ${artifact.queued}`);
+    }
+    return `${lines.join("\n")}\n`;
+  }
+}
+
+/** One audit record per answered request, written as one JSON line. */
+export interface AuditRecord {
+  time: string;
+  /** The token's id, or null when the request was not authenticated. */
+  token: string | null;
+  route: string;
+  digest: string | null;
+  /** "ok", or the error code answered. */
+  outcome: string;
+  status: number;
+  durationMs: number;
+  /** The peer's address. */
+  peer: string;
+}
+
+export type AuditSink = (record: AuditRecord) => void;
+
+let pending = "";
+let flushing = false;
+
+function flush(): void {
+  flushing = false;
+  if (pending === "") return;
+  const lines = pending;
+  pending = "";
+  process.stderr.write(lines);
+}
+
+/**
+ * The default sink: one JSON line per record on stderr. The lines of one event-loop turn go out in
+ * one write (stderr is synchronous for files and pipes), and whatever is pending when the process
+ * exits is written then.
+ */
+export const stderrAudit: AuditSink = (record) => {
+  pending += `${JSON.stringify({ audit: "ociapp-agent", ...record })}\n`;
+  if (!flushing) {
+    flushing = true;
+    setImmediate(flush);
+  }
+};
+process.once("exit", flush);

@@ -1,0 +1,106 @@
+import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
+import { InvalidRequestError, type OciappRuntimeError } from "../../errors.js";
+import { PayloadTooLargeError } from "../errors.js";
+import { errorBody, statusOf } from "./wire.js";
+
+/** The stream's peer went away before the body ended: nothing is answered. */
+export class ClientGone extends Error {}
+
+/** True while an answer can still be sent on `stream`. */
+export function answerable(stream: ServerHttp2Stream): boolean {
+  return !stream.destroyed && !stream.closed && !stream.headersSent;
+}
+
+/**
+ * Sends `body` as the whole answer and then resets the stream with NO_ERROR when the request body
+ * was not read to its end: RFC 9113 §8.1 lets a server answer before the request is complete and
+ * tell the client to stop sending, so a refused body is never read.
+ */
+export function sendJson(
+  stream: ServerHttp2Stream,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  sendText(stream, status, JSON.stringify(body), "application/json", headers);
+}
+
+export function sendText(
+  stream: ServerHttp2Stream,
+  status: number,
+  text: string,
+  contentType: string,
+  headers: Record<string, string> = {},
+): void {
+  if (!answerable(stream)) return;
+  const payload = Buffer.from(text);
+  const head = {
+    ":status": status,
+    "content-type": contentType,
+    "content-length": payload.length,
+    ...headers,
+  };
+  // Node marks a HEAD request's stream (headRequest, untyped in @types/node); a body on it is an error.
+  if ((stream as ServerHttp2Stream & { headRequest?: boolean }).headRequest) {
+    // An answer to HEAD has headers only (RFC 9110 §9.3.2).
+    stream.respond(head, { endStream: true });
+    return;
+  }
+  stream.respond(head);
+  stream.end(payload, () => {
+    // The request body, if the client is still sending one, is not wanted.
+    if (!stream.closed && !stream.readableEnded) stream.close(constants.NGHTTP2_NO_ERROR);
+  });
+}
+
+/** Answers an error as `{"error": {...}}` with its status (or `status` when given). */
+export function sendError(stream: ServerHttp2Stream, error: OciappRuntimeError, status?: number): void {
+  sendJson(stream, status ?? statusOf(error), errorBody(error));
+}
+
+/**
+ * Reads a request body of at most `limit` bytes within `timeoutMs`: a declared content-length over
+ * the limit is refused before a byte is read, and the count is checked on every chunk, so at most
+ * `limit` bytes (plus one HTTP/2 flow-control window) are ever buffered. Rejects with
+ * PayloadTooLargeError, InvalidRequestError (the body was too slow) or ClientGone.
+ */
+export function readBody(
+  stream: ServerHttp2Stream,
+  headers: IncomingHttpHeaders,
+  limit: number,
+  timeoutMs: number,
+): Promise<Buffer> {
+  const declared = Number(headers["content-length"] ?? Number.NaN);
+  if (declared > limit) return Promise.reject(new PayloadTooLargeError(limit));
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const timer = setTimeout(() => {
+      finish(new InvalidRequestError(`the request body did not arrive within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) finish(new PayloadTooLargeError(limit));
+      else chunks.push(chunk);
+    };
+    const onEnd = () => finish(undefined);
+    const onClose = () => finish(new ClientGone("the client reset the stream"));
+    const finish = (error: Error | undefined) => {
+      clearTimeout(timer);
+      stream.off("data", onData);
+      stream.off("end", onEnd);
+      stream.off("close", onClose);
+      stream.off("aborted", onClose);
+      if (error) {
+        stream.pause();
+        reject(error);
+      } else {
+        resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+      }
+    };
+    stream.on("data", onData);
+    stream.on("end", onEnd);
+    stream.on("close", onClose);
+    stream.on("aborted", onClose);
+  });
+}
