@@ -69,7 +69,7 @@ describe("Runtime as Executor", () => {
     await new Promise((resolve) => setTimeout(resolve, 50));
     await runtime.drain(DIGEST);
     await expect(running).resolves.toMatchObject({ value: 300 });
-    expect(runtime.stats().artifacts).toEqual([]);
+    expect(runtime.stats().artifacts.flatMap((entry) => entry.containers)).toEqual([]);
     expect([...engine.containers.values()].filter((c) => c.state !== "exited")).toEqual([]);
     expect(await runtime.execute(artifact, { op: "echo", value: 3 })).toMatchObject({ value: 3 });
     expect(engine.created).toBe(2);
