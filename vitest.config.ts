@@ -1,8 +1,10 @@
 import { defineConfig } from "vitest/config";
 
 // Workspace packages export their TypeScript sources under the "source" condition, so tests run
-// against src/ without a build step.
-const conditions = ["source", "node", "import", "module", "default"];
+// against src/ without a build step. No "module" (a bundlers' condition Node ignores): packages such
+// as @opentelemetry/api map it to an ESM build Node cannot load (extensionless imports); tests
+// resolve what Node resolves.
+const conditions = ["source", "node", "import", "default"];
 
 export default defineConfig({
   resolve: { conditions },

@@ -55,6 +55,7 @@ export {
   type LogStats,
   stderrLogs,
 } from "./observability/logs.js";
+export type { TelemetryOptions } from "./observability/telemetry.js";
 export type { CallOptions, ContainerOptions, ImageOptions, RuntimeOptions } from "./options.js";
 export type { ContainerStats, InstanceState } from "./pool/instance.js";
 export type { LatencyStats } from "./pool/latency.js";

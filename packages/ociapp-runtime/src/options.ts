@@ -6,6 +6,7 @@ export type { ImageOptions } from "./images/image-options.js";
 
 import { OptionsError } from "./errors.js";
 import type { LogSink } from "./observability/logs.js";
+import type { TelemetryOptions } from "./observability/telemetry.js";
 import type { ContainerOptions, ResolvedContainerOptions } from "./options/container.js";
 import { resolveContainer } from "./options/container.js";
 import { integer, show, stringRecord } from "./options/validate.js";
@@ -29,6 +30,12 @@ export interface RuntimeOptions {
    * dropped is counted in `stats().logs`. Default: none (the lines are still kept for error reports).
    */
   logs?: LogSink;
+  /**
+   * OpenTelemetry traces and metrics (README: Tracing and metrics): `true` reports to the global
+   * providers (a no-op until the service installs an OpenTelemetry SDK), `{ tracerProvider?,
+   * meterProvider? }` to the given ones. Default false.
+   */
+  telemetry?: boolean | TelemetryOptions;
   /** The container engine. Default `new DockerEngine()` (the local Docker socket). */
   engine?: Engine;
   /** Milliseconds a new container has to send its hello frame. Default 10 000. */
@@ -172,6 +179,7 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
   }
   const known = new Set([
     "logs",
+    "telemetry",
     "engine",
     "startupTimeout",
     "requestTimeout",

@@ -13,6 +13,7 @@ import { seamsOf } from "./internal/seams.js";
 import { LABELS } from "./labels.js";
 import { type CallCreatedMessage, channels } from "./observability/channels.js";
 import { LogDispatcher, type LogStats } from "./observability/logs.js";
+import { attachTelemetry, resolveTelemetry, type TelemetryHandle } from "./observability/telemetry.js";
 import {
   type CallOptions,
   type ResolvedOptions,
@@ -43,6 +44,12 @@ export interface RuntimeStats {
 }
 
 let defaultReadIndex: ReadArtifactIndex | undefined;
+
+/**
+ * Call ids come from one counter per process, not per Runtime: the lifecycle events name a call by
+ * its id alone, so a subscriber that serves several Runtimes (telemetry) must never see two alike.
+ */
+let callIds = 0;
 
 async function readIndexFromArtifact(
   path: string,
@@ -75,7 +82,6 @@ export class Runtime implements Executor {
   private readonly budget: ReceiveBudget;
   /** Timeouts of the calls made with requestTimeout: one list, one timer. */
   private readonly deadlines = new CallDeadlines();
-  private counter = 0;
   private containers = 0;
   private closing: Promise<void> | undefined;
   private swept: Promise<void> | undefined;
@@ -83,9 +89,12 @@ export class Runtime implements Executor {
   /** When retention last asked which artifacts were used (the runtime's clock). */
   private usageCheckedAt: number;
   private retentionArmed = false;
+  /** OpenTelemetry (observability/telemetry.ts): set while this runtime reports, detached at close. */
+  private readonly telemetry: TelemetryHandle | undefined;
 
   constructor(options: RuntimeOptions = {}) {
     this.options = resolveOptions(options);
+    const telemetry = resolveTelemetry(options.telemetry);
     const internals = seamsOf(options);
     if (options.engine !== undefined && !isEngine(options.engine)) {
       throw new OptionsError(
@@ -105,6 +114,8 @@ export class Runtime implements Executor {
     this.retention = new ImageRetention(this.engine, this.options.images, () => this.imageUsage());
     this.reaper = new Reaper(this.options.reaperInterval, () => this.reap());
     this.reaper.start();
+    // Last: a constructor that threw must not leave this runtime subscribed.
+    this.telemetry = telemetry && attachTelemetry(this, telemetry);
   }
 
   /**
@@ -117,7 +128,7 @@ export class Runtime implements Executor {
     if (this.closing) return Promise.reject(new RuntimeClosedError());
     let timeout: number;
     let frame: Buffer;
-    const id = (++this.counter).toString(36);
+    const id = (++callIds).toString(36);
     try {
       if (typeof path !== "string" || path === "") {
         throw new OptionsError(`execute() path must be a non-empty string (got ${typeof path})`);
@@ -131,7 +142,7 @@ export class Runtime implements Executor {
       // A subscriber (the OpenTelemetry integration) may give the call a trace context to carry.
       let trace: CallCreatedMessage["trace"];
       if (channels.callCreated.hasSubscribers) {
-        const created: CallCreatedMessage = { id, artifact: path };
+        const created: CallCreatedMessage = { id, runtimeId: this.id, artifact: path };
         channels.callCreated.publish(created);
         trace = created.trace;
       }
@@ -247,6 +258,8 @@ export class Runtime implements Executor {
           if (this.swept) await removeOwnerRecord(this.options.socketDir, this.short);
         },
       );
+      // Its calls have all settled: the process-wide subscribers go once the last runtime has closed.
+      if (this.telemetry) this.closing = this.closing.finally(() => this.telemetry?.detach());
     }
     return this.closing;
   }

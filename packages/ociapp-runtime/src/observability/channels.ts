@@ -21,7 +21,10 @@ export interface ArtifactRef {
 
 /** A call was created by execute(). A subscriber may set `trace` (W3C trace context) to send with it. */
 export interface CallCreatedMessage {
+  /** The call's id: unique in the process (every later event of the call names it). */
   id: string;
+  /** The Runtime that made it (`stats().runtimeId`). */
+  runtimeId: string;
   /** The artifact as named by the caller (a path, or an alias). */
   artifact: string;
   /** Set by a subscriber: the trace context the request frame carries to the app. */

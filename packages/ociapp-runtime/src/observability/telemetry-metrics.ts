@@ -1,0 +1,218 @@
+import type {
+  Attributes,
+  BatchObservableCallback,
+  Counter,
+  Histogram,
+  Meter,
+  ObservableCounter,
+  ObservableGauge,
+} from "@opentelemetry/api";
+import type { RuntimeStats } from "../runtime.js";
+import type { ArtifactRef } from "./channels.js";
+
+/**
+ * The runtime's metrics on one OpenTelemetry Meter (named "ociapp-runtime"). Names and attributes follow
+ * the OpenTelemetry semantic conventions' style (dotted lowercase, `{unit}` annotations for counts,
+ * UCUM units: https://opentelemetry.io/docs/specs/semconv/general/metrics/), under the `ociapp.`
+ * namespace. Durations are in milliseconds (unit "ms"), as the runtime's own stats are.
+ */
+export const METRICS = {
+  /** Counter, {call}: calls settled, by artifact and outcome ("ok", an OCIAPP_* code, "aborted"). */
+  calls: "ociapp.calls",
+  /** Histogram, ms: execute() to settled, queue and cold start included, by artifact and outcome. */
+  callDuration: "ociapp.call.duration",
+  /** Counter, {container}: containers the engine started (each one a cold start), by artifact. */
+  coldStarts: "ociapp.container.cold_starts",
+  /** Histogram, ms: a container's start (image wait included) to the app's hello, by artifact. */
+  startupDuration: "ociapp.container.startup.duration",
+  /** ObservableGauge, {container}: containers by artifact and `ociapp.container.state`. */
+  containers: "ociapp.containers",
+  /** ObservableGauge, {call}: calls waiting in the artifact's queue. */
+  queueDepth: "ociapp.queue.depth",
+  /** ObservableCounter, {record}: log records dropped (sink behind, queue full, app-side drops). */
+  logsDropped: "ociapp.logs.dropped",
+  /** Counter, {load}: image loads into the engine, by artifact and outcome ("ok" or "failed"). */
+  imageLoads: "ociapp.image.loads",
+  /** Counter, By: bytes of artifact files streamed to the engine. */
+  imageLoadBytes: "ociapp.image.load.bytes",
+} as const;
+
+/** Attribute names shared by spans and metrics. */
+export const ATTR = {
+  digest: "ociapp.artifact.digest",
+  path: "ociapp.artifact.path",
+  outcome: "ociapp.call.outcome",
+  state: "ociapp.container.state",
+} as const;
+
+/** Bucket boundaries in ms: a warm call takes tens of microseconds, a cold one seconds. */
+const CALL_BUCKETS_MS = [
+  0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000,
+];
+const STARTUP_BUCKETS_MS = [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000];
+
+/** What the observable instruments read: a Runtime (its id and stats()). */
+export interface TelemetrySource {
+  readonly id: string;
+  stats(): RuntimeStats;
+}
+
+/** Container states reported by the gauge ("gone" containers are no longer counted anywhere). */
+const STATES = ["starting", "ready", "draining", "stopping"] as const;
+
+/**
+ * The instruments of one Meter, shared by every Runtime that reports to it. The observable ones are
+ * read once per collection over all of those Runtimes (summed per artifact), through one batch
+ * callback that is registered while at least one of them is open.
+ */
+export class Instruments {
+  readonly calls: Counter;
+  readonly callDuration: Histogram;
+  readonly coldStarts: Counter;
+  readonly startupDuration: Histogram;
+  readonly imageLoads: Counter;
+  readonly imageLoadBytes: Counter;
+  private readonly containers: ObservableGauge;
+  private readonly queueDepth: ObservableGauge;
+  private readonly logsDropped: ObservableCounter;
+  private readonly sources = new Set<TelemetrySource>();
+  /** Dropped log records of the Runtimes that closed: the counter must not go down when one does. */
+  private retiredDropped = 0;
+  /** Metric attributes per artifact ref and outcome, built once: the warm path allocates none. */
+  private readonly attributes = new WeakMap<ArtifactRef, Map<string, Attributes>>();
+
+  constructor(private readonly meter: Meter) {
+    this.calls = meter.createCounter(METRICS.calls, { unit: "{call}", description: "Calls settled" });
+    this.callDuration = meter.createHistogram(METRICS.callDuration, {
+      unit: "ms",
+      description: "Time from execute() to the call settling, queue and cold start included",
+      advice: { explicitBucketBoundaries: CALL_BUCKETS_MS },
+    });
+    this.coldStarts = meter.createCounter(METRICS.coldStarts, {
+      unit: "{container}",
+      description: "Containers started (each a cold start)",
+    });
+    this.startupDuration = meter.createHistogram(METRICS.startupDuration, {
+      unit: "ms",
+      description: "Time from a container's start (image wait included) to the app's hello",
+      advice: { explicitBucketBoundaries: STARTUP_BUCKETS_MS },
+    });
+    this.imageLoads = meter.createCounter(METRICS.imageLoads, { unit: "{load}", description: "Image loads" });
+    this.imageLoadBytes = meter.createCounter(METRICS.imageLoadBytes, {
+      unit: "By",
+      description: "Bytes of artifact files streamed to the engine",
+    });
+    this.containers = meter.createObservableGauge(METRICS.containers, {
+      unit: "{container}",
+      description: "Containers by artifact and state",
+    });
+    this.queueDepth = meter.createObservableGauge(METRICS.queueDepth, {
+      unit: "{call}",
+      description: "Calls waiting in the artifact's queue",
+    });
+    this.logsDropped = meter.createObservableCounter(METRICS.logsDropped, {
+      unit: "{record}",
+      description: "Log records dropped before the logs sink",
+    });
+  }
+
+  /** `{ digest, path, outcome }` for a call's metrics; the same object every time for one pool and outcome. */
+  callAttributes(ref: ArtifactRef | undefined, outcome: string): Attributes {
+    if (ref === undefined) return { [ATTR.outcome]: outcome };
+    let byOutcome = this.attributes.get(ref);
+    if (byOutcome === undefined) {
+      byOutcome = new Map();
+      this.attributes.set(ref, byOutcome);
+    }
+    let attributes = byOutcome.get(outcome);
+    if (attributes === undefined) {
+      attributes = { [ATTR.digest]: ref.digest, [ATTR.path]: ref.path, [ATTR.outcome]: outcome };
+      byOutcome.set(outcome, attributes);
+    }
+    return attributes;
+  }
+
+  /** Starts reporting a Runtime's stats (the batch callback is registered with the first one). */
+  add(source: TelemetrySource): void {
+    if (this.sources.size === 0) {
+      this.meter.addBatchObservableCallback(this.observe, [
+        this.containers,
+        this.queueDepth,
+        this.logsDropped,
+      ]);
+    }
+    this.sources.add(source);
+  }
+
+  /** Stops reading a closed Runtime; its dropped records stay in the counter. */
+  remove(source: TelemetrySource): void {
+    if (!this.sources.delete(source)) return;
+    this.retiredDropped += droppedOf(source);
+    if (this.sources.size === 0) {
+      this.meter.removeBatchObservableCallback(this.observe, [
+        this.containers,
+        this.queueDepth,
+        this.logsDropped,
+      ]);
+    }
+  }
+
+  private readonly observe: BatchObservableCallback = (observer) => {
+    let dropped = this.retiredDropped;
+    // Summed per artifact over the Runtimes: two Runtimes running one artifact report one series.
+    const containers = new Map<string, { attributes: Attributes; count: number }>();
+    const queued = new Map<string, { attributes: Attributes; count: number }>();
+    for (const source of this.sources) {
+      let stats: RuntimeStats;
+      try {
+        stats = source.stats();
+      } catch {
+        continue;
+      }
+      dropped += stats.logs.dropped;
+      for (const artifact of stats.artifacts) {
+        const key = `${artifact.digest}\n${artifact.path}`;
+        for (const state of STATES) {
+          const entry = containers.get(`${key}\n${state}`);
+          if (entry) entry.count += artifact.instances[state];
+          else
+            containers.set(`${key}\n${state}`, {
+              attributes: { [ATTR.digest]: artifact.digest, [ATTR.path]: artifact.path, [ATTR.state]: state },
+              count: artifact.instances[state],
+            });
+        }
+        const entry = queued.get(key);
+        if (entry) entry.count += artifact.queued;
+        else
+          queued.set(key, {
+            attributes: { [ATTR.digest]: artifact.digest, [ATTR.path]: artifact.path },
+            count: artifact.queued,
+          });
+      }
+    }
+    for (const { attributes, count } of containers.values())
+      observer.observe(this.containers, count, attributes);
+    for (const { attributes, count } of queued.values()) observer.observe(this.queueDepth, count, attributes);
+    observer.observe(this.logsDropped, dropped);
+  };
+}
+
+function droppedOf(source: TelemetrySource): number {
+  try {
+    return source.stats().logs.dropped;
+  } catch {
+    return 0;
+  }
+}
+
+const byMeter = new WeakMap<Meter, Instruments>();
+
+/** The instruments of a Meter, created once (a Meter's instruments cannot be removed, so they are reused). */
+export function instrumentsFor(meter: Meter): Instruments {
+  let instruments = byMeter.get(meter);
+  if (instruments === undefined) {
+    instruments = new Instruments(meter);
+    byMeter.set(meter, instruments);
+  }
+  return instruments;
+}

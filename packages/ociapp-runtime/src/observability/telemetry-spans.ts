@@ -1,0 +1,179 @@
+import {
+  type Attributes,
+  ROOT_CONTEXT,
+  type Span,
+  type SpanContext,
+  SpanStatusCode,
+  type Tracer,
+  trace,
+} from "@opentelemetry/api";
+import { MAX_TRACESTATE_CHARS } from "ociapp/protocol";
+import type { ArtifactRef, CallSettledMessage } from "./channels.js";
+import { ATTR, type Instruments, type TelemetrySource } from "./telemetry-metrics.js";
+
+/** Span names: one `ociapp.execute` per call, and a child per phase the call went through. */
+export const SPANS = {
+  /** Kind CLIENT, from execute() to the call settling; its context goes to the app (W3C traceparent). */
+  execute: "ociapp.execute",
+  /** The call waited in its artifact's queue: from queued to sent (or settled, never sent). */
+  queue: "ociapp.queue",
+  /** The artifact's image was streamed to the engine while the call waited. */
+  imageLoad: "ociapp.image.load",
+  /** The container the call went to started while it waited: the pool's start to the app's hello. */
+  containerStart: "ociapp.container.start",
+  /** The call in its container, from the request's write to the answer (for a call that waited). */
+  container: "ociapp.container.call",
+} as const;
+
+/**
+ * Span attributes beyond ATTR's (digest, path, outcome). All under `ociapp.` but `error.type`, the
+ * OpenTelemetry semantic conventions' own (https://opentelemetry.io/docs/specs/semconv/attributes-registry/error/).
+ * Durations are milliseconds (`_ms`).
+ */
+export const SPAN_ATTR = {
+  /** The call's id (the request id the app sees, and LogRecord.requestId). */
+  callId: "ociapp.call.id",
+  /** The artifact as the caller named it: a path, or a manifest digest. */
+  requested: "ociapp.artifact.requested",
+  containerId: "ociapp.container.id",
+  errorType: "error.type",
+  queueWaitMs: "ociapp.call.queue_wait_ms",
+  containerTimeMs: "ociapp.call.container_time_ms",
+  /** The container that answered started while the call waited for it. */
+  coldStart: "ociapp.call.cold_start",
+  /** The artifact's image was loaded while the call waited. */
+  imageLoad: "ociapp.call.image_load",
+  /** Calls waiting for the artifact when this one was queued, itself included. */
+  queueLength: "ociapp.queue.length",
+  startupMs: "ociapp.container.startup_ms",
+  sentBytes: "ociapp.image.sent_bytes",
+  totalBytes: "ociapp.image.total_bytes",
+  loadOutcome: "ociapp.image.outcome",
+} as const;
+
+/** One reporting Runtime: its tracer and the instruments of its meter. */
+export interface Registration {
+  source: TelemetrySource;
+  tracer: Tracer;
+  instruments: Instruments;
+}
+
+/** A container between ociapp:container:started and :exited (times are performance.now()). */
+export interface ContainerTrace {
+  /** When the pool began starting it (the image wait included), and when its app said hello. */
+  beganAt: number;
+  readyAt: number;
+  startupMs: number;
+}
+
+/** An image load between its "start" and its "done" or "failed". */
+export interface LoadTrace {
+  ref: ArtifactRef;
+  startedAt: number;
+  endedAt: number;
+  sentBytes: number;
+  totalBytes: number;
+  failed: boolean;
+}
+
+/** One call between ociapp:call:created and ociapp:call:settled (times are performance.now()). */
+export class CallTrace {
+  queuedAt = -1;
+  queueLength = 0;
+  digest: string | undefined;
+  containerId: string | undefined;
+  /** Set when the container that took the call started while the call waited (a cold start). */
+  container: ContainerTrace | undefined;
+  load: LoadTrace | undefined;
+  constructor(
+    readonly id: string,
+    readonly requested: string,
+    readonly registration: Registration,
+    /** Undefined when the span does not record (no SDK, or sampled out): metrics only. */
+    readonly span: Span | undefined,
+    readonly createdAt: number,
+  ) {}
+}
+
+/** W3C Trace Context (https://www.w3.org/TR/trace-context/): version 00, lowercase hex. */
+export function traceContext(spanContext: SpanContext): { traceparent: string; tracestate?: string } {
+  const flags = (spanContext.traceFlags & 0xff).toString(16).padStart(2, "0");
+  const traceparent = `00-${spanContext.traceId}-${spanContext.spanId}-${flags}`;
+  const tracestate = spanContext.traceState?.serialize();
+  // The app drops a tracestate past 512 chars (ociapp/protocol); sending it would only cost bytes.
+  return tracestate && tracestate.length <= MAX_TRACESTATE_CHARS
+    ? { traceparent, tracestate }
+    : { traceparent };
+}
+
+/** Records a settled call: its metrics, and its span's attributes, phases and end. */
+export function finishCall(call: CallTrace, message: CallSettledMessage): void {
+  const { instruments } = call.registration;
+  const attributes = instruments.callAttributes(message.artifact, message.outcome);
+  instruments.calls.add(1, attributes);
+  instruments.callDuration.record(message.settledAt - message.createdAt, attributes);
+  if (call.span !== undefined) endSpan(call, call.span, message);
+}
+
+function endSpan(call: CallTrace, span: Span, message: CallSettledMessage): void {
+  const { sentAt, settledAt, artifact, outcome } = message;
+  const waitedUntil = sentAt ?? settledAt;
+  // One setAttribute each: an attributes object would be built and then walked again by the SDK.
+  span.setAttribute(SPAN_ATTR.callId, call.id);
+  span.setAttribute(SPAN_ATTR.requested, call.requested);
+  span.setAttribute(ATTR.outcome, outcome);
+  span.setAttribute(SPAN_ATTR.queueWaitMs, call.queuedAt < 0 ? 0 : waitedUntil - call.queuedAt);
+  span.setAttribute(SPAN_ATTR.coldStart, call.container !== undefined);
+  span.setAttribute(SPAN_ATTR.imageLoad, call.load !== undefined);
+  if (artifact !== undefined) {
+    span.setAttribute(ATTR.digest, artifact.digest);
+    span.setAttribute(ATTR.path, artifact.path);
+  }
+  if (call.containerId !== undefined) span.setAttribute(SPAN_ATTR.containerId, call.containerId);
+  if (sentAt !== undefined) span.setAttribute(SPAN_ATTR.containerTimeMs, settledAt - sentAt);
+  if (outcome !== "ok") span.setAttribute(SPAN_ATTR.errorType, outcome);
+
+  const tracer = call.registration.tracer;
+  const parent = trace.setSpan(ROOT_CONTEXT, span);
+  const child = (name: string, start: number, end: number, attributes: Attributes, failed = false) => {
+    const phase = tracer.startSpan(name, { startTime: start, attributes }, parent);
+    if (failed) phase.setStatus({ code: SpanStatusCode.ERROR });
+    phase.end(end);
+  };
+  if (call.queuedAt >= 0) {
+    child(SPANS.queue, call.queuedAt, waitedUntil, { [SPAN_ATTR.queueLength]: call.queueLength });
+  }
+  const load = call.load;
+  if (load !== undefined) {
+    child(
+      SPANS.imageLoad,
+      load.startedAt,
+      load.endedAt,
+      {
+        [ATTR.digest]: load.ref.digest,
+        [SPAN_ATTR.sentBytes]: load.sentBytes,
+        [SPAN_ATTR.totalBytes]: load.totalBytes,
+        [SPAN_ATTR.loadOutcome]: load.failed ? "failed" : "ok",
+      },
+      load.failed,
+    );
+  }
+  const container = call.container;
+  if (container !== undefined) {
+    child(SPANS.containerStart, container.beganAt, container.readyAt, {
+      [SPAN_ATTR.containerId]: call.containerId ?? "",
+      [SPAN_ATTR.startupMs]: container.startupMs,
+    });
+  }
+  // A call that waited gets its time in the container as a phase beside the others; a warm call
+  // (sent at once) is one span, its container time an attribute: a second span per call would double
+  // what tracing costs on the warm path (bench/observability.ts).
+  if (sentAt !== undefined && call.queuedAt >= 0) {
+    child(SPANS.container, sentAt, settledAt, { [SPAN_ATTR.containerId]: call.containerId ?? "" });
+  }
+  if (outcome !== "ok") {
+    if (message.error instanceof Error) span.recordException(message.error, settledAt);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
+  }
+  span.end(settledAt);
+}
