@@ -4,6 +4,7 @@ import type {
   Counter,
   Histogram,
   Meter,
+  Observable,
   ObservableCounter,
   ObservableGauge,
 } from "@opentelemetry/api";
@@ -17,7 +18,11 @@ import type { ArtifactRef } from "./channels.js";
  * namespace. Durations are in milliseconds (unit "ms"), as the runtime's own stats are.
  */
 export const METRICS = {
-  /** Counter, {call}: calls settled, by artifact and outcome ("ok", an OCIAPP_* code, "aborted"). */
+  /**
+   * ObservableCounter, {call}: calls settled, by artifact and outcome ("ok", an OCIAPP_* code,
+   * "aborted"). Tallied in the process and read at collection: a Counter's add() hashes its
+   * attributes on every call, a cost the warm path need not pay twice (the histogram pays it once).
+   */
   calls: "ociapp.calls",
   /** Histogram, ms: execute() to settled, queue and cold start included, by artifact and outcome. */
   callDuration: "ociapp.call.duration",
@@ -51,6 +56,12 @@ const CALL_BUCKETS_MS = [
 ];
 const STARTUP_BUCKETS_MS = [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000];
 
+/** Calls settled with one set of attributes. */
+interface CallTally {
+  attributes: Attributes;
+  count: number;
+}
+
 /** What the observable instruments read: a Runtime (its id and stats()). */
 export interface TelemetrySource {
   readonly id: string;
@@ -66,23 +77,28 @@ const STATES = ["starting", "ready", "draining", "stopping"] as const;
  * callback that is registered while at least one of them is open.
  */
 export class Instruments {
-  readonly calls: Counter;
-  readonly callDuration: Histogram;
+  private readonly callDuration: Histogram;
   readonly coldStarts: Counter;
   readonly startupDuration: Histogram;
   readonly imageLoads: Counter;
   readonly imageLoadBytes: Counter;
+  private readonly calls: ObservableCounter;
   private readonly containers: ObservableGauge;
   private readonly queueDepth: ObservableGauge;
   private readonly logsDropped: ObservableCounter;
   private readonly sources = new Set<TelemetrySource>();
   /** Dropped log records of the Runtimes that closed: the counter must not go down when one does. */
   private retiredDropped = 0;
-  /** Metric attributes per artifact ref and outcome, built once: the warm path allocates none. */
-  private readonly attributes = new WeakMap<ArtifactRef, Map<string, Attributes>>();
+  /** Per artifact ref and outcome, built once: the warm path allocates nothing to count a call. */
+  private readonly byRef = new WeakMap<ArtifactRef, Map<string, CallTally>>();
+  /** The tallies by attributes (digest, path, outcome): two refs of one artifact share one. */
+  private readonly tallies = new Map<string, CallTally>();
 
   constructor(private readonly meter: Meter) {
-    this.calls = meter.createCounter(METRICS.calls, { unit: "{call}", description: "Calls settled" });
+    this.calls = meter.createObservableCounter(METRICS.calls, {
+      unit: "{call}",
+      description: "Calls settled",
+    });
     this.callDuration = meter.createHistogram(METRICS.callDuration, {
       unit: "ms",
       description: "Time from execute() to the call settling, queue and cold start included",
@@ -116,30 +132,41 @@ export class Instruments {
     });
   }
 
-  /** `{ digest, path, outcome }` for a call's metrics; the same object every time for one pool and outcome. */
-  callAttributes(ref: ArtifactRef | undefined, outcome: string): Attributes {
-    if (ref === undefined) return { [ATTR.outcome]: outcome };
-    let byOutcome = this.attributes.get(ref);
-    if (byOutcome === undefined) {
-      byOutcome = new Map();
-      this.attributes.set(ref, byOutcome);
+  /** Counts a settled call and records its duration (ms, execute() to settled). */
+  recordCall(ref: ArtifactRef | undefined, outcome: string, durationMs: number): void {
+    const tally = this.tallyOf(ref, outcome);
+    tally.count++;
+    this.callDuration.record(durationMs, tally.attributes);
+  }
+
+  private tallyOf(ref: ArtifactRef | undefined, outcome: string): CallTally {
+    let byOutcome = ref === undefined ? undefined : this.byRef.get(ref);
+    const cached = byOutcome?.get(outcome);
+    if (cached !== undefined) return cached;
+    const attributes: Attributes =
+      ref === undefined
+        ? { [ATTR.outcome]: outcome }
+        : { [ATTR.digest]: ref.digest, [ATTR.path]: ref.path, [ATTR.outcome]: outcome };
+    const key = ref === undefined ? `\n\n${outcome}` : `${ref.digest}\n${ref.path}\n${outcome}`;
+    let tally = this.tallies.get(key);
+    if (tally === undefined) {
+      tally = { attributes, count: 0 };
+      this.tallies.set(key, tally);
     }
-    let attributes = byOutcome.get(outcome);
-    if (attributes === undefined) {
-      attributes = { [ATTR.digest]: ref.digest, [ATTR.path]: ref.path, [ATTR.outcome]: outcome };
-      byOutcome.set(outcome, attributes);
+    if (ref !== undefined) {
+      if (byOutcome === undefined) {
+        byOutcome = new Map();
+        this.byRef.set(ref, byOutcome);
+      }
+      byOutcome.set(outcome, tally);
     }
-    return attributes;
+    return tally;
   }
 
   /** Starts reporting a Runtime's stats (the batch callback is registered with the first one). */
   add(source: TelemetrySource): void {
     if (this.sources.size === 0) {
-      this.meter.addBatchObservableCallback(this.observe, [
-        this.containers,
-        this.queueDepth,
-        this.logsDropped,
-      ]);
+      this.meter.addBatchObservableCallback(this.observe, this.observables());
     }
     this.sources.add(source);
   }
@@ -149,15 +176,17 @@ export class Instruments {
     if (!this.sources.delete(source)) return;
     this.retiredDropped += droppedOf(source);
     if (this.sources.size === 0) {
-      this.meter.removeBatchObservableCallback(this.observe, [
-        this.containers,
-        this.queueDepth,
-        this.logsDropped,
-      ]);
+      this.meter.removeBatchObservableCallback(this.observe, this.observables());
     }
   }
 
+  private observables(): Observable[] {
+    return [this.calls, this.containers, this.queueDepth, this.logsDropped];
+  }
+
   private readonly observe: BatchObservableCallback = (observer) => {
+    for (const { attributes, count } of this.tallies.values())
+      observer.observe(this.calls, count, attributes);
     let dropped = this.retiredDropped;
     // Summed per artifact over the Runtimes: two Runtimes running one artifact report one series.
     const containers = new Map<string, { attributes: Attributes; count: number }>();

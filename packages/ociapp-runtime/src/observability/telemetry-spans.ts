@@ -85,6 +85,8 @@ export class CallTrace {
   /** Set when the container that took the call started while the call waited (a cold start). */
   container: ContainerTrace | undefined;
   load: LoadTrace | undefined;
+  /** Its ociapp:call:settled message, until the span and metrics are recorded. */
+  settled: CallSettledMessage | undefined;
   constructor(
     readonly id: string,
     readonly requested: string,
@@ -108,10 +110,11 @@ export function traceContext(spanContext: SpanContext): { traceparent: string; t
 
 /** Records a settled call: its metrics, and its span's attributes, phases and end. */
 export function finishCall(call: CallTrace, message: CallSettledMessage): void {
-  const { instruments } = call.registration;
-  const attributes = instruments.callAttributes(message.artifact, message.outcome);
-  instruments.calls.add(1, attributes);
-  instruments.callDuration.record(message.settledAt - message.createdAt, attributes);
+  call.registration.instruments.recordCall(
+    message.artifact,
+    message.outcome,
+    message.settledAt - message.createdAt,
+  );
   if (call.span !== undefined) endSpan(call, call.span, message);
 }
 

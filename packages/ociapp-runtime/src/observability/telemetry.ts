@@ -222,7 +222,7 @@ function onSent(message: CallSentMessage): void {
 }
 
 /** Settled calls whose span and metrics are recorded at the next check phase (finishSoon). */
-let settled: [CallTrace, CallSettledMessage][] = [];
+let settled: CallTrace[] = [];
 let finishScheduled = false;
 
 /**
@@ -235,7 +235,8 @@ function onSettled(message: CallSettledMessage): void {
   const call = calls.get(message.id);
   if (call === undefined) return;
   calls.delete(message.id);
-  settled.push([call, message]);
+  call.settled = message;
+  settled.push(call);
   if (!finishScheduled) {
     finishScheduled = true;
     setImmediate(finishSettled);
@@ -246,9 +247,9 @@ function finishSettled(): void {
   finishScheduled = false;
   const batch = settled;
   settled = [];
-  for (const [call, message] of batch) {
+  for (const call of batch) {
     try {
-      finishCall(call, message);
+      finishCall(call, call.settled as CallSettledMessage);
     } catch {
       // a faulty tracer or meter costs its own records only
     }
