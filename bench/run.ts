@@ -21,6 +21,7 @@ import {
   type Throughput,
   timeIt,
 } from "./measure.js";
+import { measureObservability } from "./observability.js";
 import { measureParsing } from "./parse-limits.js";
 import { type RawEcho, startContainerEcho, startHostEcho } from "./raw-baselines.js";
 import { measureRemote } from "./remote.js";
@@ -215,6 +216,10 @@ try {
   log("remote: agent over TLS on loopback and across a namespace hop, beside local");
   const remote = await measureRemote(artifact.path, log);
 
+  // Last: it installs a global OpenTelemetry context manager for its rounds (disabled after).
+  log("observability: logs and OpenTelemetry enabled beside disabled, interleaved rounds");
+  const observability = await measureObservability(artifact.path, 5, log);
+
   const warmP50 = one.latency.p50Us;
   const results = {
     measuredAt: new Date().toISOString(),
@@ -265,6 +270,7 @@ try {
     parsing,
     remote,
     sandboxes,
+    observability,
   };
   await writeFile(RESULTS, `${JSON.stringify(results, null, 2)}\n`);
 
@@ -364,6 +370,31 @@ try {
     `${remote.loopback.throughput256.callsPerSecond}/s`,
     `local ${remote.local.throughput256.callsPerSecond}/s`,
     `${ratio(remote.loopback.throughput256.callsPerSecond, remote.local.throughput256.callsPerSecond)}x`,
+  ]);
+  const obs = observability.modes;
+  rows.push([
+    "warm p50, logs + OpenTelemetry on (min-max)",
+    `${obs.enabled.warmP50Us.median} us (${obs.enabled.warmP50Us.min}-${obs.enabled.warmP50Us.max})`,
+    `off ${obs.disabled.warmP50Us.median} us (${obs.disabled.warmP50Us.min}-${obs.disabled.warmP50Us.max})`,
+    `${observability.enabledVsDisabled.warmP50}x`,
+  ]);
+  rows.push([
+    "throughput 256 callers, logs + OpenTelemetry on",
+    `${obs.enabled.throughput256PerSecond.median}/s`,
+    `off ${obs.disabled.throughput256PerSecond.median}/s`,
+    `${observability.enabledVsDisabled.throughput256}x`,
+  ]);
+  rows.push([
+    "warm p50, telemetry: true without an SDK",
+    `${obs.noSdk.warmP50Us.median} us`,
+    `off ${obs.disabled.warmP50Us.median} us`,
+    `${observability.noSdkVsDisabled.warmP50}x`,
+  ]);
+  rows.push([
+    "telemetry subscribers' CPU per call, SDK / none",
+    `${observability.subscriberCpuUs.sdk.median} us`,
+    `${observability.subscriberCpuUs.noSdk.median} us`,
+    "",
   ]);
   const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c]?.length ?? 0), 8));
   const header: [string, string, string, string] = ["figure", "ociapp", "baseline", "ratio"];

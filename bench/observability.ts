@@ -1,0 +1,244 @@
+// What observability costs on the warm path: warm p50 and throughput (256 callers) with logs and
+// OpenTelemetry tracing and metrics enabled (in-memory span exporter, a metric reader) beside both
+// disabled, and beside `telemetry: true` with no SDK installed (the global no-op providers), in
+// interleaved rounds of one run (the order rotates each round), each round a new Runtime.
+// Issue 14's target: enabled costs at most 10% at p50, read against the run's spread.
+// Run alone: node --expose-gc --conditions=source --import tsx bench/observability.ts <artifact.ociapp> [rounds]
+
+import { context } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { MeterProvider, MetricReader } from "@opentelemetry/sdk-metrics";
+import {
+  BasicTracerProvider,
+  BatchSpanProcessor,
+  InMemorySpanExporter,
+  type ReadableSpan,
+} from "@opentelemetry/sdk-trace-base";
+import { type ArtifactRef, channels, type LogRecord, Runtime, type RuntimeOptions } from "ociapp-runtime";
+import { measureLatency, measureThroughput, ratio, round } from "./measure.js";
+
+const PAYLOAD = { value: "hello" };
+const LATENCY_CALLS = 2_000;
+const THROUGHPUT_CALLS = 10_000;
+const CALLERS = 256;
+
+export type Mode = "disabled" | "enabled" | "noSdk";
+const MODES: Mode[] = ["disabled", "enabled", "noSdk"];
+
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+}
+
+export interface ObservabilityFigures {
+  rounds: number;
+  modes: Record<Mode, { warmP50Us: Spread; throughput256PerSecond: Spread }>;
+  /** Enabled over disabled: ratio of the medians, and the same-round ratios' spread. */
+  enabledVsDisabled: { warmP50: number; warmP50PerRound: Spread; throughput256: number };
+  noSdkVsDisabled: { warmP50: number; warmP50PerRound: Spread; throughput256: number };
+  /** (max - min) / median of the disabled rounds' p50: the noise a ratio is read against. */
+  disabledP50Spread: number;
+  /**
+   * Issue 14's target (enabled at most 1.10x disabled at p50), read on the same-round ratios: "met"
+   * when every round is within it, "missed" when every round is above it, else "within the spread".
+   */
+  target: "met" | "missed" | "within the spread";
+  spansExported: number;
+  logRecords: number;
+  /**
+   * Host CPU per warm call of the telemetry subscribers alone (no container, no socket): the channel
+   * messages of one call published as the runtime publishes them, deferred recording included.
+   */
+  subscriberCpuUs: { noSdk: Spread; sdk: Spread };
+}
+
+/**
+ * The SDK's in-memory exporter, emptied after each export as a real exporter's memory is (spans sent
+ * away): an exporter that kept 100,000 spans would measure the garbage collector, not the tracing.
+ */
+class CountingExporter extends InMemorySpanExporter {
+  exported = 0;
+  override export(
+    spans: ReadableSpan[],
+    resultCallback: Parameters<InMemorySpanExporter["export"]>[1],
+  ): void {
+    this.exported += spans.length;
+    super.export(spans, resultCallback);
+    this.reset();
+  }
+}
+
+class IdleReader extends MetricReader {
+  protected override async onForceFlush(): Promise<void> {}
+  protected override async onShutdown(): Promise<void> {}
+}
+
+/**
+ * The events of `calls` warm calls (created, sent, settled), published as the runtime does for a
+ * Runtime with telemetry on, timed in batches of 1,000 with the deferred recording (one
+ * setImmediate) inside the time; minus the same loop with nothing subscribed (what a Runtime
+ * without telemetry does: a hasSubscribers check per event). Microseconds per call.
+ */
+async function subscriberCost(options: RuntimeOptions, calls = 50_000): Promise<number> {
+  const artifact: ArtifactRef = { digest: `sha256:${"e".repeat(64)}`, path: "/srv/echo.ociapp" };
+  const containerId = "c".repeat(64);
+  let next = 0;
+  const batch = async (runtimeId: string | undefined): Promise<number> => {
+    const started = performance.now();
+    for (let i = 0; i < 1_000; i++) {
+      const id = `bench-${++next}`;
+      const createdAt = performance.now();
+      if (channels.callCreated.hasSubscribers && runtimeId !== undefined) {
+        channels.callCreated.publish({ id, runtimeId, artifact: artifact.path });
+      }
+      if (channels.callSent.hasSubscribers) channels.callSent.publish({ id, artifact, containerId });
+      if (channels.callSettled.hasSubscribers) {
+        const now = performance.now();
+        channels.callSettled.publish({
+          id,
+          artifact,
+          outcome: "ok",
+          error: undefined,
+          createdAt,
+          sentAt: now,
+          settledAt: now,
+        });
+      }
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+    return performance.now() - started;
+  };
+  const measure = async (runtimeId: string | undefined) => {
+    for (let i = 0; i < 5; i++) await batch(runtimeId);
+    let ms = 0;
+    for (let i = 0; i < calls / 1_000; i++) ms += await batch(runtimeId);
+    return (ms * 1_000) / calls;
+  };
+  const bare = await measure(undefined);
+  const runtime = new Runtime(options);
+  try {
+    return round((await measure(runtime.id)) - bare, 2);
+  } finally {
+    await runtime.close();
+  }
+}
+
+function spread(values: number[]): Spread {
+  const sorted = [...values].sort((a, b) => a - b);
+  return {
+    median: round(sorted[Math.floor(sorted.length / 2)] ?? Number.NaN, 3),
+    min: round(sorted[0] ?? Number.NaN, 3),
+    max: round(sorted.at(-1) ?? Number.NaN, 3),
+  };
+}
+
+/** `rounds` rounds, each measuring every mode on a fresh Runtime, in an order that rotates per round. */
+export async function measureObservability(
+  artifact: string,
+  rounds = 5,
+  log: (line: string) => void = () => undefined,
+): Promise<ObservabilityFigures> {
+  // What a service with an OpenTelemetry SDK has: a context manager, a batching span processor.
+  const contextManager = new AsyncLocalStorageContextManager().enable();
+  context.setGlobalContextManager(contextManager);
+  const exporter = new CountingExporter();
+  const tracerProvider = new BasicTracerProvider({
+    spanProcessors: [new BatchSpanProcessor(exporter)],
+  });
+  const reader = new IdleReader();
+  const meterProvider = new MeterProvider({ readers: [reader] });
+  let logRecords = 0;
+  const options: Record<Mode, RuntimeOptions> = {
+    disabled: {},
+    enabled: {
+      telemetry: { tracerProvider, meterProvider },
+      logs: (_record: LogRecord) => {
+        logRecords++;
+      },
+    },
+    // The global providers, which nothing registered: what `telemetry: true` costs without an SDK.
+    noSdk: { telemetry: true },
+  };
+  const cpu = { noSdk: [] as number[], sdk: [] as number[] };
+  const samples: Record<Mode, { p50: number[]; perSecond: number[] }> = {
+    disabled: { p50: [], perSecond: [] },
+    enabled: { p50: [], perSecond: [] },
+    noSdk: { p50: [], perSecond: [] },
+  };
+  try {
+    for (let i = 0; i < rounds; i++) {
+      const order = MODES.map((_, k) => MODES[(k + i) % MODES.length] as Mode);
+      for (const mode of order) {
+        const runtime = new Runtime(options[mode]);
+        try {
+          await runtime.execute(artifact, PAYLOAD);
+          const latency = await measureLatency(() => runtime.execute(artifact, PAYLOAD), LATENCY_CALLS);
+          const throughput = await measureThroughput(
+            () => runtime.execute(artifact, PAYLOAD),
+            CALLERS,
+            THROUGHPUT_CALLS,
+          );
+          samples[mode].p50.push(latency.p50Us);
+          samples[mode].perSecond.push(throughput.callsPerSecond);
+          log(
+            `observability: round ${i + 1} ${mode}: p50 ${latency.p50Us} us, ${throughput.callsPerSecond}/s`,
+          );
+        } finally {
+          await runtime.close();
+        }
+        await tracerProvider.forceFlush();
+        globalThis.gc?.();
+      }
+      cpu.noSdk.push(await subscriberCost(options.noSdk));
+      cpu.sdk.push(await subscriberCost({ telemetry: options.enabled.telemetry }));
+      await tracerProvider.forceFlush();
+      log(
+        `observability: round ${i + 1} subscribers alone: no SDK ${cpu.noSdk.at(-1)} us, SDK ${cpu.sdk.at(-1)} us per call`,
+      );
+    }
+    await reader.collect();
+  } finally {
+    await tracerProvider.shutdown();
+    await meterProvider.shutdown();
+    context.disable();
+  }
+  const modes = Object.fromEntries(
+    MODES.map((mode) => [
+      mode,
+      { warmP50Us: spread(samples[mode].p50), throughput256PerSecond: spread(samples[mode].perSecond) },
+    ]),
+  ) as ObservabilityFigures["modes"];
+  const versus = (mode: Mode) => ({
+    warmP50: ratio(modes[mode].warmP50Us.median, modes.disabled.warmP50Us.median),
+    warmP50PerRound: spread(samples[mode].p50.map((p50, i) => p50 / (samples.disabled.p50[i] ?? Number.NaN))),
+    throughput256: ratio(
+      modes[mode].throughput256PerSecond.median,
+      modes.disabled.throughput256PerSecond.median,
+    ),
+  });
+  const disabled = modes.disabled.warmP50Us;
+  const enabledVsDisabled = versus("enabled");
+  const perRound = enabledVsDisabled.warmP50PerRound;
+  return {
+    rounds,
+    modes,
+    enabledVsDisabled,
+    noSdkVsDisabled: versus("noSdk"),
+    disabledP50Spread: round((disabled.max - disabled.min) / disabled.median, 3),
+    target: perRound.max <= 1.1 ? "met" : perRound.min > 1.1 ? "missed" : "within the spread",
+    spansExported: exporter.exported,
+    logRecords,
+    subscriberCpuUs: { noSdk: spread(cpu.noSdk), sdk: spread(cpu.sdk) },
+  };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const artifact = process.argv[2];
+  if (!artifact) throw new Error("usage: bench/observability.ts <artifact.ociapp> [rounds]");
+  const rounds = Number(process.argv[3] ?? 5);
+  const result = await measureObservability(artifact, rounds, (line) =>
+    process.stderr.write(`[bench] ${line}\n`),
+  );
+  console.log(JSON.stringify(result, null, 2));
+}
