@@ -19,7 +19,10 @@ export const SPANS = {
   queue: "ociapp.queue",
   /** The artifact's image was streamed to the engine while the call waited. */
   imageLoad: "ociapp.image.load",
-  /** The container the call went to started while it waited: the pool's start to the app's hello. */
+  /**
+   * The container the call went to started while it waited: from the pool's start (or the end of the
+   * image load the call waited for) to the app's hello.
+   */
   containerStart: "ociapp.container.start",
   /** The call in its container, from the request's write to the answer (for a call that waited). */
   container: "ociapp.container.call",
@@ -45,6 +48,7 @@ export const SPAN_ATTR = {
   imageLoad: "ociapp.call.image_load",
   /** Calls waiting for the artifact when this one was queued, itself included. */
   queueLength: "ociapp.queue.length",
+  /** The runtime's startup figure (ociapp:container:ready): the pool's start to the hello, image wait included. */
   startupMs: "ociapp.container.startup_ms",
   sentBytes: "ociapp.image.sent_bytes",
   totalBytes: "ociapp.image.total_bytes",
@@ -163,7 +167,10 @@ function endSpan(call: CallTrace, span: Span, message: CallSettledMessage): void
   }
   const container = call.container;
   if (container !== undefined) {
-    child(SPANS.containerStart, container.beganAt, container.readyAt, {
+    // The runtime's startup time counts from the pool's start, image wait included: the span
+    // begins once the image this call waited for was there, so it does not overlap the load's.
+    const began = load === undefined ? container.beganAt : Math.max(container.beganAt, load.endedAt);
+    child(SPANS.containerStart, began, container.readyAt, {
       [SPAN_ATTR.containerId]: call.containerId ?? "",
       [SPAN_ATTR.startupMs]: container.startupMs,
     });
