@@ -385,6 +385,12 @@ try {
     `${observability.enabledVsDisabled.throughput256}x`,
   ]);
   rows.push([
+    "warm p50, logs + OpenTelemetry, 1 trace in 10",
+    `${obs.sampled.warmP50Us.median} us`,
+    `off ${obs.disabled.warmP50Us.median} us`,
+    `${observability.sampledVsDisabled.warmP50}x`,
+  ]);
+  rows.push([
     "warm p50, telemetry: true without an SDK",
     `${obs.noSdk.warmP50Us.median} us`,
     `off ${obs.disabled.warmP50Us.median} us`,

@@ -12,8 +12,8 @@ import { allBlocks, type Block, ROOT, RUN_ELSEWHERE, where } from "./blocks.js";
 
 // Runs the READMEs' code blocks as written (tests/docs/blocks.ts says how each language runs and
 // what the directives provide), on the Node running the tests (20 in CI), against the packages'
-// built dist as a user gets them: the blocks import ociapp, ociapp-build and ociapp-runtime from a
-// scratch folder whose node_modules links the workspace packages, and sh blocks find the
+// built dist as a user gets them: the blocks import ociapp, ociapp-build and ociapp-runtime (and the
+// OpenTelemetry SDK) from a scratch folder whose node_modules links the workspace packages, and sh blocks find the
 // ociapp-build and ociapp commands on PATH. sh blocks run from the repository root.
 
 const execFileAsync = promisify(execFile);
@@ -160,6 +160,12 @@ beforeAll(async () => {
   const zod = await realpath(join(ROOT, "packages/ociapp/node_modules/zod"));
   await symlink(zod, join(scratch, "node_modules", "zod"), "dir");
   await symlink(join(ROOT, "node_modules/@types/node"), join(scratch, "node_modules/@types/node"), "dir");
+  // The OpenTelemetry API and SDK a service installs beside ociapp-runtime (its README's tracing blocks).
+  await mkdir(join(scratch, "node_modules", "@opentelemetry"));
+  for (const name of ["api", "sdk-trace-base", "sdk-metrics", "context-async-hooks"]) {
+    const target = await realpath(join(ROOT, "node_modules/@opentelemetry", name));
+    await symlink(target, join(scratch, "node_modules/@opentelemetry", name), "dir");
+  }
   await writeFile(join(scratch, "package.json"), '{ "type": "module", "private": true }\n');
   await copyFile(join(ROOT, "examples/echo-app/src/main.ts"), join(scratch, "echo-app.ts"));
 

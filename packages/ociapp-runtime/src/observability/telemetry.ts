@@ -181,11 +181,13 @@ function onCreated(message: CallCreatedMessage): void {
   const registration = registrations.get(message.runtimeId);
   if (registration === undefined) return;
   // Published inside execute(): the active context is the caller's, so its span is the parent. The
-  // span starts bare; its attributes are set when it ends, off the call's path (finishSoon).
+  // span starts bare; its attributes are set when it ends, off the call's path (onSettled).
   const span = registration.tracer.startSpan(SPANS.execute, { kind: SpanKind.CLIENT }, context.active());
   const spanContext = span.spanContext();
-  // Carried even when not recording (sampled out): the app still joins the caller's trace.
-  if (isSpanContextValid(spanContext)) message.trace = traceContext(spanContext);
+  // Carried even when not recording (sampled out): the app still joins the caller's trace. A trace
+  // that another subscriber of the channel set first is left as it is.
+  if (message.trace === undefined && isSpanContextValid(spanContext))
+    message.trace = traceContext(spanContext);
   calls.set(
     message.id,
     new CallTrace(
@@ -201,7 +203,7 @@ function onCreated(message: CallCreatedMessage): void {
 function onQueued(message: CallQueuedMessage): void {
   const call = calls.get(message.id);
   if (call === undefined) return;
-  owners.set(message.artifact, call.registration);
+  learnOwner(message.artifact, call.registration);
   call.digest = message.artifact.digest;
   // A call refused by a draining container is queued again: its wait began the first time.
   if (call.queuedAt < 0) {
@@ -213,7 +215,7 @@ function onQueued(message: CallQueuedMessage): void {
 function onSent(message: CallSentMessage): void {
   const call = calls.get(message.id);
   if (call === undefined) return;
-  owners.set(message.artifact, call.registration);
+  learnOwner(message.artifact, call.registration);
   call.digest = message.artifact.digest;
   call.containerId = message.containerId;
   const container = containers.get(message.containerId);
@@ -314,6 +316,11 @@ function onContainerReady(message: ContainerMessage): void {
 
 function onContainerExited(message: ContainerMessage): void {
   containers.delete(message.containerId);
+}
+
+/** A pool's ref keeps its object while its path does: one WeakMap write per pool, not per call. */
+function learnOwner(ref: ArtifactRef, registration: Registration): void {
+  if (owners.get(ref) !== registration) owners.set(ref, registration);
 }
 
 /**
