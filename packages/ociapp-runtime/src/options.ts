@@ -4,6 +4,11 @@ import type { Engine } from "./engines/engine.js";
 
 export type { ImageOptions } from "./images/image-options.js";
 
+import {
+  type ArtifactSettings,
+  type ResolvedArtifactSettings,
+  resolveArtifactSettings,
+} from "./artifacts/artifact-settings.js";
 import { OptionsError } from "./errors.js";
 import type { LogSink } from "./observability/logs.js";
 import type { ContainerOptions, ResolvedContainerOptions } from "./options/container.js";
@@ -22,6 +27,12 @@ import {
 } from "./images/image-options.js";
 
 export interface RuntimeOptions {
+  /**
+   * Settings per artifact, keyed by manifest digest or by an alias bound to a path or digest (see
+   * ArtifactSettings): maxInstances, maxConcurrency, minInstances, env, memory, nanoCpus over the
+   * Runtime's. The app's declared defaults only lower them.
+   */
+  artifacts?: Record<string, ArtifactSettings>;
   /**
    * Where every line the containers write goes (the app, and any process it runs), and the app's own
    * console lines during an execute, tagged with the request id: a function, e.g. `stderrLogs()`.
@@ -122,6 +133,8 @@ export interface CallOptions {
 }
 
 export interface ResolvedOptions {
+  /** Per-artifact settings by digest or alias (empty when none). */
+  artifacts: Map<string, ResolvedArtifactSettings>;
   startupTimeout: number;
   requestTimeout: number;
   shutdownTimeout: number;
@@ -171,6 +184,7 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
     throw new OptionsError(`Runtime options must be an object (got ${show(options)})`);
   }
   const known = new Set([
+    "artifacts",
     "logs",
     "engine",
     "startupTimeout",
@@ -244,6 +258,7 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
     );
   }
   return {
+    artifacts: resolveArtifactSettings(options.artifacts, RESERVED_ENV),
     startupTimeout: integer(scope, "startupTimeout", options.startupTimeout, 10_000, 1),
     requestTimeout: integer(scope, "requestTimeout", options.requestTimeout, 30_000, 1),
     shutdownTimeout: integer(scope, "shutdownTimeout", options.shutdownTimeout, 10_000, 0),

@@ -26,6 +26,8 @@ export interface PoolConfig {
   /** The runtime-wide bound on partly received frames. */
   budget: ReceiveBudget;
   logs: LogDispatcher | undefined;
+  /** The alias this pool serves (its settings are its own), if any. */
+  alias?: string;
   now: () => number;
   /** Runs once before the runtime's first container (the orphan sweep). */
   prepare: () => Promise<void>;
@@ -46,6 +48,18 @@ export interface ArtifactStats {
   containers: ContainerStats[];
   /** Percentiles of its last 1,024 answered calls, from execute() to the answer. */
   latency: LatencyStats;
+  /** The alias its calls came through (a pool of its own), if any. */
+  alias?: string;
+  /** What this pool runs with: the Runtime's options, the service's settings, the app's defaults. */
+  settings: {
+    maxInstances: number;
+    maxConcurrency: number;
+    minInstances: number;
+    /** Bytes; 0: no limit. */
+    memory: number;
+    /** Billionths of a CPU; 0: no limit. */
+    nanoCpus: number;
+  };
 }
 
 /**
@@ -419,6 +433,14 @@ export class Pool implements CallHolder, InstanceEvents {
       imageLoads: this.imageLoads,
       containers: [...this.instances].map((instance) => instance.info(now)),
       latency: this.latency.stats(),
+      ...(this.config.alias === undefined ? {} : { alias: this.config.alias }),
+      settings: {
+        maxInstances: this.config.options.maxInstances,
+        maxConcurrency: this.config.options.maxConcurrency,
+        minInstances: this.config.options.minInstances,
+        memory: this.config.options.container.memory,
+        nanoCpus: this.config.options.container.nanoCpus,
+      },
     };
   }
 }

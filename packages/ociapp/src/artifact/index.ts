@@ -42,3 +42,9 @@ export {
   type ReadArtifactOptions,
   readArtifactIndex,
 } from "./read-artifact.js";
+export {
+  RUNTIME_DEFAULTS,
+  type RuntimeDefaults,
+  readRuntimeDefaults,
+  runtimeDefaultsAnnotations,
+} from "./runtime-defaults.js";

@@ -228,6 +228,7 @@ export class RemoteExecutor implements Executor {
           // Per container and latency figures stay with each agent (its /v1/status, /metrics).
           containers: [],
           latency: { count: 0, p50Ms: 0, p90Ms: 0, p99Ms: 0 },
+          settings: { maxInstances: 0, maxConcurrency: 0, minInstances: 0, memory: 0, nanoCpus: 0 },
         };
         known.instances.ready += entry.ready;
         known.inFlight += entry.inFlight;
