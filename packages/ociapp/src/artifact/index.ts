@@ -48,3 +48,5 @@ export {
   readRuntimeDefaults,
   runtimeDefaultsAnnotations,
 } from "./runtime-defaults.js";
+/** The tar header fields both artifact readers and the agent's upload verifier parse (TarHeaderError on a malformed one). */
+export * as tarHeader from "./tar-header.js";
