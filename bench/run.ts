@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { build } from "ociapp-build";
 import { DockerEngine, Runtime, type RuntimeOptions } from "ociapp-runtime";
+import { measureBuilds } from "./build.js";
 import { DEFAULT_RUN_FLAGS, measureEngineFloor } from "./engine-floor.js";
 import { measureFailures } from "./failures.js";
 import {
@@ -215,6 +216,9 @@ try {
   log("remote: agent over TLS on loopback and across a namespace hop, beside local");
   const remote = await measureRemote(artifact.path, log);
 
+  log("builds: no-change and one-line-change rebuilds, sqlite-app sizes");
+  const builds = await measureBuilds({ rounds: 5, sizes: true }, log);
+
   const warmP50 = one.latency.p50Us;
   const results = {
     measuredAt: new Date().toISOString(),
@@ -254,7 +258,7 @@ try {
       runtimeLoadMs: runtimeLoad.ms,
       loadsWhenEngineHoldsImage: skipped,
     },
-    build: { coldMs: cold.ms, cachedMs: cached.ms },
+    build: { coldMs: cold.ms, cachedMs: cached.ms, rebuilds: builds },
     noCpuQuota: {
       raw256: unlimitedRaw,
       runtime256: unlimitedRuntime,
@@ -315,6 +319,22 @@ try {
   ]);
   rows.push(["loads when engine holds image", String(skipped), "0", ""]);
   rows.push(["build cold / cached", `${cold.ms} / ${cached.ms} ms`, "", ""]);
+  rows.push([
+    "rebuild, no change: tsc app / no build script",
+    `${builds.noChange.totalMs.median} / ${builds.noChangeWithoutScript.totalMs.median} ms`,
+    "",
+    builds.noChange.reused && builds.noChangeWithoutScript.reused ? "artifact reused" : "REBUILT",
+  ]);
+  rows.push(["rebuild, one-line change", `${builds.oneLineChange.totalMs.median} ms`, "", ""]);
+  if (builds.sqliteSizes) {
+    const mib = (bytes: number) => `${round(bytes / 1024 ** 2)} MiB`;
+    rows.push([
+      "sqlite-app artifact, managed",
+      mib(builds.sqliteSizes.managed),
+      `hand-written ${mib(builds.sqliteSizes.twoStage)}`,
+      `${ratio(builds.sqliteSizes.managed, builds.sqliteSizes.twoStage)}x`,
+    ]);
+  }
   rows.push([
     "artifact size",
     `${round(artifact.bytes / 1024 ** 2)} MiB`,
