@@ -292,7 +292,10 @@ export class RemoteExecutor implements Executor {
     for (;;) {
       const agent = this.directory.pick(digest, tried, this.maxOutstanding);
       if (agent === undefined) {
-        if (tried.size === 0 && this.directory.size > 0) throw new QueueFullError(this.maxOutstanding);
+        if (tried.size === 0 && this.directory.size > 0) throw new QueueFullError(
+            this.maxOutstanding,
+            `every agent has ${this.maxOutstanding} calls outstanding (maxOutstanding); RemoteExecutor has no queue of its own`,
+          );
         throw new AgentUnavailableError(
           `no agent could take the call (${tried.size} tried): ${(lastReason as Error)?.message ?? "none reachable"}`,
           { cause: lastReason },
@@ -381,6 +384,7 @@ export class RemoteExecutor implements Executor {
       path: ROUTES.status,
       headers: { authorization: this.authorization },
       deadline: 10_000,
+      background: true,
     });
     if (answer.status !== 200) throw this.failure(answer, agent, "");
     return JSON.parse(answer.body.toString("utf8")) as StatusReport;
