@@ -292,7 +292,8 @@ export class RemoteExecutor implements Executor {
     for (;;) {
       const agent = this.directory.pick(digest, tried, this.maxOutstanding);
       if (agent === undefined) {
-        if (tried.size === 0 && this.directory.size > 0) throw new QueueFullError(
+        if (tried.size === 0 && this.directory.size > 0)
+          throw new QueueFullError(
             this.maxOutstanding,
             `every agent has ${this.maxOutstanding} calls outstanding (maxOutstanding); RemoteExecutor has no queue of its own`,
           );
