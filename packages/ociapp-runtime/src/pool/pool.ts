@@ -74,6 +74,8 @@ export class Pool implements CallHolder, InstanceEvents {
   private readonly startWaiters = new Set<(error: unknown) => void>();
   /** Aborted by close(): ends image work (ping, inspect, load) in progress. */
   private readonly closeAbort = new AbortController();
+  /** Refreshes the image's last-used record: set by ensureImage, run at the next ready container. */
+  private markUsed: (() => void) | undefined;
   /** When a start last failed: the reaper does not retry minInstances in a tight loop. */
   private lastStartFailure = Number.NEGATIVE_INFINITY;
 
@@ -220,15 +222,24 @@ export class Pool implements CallHolder, InstanceEvents {
       const ask = <T>(run: (signal: AbortSignal) => Promise<T>, action: string) =>
         engineCall(run, options.startupTimeout, action, closing);
       const image = (async () => {
-        await ask((signal) => engine.ping(signal), "answer a ping");
-        await this.config.prepare();
         const inspect = `say whether it holds image ${digest}`;
-        if (await ask((signal) => engine.hasImage(digest, signal), inspect)) {
-          // The shared last-used record, before the container that uses the image exists: another
-          // runtime's retention then sees the image as used. Best effort, bounded.
+        // The orphan sweep and the image question go out together (cold start: each is an engine
+        // round trip the first container would otherwise wait for in turn).
+        const prepared = ask((signal) => engine.ping(signal), "answer a ping").then(() =>
+          this.config.prepare(),
+        );
+        const held = ask((signal) => engine.hasImage(digest, signal), inspect);
+        held.catch(() => undefined);
+        await prepared;
+        if (await held) {
+          // The shared last-used record, which another runtime's retention reads, is refreshed once
+          // the first container is ready (onReady): by then that container protects the image, and
+          // the request does not compete with the create and start a cold start waits for (on the
+          // containerd store a tag and a create contend). Best effort, bounded.
           const mark = engine.markImageUsed?.bind(engine);
           if (mark)
-            await ask((signal) => mark(digest, signal), "record an image's use").catch(() => undefined);
+            this.markUsed = () =>
+              void ask((signal) => mark(digest, signal), "record an image's use").catch(() => undefined);
           return;
         }
         this.imageLoads++;
@@ -292,6 +303,8 @@ export class Pool implements CallHolder, InstanceEvents {
     while (this.queue.length > 0 && instance.inFlight < instance.capacity) {
       instance.send(this.queue.shift() as Call);
     }
+    this.markUsed?.();
+    this.markUsed = undefined;
     this.notifyStart(undefined);
     this.scale();
   }
