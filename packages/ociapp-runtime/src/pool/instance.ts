@@ -307,6 +307,18 @@ export class Instance implements CallHolder {
     }
   }
 
+  private primed: Promise<void> | undefined;
+
+  /**
+   * warm()'s priming, once per container: a protocol v2 ping with `prime` (the app's prime() hook,
+   * when it has one, runs its schemas on a sample), so the container's request path is compiled
+   * before the first call. A failed prime costs that call the compilation only; the container serves.
+   */
+  prime(): Promise<void> {
+    this.primed ??= (this.connection?.ping(true) ?? Promise.resolve()).catch(() => undefined);
+    return this.primed;
+  }
+
   /** What stats() shows of it. */
   info(now: number): ContainerStats {
     return {

@@ -5,9 +5,11 @@ import type { LogDispatcher } from "../observability/logs.js";
 import type { ResolvedOptions } from "../options.js";
 import type { ReceiveBudget } from "../protocol/receive-budget.js";
 import { engineCall, untilAborted } from "../util/bounded.js";
+import { within } from "../util/timers.js";
 import { type Call, type CallHolder, CallQueue, PENDING, QUEUED } from "./call.js";
 import { type ContainerStats, Instance, type InstanceEvents, type InstanceState } from "./instance.js";
 import { type LatencyStats, LatencyWindow } from "./latency.js";
+import { primeHostPath } from "./prime.js";
 
 /** Starts in flight per artifact at most: a burst should not fork a thundering herd of containers. */
 const MAX_PARALLEL_STARTS = 2;
@@ -150,7 +152,14 @@ export class Pool implements CallHolder, InstanceEvents {
     for (;;) {
       if (this.closed) throw new RuntimeClosedError();
       signal?.throwIfAborted();
-      if (this.ready.length >= target) return;
+      if (this.ready.length >= target) {
+        // The first call after warm() should cost what a warm one does: both sides' request paths
+        // are compiled now (bounded: an app's prime() hook that hangs does not hold warm()).
+        primeHostPath();
+        const { startupTimeout } = this.config.options;
+        await within(Promise.all(this.ready.map((instance) => instance.prime())), startupTimeout);
+        return;
+      }
       const room = Math.min(target - this.ready.length - this.starting, MAX_PARALLEL_STARTS - this.starting);
       for (let i = 0; i < room; i++) this.startInstance();
       // An abort ends the wait, not the starts: they finish and serve later calls.
