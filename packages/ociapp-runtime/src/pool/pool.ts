@@ -10,6 +10,7 @@ import { type Call, type CallHolder, CallQueue, PENDING, QUEUED } from "./call.j
 import { type ContainerStats, Instance, type InstanceEvents, type InstanceState } from "./instance.js";
 import { type LatencyStats, LatencyWindow } from "./latency.js";
 import { primeHostPath } from "./prime.js";
+import { Standby } from "./standby.js";
 
 /** Starts in flight per artifact at most: a burst should not fork a thundering herd of containers. */
 const MAX_PARALLEL_STARTS = 2;
@@ -80,6 +81,8 @@ export class Pool implements CallHolder, InstanceEvents {
   private markUsed: (() => void) | undefined;
   /** When a start last failed: the reaper does not retry minInstances in a tight loop. */
   private lastStartFailure = Number.NEGATIVE_INFINITY;
+  /** Created, not started containers (the `standby` option; pool/standby.ts). */
+  private readonly standby: Standby;
 
   constructor(
     private readonly config: PoolConfig,
@@ -87,6 +90,11 @@ export class Pool implements CallHolder, InstanceEvents {
   ) {
     this.path = path;
     this.lastUsed = config.now();
+    this.standby = new Standby(config.options.standby, {
+      newInstance: () => this.newInstance(),
+      image: () => this.ensureImage(),
+      now: config.now,
+    });
   }
 
   get digest(): string {
@@ -99,9 +107,9 @@ export class Pool implements CallHolder, InstanceEvents {
     return this.refCache;
   }
 
-  /** True when the pool holds nothing: no containers, no queue. */
+  /** True when the pool holds nothing: no containers (standby ones included), no queue. */
   get empty(): boolean {
-    return this.instances.size === 0 && this.queue.length === 0;
+    return this.instances.size === 0 && this.queue.length === 0 && this.standby.count === 0;
   }
 
   submit(call: Call): void {
@@ -199,10 +207,17 @@ export class Pool implements CallHolder, InstanceEvents {
   }
 
   private startInstance(): void {
-    const { engine, options, digest, labels, folderPrefix, now, budget, logs } = this.config;
     this.starting++;
     this.coldStarts++;
-    const instance = new Instance(
+    // A standby container, created already, starts sooner than a new one.
+    const instance = this.standby.take() ?? this.newInstance();
+    this.instances.add(instance);
+    instance.start(this.ensureImage()).catch((error: unknown) => this.onStartFailed(error));
+  }
+
+  private newInstance(): Instance {
+    const { engine, options, digest, labels, folderPrefix, now, budget, logs } = this.config;
+    return new Instance(
       {
         engine,
         options,
@@ -217,8 +232,12 @@ export class Pool implements CallHolder, InstanceEvents {
       },
       this,
     );
-    this.instances.add(instance);
-    instance.start(this.ensureImage()).catch((error: unknown) => this.onStartFailed(error));
+  }
+
+  /** Tops the standby up while the artifact is in use and maxInstances has room for it. */
+  private refillStandby(now = this.config.now()): void {
+    if (this.closed || !this.activated || now - this.lastUsed >= this.config.options.idleTimeout) return;
+    this.standby.fill(this.config.options.maxInstances - this.instances.size - this.standby.count);
   }
 
   private ensureImage(): Promise<void> {
@@ -314,6 +333,7 @@ export class Pool implements CallHolder, InstanceEvents {
     }
     this.markUsed?.();
     this.markUsed = undefined;
+    this.refillStandby();
     this.notifyStart(undefined);
     this.scale();
   }
@@ -347,12 +367,14 @@ export class Pool implements CallHolder, InstanceEvents {
   }
 
   onGone(instance: Instance): void {
-    this.instances.delete(instance);
+    // A standby never taken is the standby's own (pool/standby.ts).
+    if (!this.instances.delete(instance)) return;
     const index = this.ready.indexOf(instance);
     if (index >= 0) this.ready.splice(index, 1);
     this.lastUsed = this.config.now();
     // A container that served and is now gone frees a place under maxInstances for waiting calls.
     if (instance.hello !== undefined && this.queue.length > 0) this.scale();
+    this.refillStandby();
     // No scale() for a failed start: it must not start the next one from its own clean-up. That would loop for as long
     // as starts fail (the engine is down, say): each failure starting another before it is
     // counted, so the queued calls never learn that nothing can start.
@@ -385,6 +407,9 @@ export class Pool implements CallHolder, InstanceEvents {
         surplus--;
       }
     }
+    // An artifact with no container and no call for idleTimeout keeps no standby either.
+    if (this.instances.size === 0 && now - this.lastUsed >= idleTimeout) void this.standby.clear();
+    else this.refillStandby(now);
     const backoff = Math.max(START_RETRY_BACKOFF_MS, this.config.options.startupTimeout);
     if (
       this.activated &&
@@ -413,7 +438,9 @@ export class Pool implements CallHolder, InstanceEvents {
       call.fail(new RuntimeClosedError("the runtime closed before the request was sent"));
     this.notifyStart(new RuntimeClosedError());
     const instances = [...this.instances];
+    const standby = this.standby.close();
     await Promise.all(instances.map((instance) => instance.shutdown()));
+    await standby;
     await Promise.all(instances.map((instance) => instance.gone));
   }
 
