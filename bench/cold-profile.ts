@@ -35,14 +35,14 @@ function timedEngine(): DockerEngine {
 }
 
 // The container's connection: when the listener accepts it and when its first bytes (the hello) arrive.
-const emit = Server.prototype.emit;
-Server.prototype.emit = function (this: Server, event: string, ...args: unknown[]) {
+const emit = Server.prototype.emit as (this: Server, event: string, ...args: unknown[]) => boolean;
+(Server.prototype as { emit: typeof emit }).emit = function (this: Server, event, ...args) {
   if (event === "connection") {
     note("accepted");
     (args[0] as Socket).once("data", () => note("first bytes"));
   }
   return emit.call(this, event, ...args);
-} as typeof emit;
+};
 
 for (const channel of ["ociapp:container:started", "ociapp:container:ready"]) {
   subscribe(channel, () => note(channel));

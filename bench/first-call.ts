@@ -10,7 +10,6 @@ const PAYLOAD = { value: "hello" };
 const runtime = new Runtime();
 try {
   await runtime.warm(artifact);
-  if (process.env.SLEEP) await new Promise((r) => setTimeout(r, Number(process.env.SLEEP)));
   let start = process.hrtime.bigint();
   await runtime.execute(artifact, PAYLOAD);
   const firstUs = Number(process.hrtime.bigint() - start) / 1000;
