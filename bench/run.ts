@@ -11,7 +11,7 @@ import { promisify } from "node:util";
 import { build } from "ociapp-build";
 import { DockerEngine, Runtime, type RuntimeOptions } from "ociapp-runtime";
 import { measureBuilds } from "./build.js";
-import { DEFAULT_RUN_FLAGS, measureEngineFloor } from "./engine-floor.js";
+import { DEFAULT_RUN_FLAGS } from "./engine-floor.js";
 import { measureFailures } from "./failures.js";
 import {
   type Latency,
@@ -25,7 +25,7 @@ import {
 import { measureParsing } from "./parse-limits.js";
 import { type RawEcho, startContainerEcho, startHostEcho } from "./raw-baselines.js";
 import { measureRemote } from "./remote.js";
-import { measureSandboxes } from "./sandboxes.js";
+import { measureStartup } from "./startup.js";
 
 const execFileAsync = promisify(execFile);
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -121,28 +121,15 @@ try {
     return runtime.stats().artifacts[0]?.imageLoads ?? -1;
   });
 
-  log("cold start: engine floor, docker run, first execute on a new Runtime");
-  const floors: number[] = [];
+  // Cold start per Node major, scale from zero, first call after warm(), warm figures under runc
+  // and runsc: interleaved rounds against their baselines (bench/startup.ts).
+  log("startup: cold start, standby, first call after warm(), warm vs raw (runc, runsc)");
+  const startup = await measureStartup(join(work, "startup"), REPEATS, log);
   const dockerRuns: number[] = [];
-  const colds: number[] = [];
-  const afterWarm: number[] = [];
   for (let i = 0; i < REPEATS; i++) {
-    floors.push(await measureEngineFloor(artifact.digest));
     dockerRuns.push(
       (await timeIt(() => docker(["run", "--rm", "--network=none", "--entrypoint", "true", artifact.digest])))
         .ms,
-    );
-    colds.push(
-      await withRuntime(
-        {},
-        async (runtime) => (await timeIt(() => runtime.execute(artifact.path, PAYLOAD))).ms,
-      ),
-    );
-    afterWarm.push(
-      await withRuntime({}, async (runtime) => {
-        await runtime.warm(artifact.path);
-        return (await timeIt(() => runtime.execute(artifact.path, PAYLOAD))).ms * 1000;
-      }),
     );
   }
 
@@ -204,9 +191,6 @@ try {
     };
   });
 
-  log("sandboxes: runc beside runsc (gVisor), interleaved rounds");
-  const sandboxes = await measureSandboxes(artifact.path, 3, log);
-
   log("parsing: frames the default limits allow, and two they refuse");
   const parsing = measureParsing(log);
 
@@ -243,14 +227,8 @@ try {
         ),
       },
     },
-    coldStart: {
-      engineFloorMs: median(floors),
-      dockerRunTrueMs: median(dockerRuns),
-      firstExecuteMs: median(colds),
-      aboveFloorMs: round(median(colds) - median(floors)),
-      firstExecuteAfterWarmUs: median(afterWarm),
-      samples: { floors, dockerRuns, colds, afterWarmUs: afterWarm },
-    },
+    startup,
+    dockerRunTrueMs: median(dockerRuns),
     artifact: {
       bytes: artifact.bytes,
       baseImageBytes,
@@ -268,7 +246,6 @@ try {
     failures,
     parsing,
     remote,
-    sandboxes,
   };
   await writeFile(RESULTS, `${JSON.stringify(results, null, 2)}\n`);
 
@@ -298,19 +275,41 @@ try {
       `${ratio(runtimeTwo, raw)}x`,
     ]);
   });
-  rows.push([
-    "cold start (first execute)",
-    `${median(colds)} ms`,
-    `floor ${median(floors)} ms`,
-    `+${results.coldStart.aboveFloorMs} ms`,
-  ]);
+  for (const cold of startup.coldStart) {
+    rows.push([
+      `cold start, ${cold.label}`,
+      `${cold.firstExecuteMs.median} ms`,
+      `floor ${cold.engineFloorMs.median} ms`,
+      `+${cold.aboveFloorMs} ms`,
+    ]);
+  }
   rows.push(["  docker run --rm image true", `${median(dockerRuns)} ms`, "", ""]);
   rows.push([
-    "first execute after warm()",
-    `${median(afterWarm)} us`,
-    `warm p50 ${warmP50} us`,
-    `${ratio(median(afterWarm), warmP50)}x`,
+    "scale from zero, standby",
+    `${startup.scaleFromZero.withStandbyMs.median} ms`,
+    `without ${startup.scaleFromZero.withoutStandbyMs.median} ms`,
+    "",
   ]);
+  rows.push([
+    "first execute after warm()",
+    `${startup.firstAfterWarm.us.median} us`,
+    `warm p50 ${startup.firstAfterWarm.warmP50Us} us`,
+    `${startup.firstAfterWarm.ratio}x`,
+  ]);
+  for (const warm of startup.warm) {
+    rows.push([
+      `warm p50, ${warm.runtime} (interleaved)`,
+      `${warm.ociappP50Us.median} us`,
+      `raw ${warm.rawP50Us.median} us`,
+      `${warm.warmP50VsRaw}x`,
+    ]);
+    rows.push([
+      `throughput 256 callers, ${warm.runtime}`,
+      `${warm.ociapp256PerSecond.median}/s`,
+      `raw ${warm.raw256PerSecond.median}/s`,
+      `${warm.throughput256VsRaw}x`,
+    ]);
+  }
   rows.push([
     "artifact load (runtime)",
     `${runtimeLoad.ms} ms`,

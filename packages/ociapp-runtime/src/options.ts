@@ -70,6 +70,15 @@ export interface RuntimeOptions {
   maxConcurrency?: number;
   /** Containers per artifact started by warm() or the first execute() and never reaped. Default 0. */
   minInstances?: number;
+  /**
+   * Containers per artifact created ahead of demand and not started (0 or 1; default 0): once the
+   * artifact has been used and has room under maxInstances (the reaper stopped its last container,
+   * say), one is created, so the next call that needs a container pays its start and handshake only.
+   * Counted toward maxInstances; a created container runs nothing (no memory or CPU; its writable
+   * layer on the engine's disk). Removed by close(), and once the artifact has had no container and
+   * no call for idleTimeout. See the README's Performance section for what it saves and costs.
+   */
+  standby?: number;
   /** Requests waiting per artifact; past it execute() rejects with QueueFullError. Default 1 000. */
   maxQueue?: number;
   /** Largest frame body either side may send, in bytes. Default 16 MiB. */
@@ -143,6 +152,7 @@ export interface ResolvedOptions {
   maxInstances: number;
   maxConcurrency: number;
   minInstances: number;
+  standby: number;
   maxQueue: number;
   maxFrameBytes: number;
   maxBufferedBytes: number;
@@ -195,6 +205,7 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
     "maxInstances",
     "maxConcurrency",
     "minInstances",
+    "standby",
     "maxQueue",
     "maxFrameBytes",
     "maxBufferedBytes",
@@ -267,6 +278,7 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
     maxInstances,
     maxConcurrency: integer(scope, "maxConcurrency", options.maxConcurrency, 64, 1, 65_536),
     minInstances,
+    standby: integer(scope, "standby", options.standby, 0, 0, 1),
     maxQueue: integer(scope, "maxQueue", options.maxQueue, 1_000, 0),
     maxFrameBytes,
     maxBufferedBytes: integer(
