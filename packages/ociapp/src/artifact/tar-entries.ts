@@ -155,7 +155,10 @@ function field<T>(offset: number, read: () => T): T {
   try {
     return read();
   } catch (error) {
-    if (error instanceof TarHeaderError) throw new ArtifactFormatError(`${error.message} at byte ${offset}`);
+    if (error instanceof TarHeaderError) {
+      const hint = error.hint === undefined ? "" : ` (${error.hint})`;
+      throw new ArtifactFormatError(`${error.message} at byte ${offset}${hint}`);
+    }
     throw error;
   }
 }

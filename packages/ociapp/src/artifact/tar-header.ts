@@ -5,8 +5,15 @@
  */
 export const TAR_BLOCK = 512;
 
-/** A malformed header: the message says which field. */
-export class TarHeaderError extends Error {}
+/** A malformed header: the message says which field; `hint` what it may mean ("not a tar archive?"). */
+export class TarHeaderError extends Error {
+  constructor(
+    message: string,
+    readonly hint?: string,
+  ) {
+    super(message);
+  }
+}
 
 export function isZeroBlock(block: Buffer): boolean {
   for (const byte of block) if (byte !== 0) return false;
@@ -25,7 +32,7 @@ export function verifyChecksum(header: Buffer): void {
     signed += byte > 127 ? byte - 256 : byte;
   }
   if (stored === undefined || (stored !== unsigned && stored !== signed)) {
-    throw new TarHeaderError("bad tar header checksum (not a tar archive?)");
+    throw new TarHeaderError("bad tar header checksum", "not a tar archive?");
   }
 }
 

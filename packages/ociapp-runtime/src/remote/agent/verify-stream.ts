@@ -53,7 +53,10 @@ export class TarBlobVerifier extends Transform {
       this.walk(chunk);
     } catch (error) {
       // A malformed header is the upload's fault: the agent answers it as a refusal.
-      callback(error instanceof TarHeaderError ? new UploadRejected(error.message) : (error as Error));
+      if (error instanceof TarHeaderError) {
+        const hint = error.hint === undefined ? "" : ` (${error.hint})`;
+        callback(new UploadRejected(`${error.message}${hint}`));
+      } else callback(error as Error);
       return;
     }
     callback(null, chunk);
