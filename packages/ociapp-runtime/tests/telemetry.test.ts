@@ -4,6 +4,8 @@ import { join } from "node:path";
 import { SpanKind, SpanStatusCode, type Tracer, type TracerProvider } from "@opentelemetry/api";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
+  ArtifactError,
+  channels,
   OptionsError,
   RemoteExecutionError,
   RequestTimeoutError,
@@ -281,6 +283,54 @@ describe("telemetry over the process engine", () => {
       `00-${caller?.spanContext().traceId}-${caller?.spanContext().spanId}-01`,
     );
     expect(await otel.spans("ociapp.execute")).toHaveLength(0);
+  });
+
+  it("shows a failed image load as an ERROR phase of the calls that waited for it, and counts it", async () => {
+    engine.loadImage = async (path: string) => {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      throw new ArtifactError(path, "the engine refused the artifact");
+    };
+    const rt = runtime();
+    const failures = await Promise.all([
+      rejection(rt.execute(artifact, { op: "echo", value: 1 })),
+      rejection(rt.execute(artifact, { op: "echo", value: 2 })),
+    ]);
+    expect(failures.every((error) => error instanceof ArtifactError)).toBe(true);
+    const spans = await otel.spans("ociapp.execute");
+    expect(spans).toHaveLength(2);
+    for (const span of spans) {
+      expect(span.attributes).toMatchObject({
+        "ociapp.call.outcome": "OCIAPP_ARTIFACT",
+        "ociapp.call.image_load": true,
+        "ociapp.call.cold_start": false,
+      });
+      const load = otel.childrenOf(span).get("ociapp.image.load");
+      expect(load?.status.code).toBe(SpanStatusCode.ERROR);
+      expect(load?.attributes["ociapp.image.outcome"]).toBe("failed");
+    }
+    expect(await otel.points("ociapp.image.loads")).toEqual([
+      expect.objectContaining({
+        value: 1,
+        attributes: expect.objectContaining({ "ociapp.call.outcome": "failed" }),
+      }),
+    ]);
+  });
+
+  it("keeps a trace that another ociapp:call:created subscriber set first", async () => {
+    const traceparent = `00-${"1".repeat(32)}-${"2".repeat(16)}-01`;
+    const first = (message: unknown) => {
+      (message as { trace?: { traceparent: string } }).trace = { traceparent };
+    };
+    // Subscribed before the runtime's telemetry: it runs first.
+    channels.callCreated.subscribe(first);
+    try {
+      const rt = runtime();
+      const reply = await rt.execute<Reply>(artifact, { op: "trace" });
+      expect(reply.value).toEqual({ traceparent });
+      expect(await otel.spans("ociapp.execute")).toHaveLength(1);
+    } finally {
+      channels.callCreated.unsubscribe(first);
+    }
   });
 
   it("costs a faulty tracer its telemetry, never a call", async () => {
