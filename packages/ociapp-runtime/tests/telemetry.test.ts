@@ -220,7 +220,7 @@ describe("telemetry over the process engine", () => {
     expect(await otel.points("ociapp.image.loads")).toEqual([
       expect.objectContaining({
         value: 1,
-        attributes: expect.objectContaining({ "ociapp.call.outcome": "ok" }),
+        attributes: expect.objectContaining({ "ociapp.image.outcome": "ok" }),
       }),
     ]);
     const containers = await otel.points("ociapp.containers");
@@ -311,7 +311,7 @@ describe("telemetry over the process engine", () => {
     expect(await otel.points("ociapp.image.loads")).toEqual([
       expect.objectContaining({
         value: 1,
-        attributes: expect.objectContaining({ "ociapp.call.outcome": "failed" }),
+        attributes: expect.objectContaining({ "ociapp.image.outcome": "failed" }),
       }),
     ]);
   });

@@ -96,7 +96,6 @@ export const channels: {
   readonly containerStarted: Channel;
   readonly containerReady: Channel;
   readonly containerExited: Channel;
-  readonly logDropped: Channel;
 } = {
   callCreated: channel("ociapp:call:created"),
   callQueued: channel("ociapp:call:queued"),
@@ -106,5 +105,4 @@ export const channels: {
   containerStarted: channel("ociapp:container:started"),
   containerReady: channel("ociapp:container:ready"),
   containerExited: channel("ociapp:container:exited"),
-  logDropped: channel("ociapp:log:dropped"),
 } as const;

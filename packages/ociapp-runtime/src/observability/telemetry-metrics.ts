@@ -36,7 +36,7 @@ export const METRICS = {
   queueDepth: "ociapp.queue.depth",
   /** ObservableCounter, {record}: log records dropped (sink behind, queue full, app-side drops). */
   logsDropped: "ociapp.logs.dropped",
-  /** Counter, {load}: image loads into the engine, by artifact and outcome ("ok" or "failed"). */
+  /** Counter, {load}: image loads into the engine, by artifact and `ociapp.image.outcome` ("ok" or "failed"). */
   imageLoads: "ociapp.image.loads",
   /** Counter, By: bytes of artifact files streamed to the engine. */
   imageLoadBytes: "ociapp.image.load.bytes",
@@ -48,6 +48,8 @@ export const ATTR = {
   path: "ociapp.artifact.path",
   outcome: "ociapp.call.outcome",
   state: "ociapp.container.state",
+  /** An image load's outcome: "ok" or "failed". */
+  loadOutcome: "ociapp.image.outcome",
 } as const;
 
 /** Bucket boundaries in ms: a warm call takes tens of microseconds, a cold one seconds. */

@@ -29,14 +29,14 @@ export const SPANS = {
 } as const;
 
 /**
- * Span attributes beyond ATTR's (digest, path, outcome). All under `ociapp.` but `error.type`, the
+ * Span attributes beyond ATTR's (digest, path, outcomes). All under `ociapp.` but `error.type`, the
  * OpenTelemetry semantic conventions' own (https://opentelemetry.io/docs/specs/semconv/attributes-registry/error/).
  * Durations are milliseconds (`_ms`).
  */
 export const SPAN_ATTR = {
   /** The call's id (the request id the app sees, and LogRecord.requestId). */
   callId: "ociapp.call.id",
-  /** The artifact as the caller named it: a path, or a manifest digest. */
+  /** The artifact as the caller named it: a path, a manifest digest or an alias. */
   requested: "ociapp.artifact.requested",
   containerId: "ociapp.container.id",
   errorType: "error.type",
@@ -52,7 +52,6 @@ export const SPAN_ATTR = {
   startupMs: "ociapp.container.startup_ms",
   sentBytes: "ociapp.image.sent_bytes",
   totalBytes: "ociapp.image.total_bytes",
-  loadOutcome: "ociapp.image.outcome",
 } as const;
 
 /** One reporting Runtime: its tracer and the instruments of its meter. */
@@ -160,7 +159,7 @@ function endSpan(call: CallTrace, span: Span, message: CallSettledMessage): void
         [ATTR.digest]: load.ref.digest,
         [SPAN_ATTR.sentBytes]: load.sentBytes,
         [SPAN_ATTR.totalBytes]: load.totalBytes,
-        [SPAN_ATTR.loadOutcome]: load.failed ? "failed" : "ok",
+        [ATTR.loadOutcome]: load.failed ? "failed" : "ok",
       },
       load.failed,
     );

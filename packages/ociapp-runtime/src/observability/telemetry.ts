@@ -288,7 +288,7 @@ function onImageLoad(message: ImageLoadMessage): void {
   const instruments = instrumentsOf(message.artifact);
   if (instruments === undefined) return;
   const attributes = { [ATTR.digest]: digest, [ATTR.path]: message.artifact.path };
-  instruments.imageLoads.add(1, { ...attributes, [ATTR.outcome]: load.failed ? "failed" : "ok" });
+  instruments.imageLoads.add(1, { ...attributes, [ATTR.loadOutcome]: load.failed ? "failed" : "ok" });
   if (load.sentBytes > 0) instruments.imageLoadBytes.add(load.sentBytes, attributes);
 }
 
