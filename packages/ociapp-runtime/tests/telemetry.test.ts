@@ -230,6 +230,15 @@ describe("telemetry over the process engine", () => {
     expect(byState).toEqual({ starting: 0, ready: 1, draining: 0, stopping: 0 });
     expect((await otel.points("ociapp.queue.depth"))[0]?.value).toBe(0);
     expect(await otel.points("ociapp.logs.dropped")).toEqual([expect.objectContaining({ value: 0 })]);
+
+    // Closed: the counters keep their totals for the service's last collection; the gauges say 0.
+    await rt.close();
+    const closed = await otel.points("ociapp.calls");
+    expect(
+      Object.fromEntries(closed.map((point) => [point.attributes["ociapp.call.outcome"], point.value])),
+    ).toEqual({ ok: 4, OCIAPP_REMOTE_EXECUTION: 1 });
+    expect((await otel.points("ociapp.containers")).map((point) => point.value)).toEqual([0, 0, 0, 0]);
+    expect((await otel.points("ociapp.queue.depth")).map((point) => point.value)).toEqual([0]);
   });
 
   it("serves several runtimes with one set of subscribers, each runtime its own providers", async () => {

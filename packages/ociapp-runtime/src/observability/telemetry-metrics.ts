@@ -4,7 +4,6 @@ import type {
   Counter,
   Histogram,
   Meter,
-  Observable,
   ObservableCounter,
   ObservableGauge,
 } from "@opentelemetry/api";
@@ -76,7 +75,7 @@ const STATES = ["starting", "ready", "draining", "stopping"] as const;
 /**
  * The instruments of one Meter, shared by every Runtime that reports to it. The observable ones are
  * read once per collection over all of those Runtimes (summed per artifact), through one batch
- * callback that is registered while at least one of them is open.
+ * callback registered with the instruments.
  */
 export class Instruments {
   private readonly callDuration: Histogram;
@@ -95,8 +94,10 @@ export class Instruments {
   private readonly byRef = new WeakMap<ArtifactRef, Map<string, CallTally>>();
   /** The tallies by attributes (digest, path, outcome): two refs of one artifact share one. */
   private readonly tallies = new Map<string, CallTally>();
+  /** Every artifact the gauges reported (digest and path), by "digest\npath": one per pool ever run. */
+  private readonly artifacts = new Map<string, Attributes>();
 
-  constructor(private readonly meter: Meter) {
+  constructor(meter: Meter) {
     this.calls = meter.createObservableCounter(METRICS.calls, {
       unit: "{call}",
       description: "Calls settled",
@@ -132,6 +133,14 @@ export class Instruments {
       unit: "{record}",
       description: "Log records dropped before the logs sink",
     });
+    // Registered for the Meter's lifetime (the instruments are reused per Meter): the counters go on
+    // reporting their totals once every Runtime has closed.
+    meter.addBatchObservableCallback(this.observe, [
+      this.calls,
+      this.containers,
+      this.queueDepth,
+      this.logsDropped,
+    ]);
   }
 
   /** Counts a settled call and records its duration (ms, execute() to settled). */
@@ -165,25 +174,18 @@ export class Instruments {
     return tally;
   }
 
-  /** Starts reporting a Runtime's stats (the batch callback is registered with the first one). */
+  /** Starts reading a Runtime's stats at each collection (containers, queue, dropped log records). */
   add(source: TelemetrySource): void {
-    if (this.sources.size === 0) {
-      this.meter.addBatchObservableCallback(this.observe, this.observables());
-    }
     this.sources.add(source);
   }
 
-  /** Stops reading a closed Runtime; its dropped records stay in the counter. */
+  /**
+   * Stops reading a closed Runtime: its containers and queue count 0 in the gauges; its calls and dropped
+   * log records stay in the counters, which never go down (the service's last collection, at its
+   * MeterProvider's shutdown, usually comes after the Runtime's close()).
+   */
   remove(source: TelemetrySource): void {
-    if (!this.sources.delete(source)) return;
-    this.retiredDropped += droppedOf(source);
-    if (this.sources.size === 0) {
-      this.meter.removeBatchObservableCallback(this.observe, this.observables());
-    }
-  }
-
-  private observables(): Observable[] {
-    return [this.calls, this.containers, this.queueDepth, this.logsDropped];
+    if (this.sources.delete(source)) this.retiredDropped += droppedOf(source);
   }
 
   private readonly observe: BatchObservableCallback = (observer) => {
@@ -191,8 +193,15 @@ export class Instruments {
       observer.observe(this.calls, count, attributes);
     let dropped = this.retiredDropped;
     // Summed per artifact over the Runtimes: two Runtimes running one artifact report one series.
-    const containers = new Map<string, { attributes: Attributes; count: number }>();
-    const queued = new Map<string, { attributes: Attributes; count: number }>();
+    // Every artifact reported once is reported again, at 0 once no open Runtime runs it: the SDK
+    // would otherwise go on exporting a gauge's last value (a closed Runtime's containers as ready).
+    const containers = new Map<string, Series>();
+    const queued = new Map<string, Series>();
+    for (const [key, artifact] of this.artifacts) {
+      for (const state of STATES)
+        tally(containers, `${key}\n${state}`, { ...artifact, [ATTR.state]: state }, 0);
+      tally(queued, key, artifact, 0);
+    }
     for (const source of this.sources) {
       let stats: RuntimeStats;
       try {
@@ -203,22 +212,20 @@ export class Instruments {
       dropped += stats.logs.dropped;
       for (const artifact of stats.artifacts) {
         const key = `${artifact.digest}\n${artifact.path}`;
-        for (const state of STATES) {
-          const entry = containers.get(`${key}\n${state}`);
-          if (entry) entry.count += artifact.instances[state];
-          else
-            containers.set(`${key}\n${state}`, {
-              attributes: { [ATTR.digest]: artifact.digest, [ATTR.path]: artifact.path, [ATTR.state]: state },
-              count: artifact.instances[state],
-            });
+        let attributes = this.artifacts.get(key);
+        if (attributes === undefined) {
+          attributes = { [ATTR.digest]: artifact.digest, [ATTR.path]: artifact.path };
+          this.artifacts.set(key, attributes);
         }
-        const entry = queued.get(key);
-        if (entry) entry.count += artifact.queued;
-        else
-          queued.set(key, {
-            attributes: { [ATTR.digest]: artifact.digest, [ATTR.path]: artifact.path },
-            count: artifact.queued,
-          });
+        for (const state of STATES) {
+          tally(
+            containers,
+            `${key}\n${state}`,
+            { ...attributes, [ATTR.state]: state },
+            artifact.instances[state],
+          );
+        }
+        tally(queued, key, attributes, artifact.queued);
       }
     }
     for (const { attributes, count } of containers.values())
@@ -226,6 +233,19 @@ export class Instruments {
     for (const { attributes, count } of queued.values()) observer.observe(this.queueDepth, count, attributes);
     observer.observe(this.logsDropped, dropped);
   };
+}
+
+/** One series of a gauge at one collection. */
+interface Series {
+  attributes: Attributes;
+  count: number;
+}
+
+/** Adds `count` to the series under `key`, created with `attributes` the first time. */
+function tally(series: Map<string, Series>, key: string, attributes: Attributes, count: number): void {
+  const entry = series.get(key);
+  if (entry) entry.count += count;
+  else series.set(key, { attributes, count });
 }
 
 function droppedOf(source: TelemetrySource): number {
