@@ -1,12 +1,16 @@
 // What observability costs on the warm path: warm p50 and throughput (256 callers) with logs and
 // OpenTelemetry tracing and metrics enabled (in-memory span exporter, a metric reader) beside both
-// disabled, beside the same with 1 trace in 10 sampled (the SDK's ParentBased(TraceIdRatioBased)
-// sampler, as a busy service would run it), and beside `telemetry: true` with no SDK installed (the
-// global no-op providers), in
-// interleaved rounds of one run (the order rotates each round), each round a new Runtime.
+// disabled; each half alone (a logs sink only: the app then runs execute inside an AsyncLocalStorage
+// to tag its console lines; OpenTelemetry only); logs with 1 trace in 10 sampled (the SDK's
+// ParentBased(TraceIdRatioBased) sampler, as a busy service would run it); and `telemetry: true`
+// with no SDK installed (the global no-op providers). Interleaved rounds of one run (the order
+// rotates each round), each mode a new Runtime.
 // Issue 14's target: enabled costs at most 10% at p50, read against the run's spread.
-// Run alone: node --expose-gc --conditions=source --import tsx bench/observability.ts <artifact.ociapp> [rounds]
+// Run alone (merges its figures into bench/results.json under "observability"):
+//   node --expose-gc --conditions=source --import tsx bench/observability.ts <artifact.ociapp> [rounds]
 
+import { readFile, writeFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
 import { context } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { MeterProvider, MetricReader } from "@opentelemetry/sdk-metrics";
@@ -26,8 +30,8 @@ const LATENCY_CALLS = 2_000;
 const THROUGHPUT_CALLS = 10_000;
 const CALLERS = 256;
 
-export type Mode = "disabled" | "enabled" | "sampled" | "noSdk";
-const MODES: Mode[] = ["disabled", "enabled", "sampled", "noSdk"];
+export type Mode = "disabled" | "enabled" | "logs" | "tracing" | "sampled" | "noSdk";
+const MODES: Mode[] = ["disabled", "enabled", "logs", "tracing", "sampled", "noSdk"];
 
 export interface Spread {
   median: number;
@@ -47,6 +51,9 @@ export interface ObservabilityFigures {
   /** hostCpuPerCallUs: this process's CPU (user + system, all threads) over the latency loop, per call. */
   modes: Record<Mode, { warmP50Us: Spread; hostCpuPerCallUs: Spread; throughput256PerSecond: Spread }>;
   enabledVsDisabled: Versus;
+  /** The two halves of enabled alone: the logs sink (the app then runs execute in an AsyncLocalStorage), OpenTelemetry. */
+  logsVsDisabled: Versus;
+  tracingVsDisabled: Versus;
   sampledVsDisabled: Versus;
   noSdkVsDisabled: Versus;
   /** (max - min) / median of the disabled rounds' p50: the noise a ratio is read against. */
@@ -175,6 +182,12 @@ export async function measureObservability(
         logRecords++;
       },
     },
+    logs: {
+      logs: (_record: LogRecord) => {
+        logRecords++;
+      },
+    },
+    tracing: { telemetry: { tracerProvider, meterProvider } },
     sampled: {
       telemetry: { tracerProvider: sampledProvider, meterProvider },
       logs: (_record: LogRecord) => {
@@ -257,6 +270,8 @@ export async function measureObservability(
     rounds,
     modes,
     enabledVsDisabled,
+    logsVsDisabled: versus("logs"),
+    tracingVsDisabled: versus("tracing"),
     sampledVsDisabled: versus("sampled"),
     noSdkVsDisabled: versus("noSdk"),
     disabledP50Spread: round((disabled.max - disabled.min) / disabled.median, 3),
@@ -274,5 +289,10 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const result = await measureObservability(artifact, rounds, (line) =>
     process.stderr.write(`[bench] ${line}\n`),
   );
+  // Merged into bench/results.json under "observability", as bench/run.ts writes it.
+  const resultsPath = fileURLToPath(new URL("./results.json", import.meta.url));
+  const results = JSON.parse(await readFile(resultsPath, "utf8")) as Record<string, unknown>;
+  results.observability = { measuredAt: new Date().toISOString(), node: process.version, ...result };
+  await writeFile(resultsPath, `${JSON.stringify(results, null, 2)}\n`);
   console.log(JSON.stringify(result, null, 2));
 }

@@ -404,6 +404,18 @@ try {
     `${observability.enabledVsDisabled.throughput256}x`,
   ]);
   rows.push([
+    "warm p50, logs sink alone",
+    `${obs.logs.warmP50Us.median} us`,
+    `off ${obs.disabled.warmP50Us.median} us`,
+    `${observability.logsVsDisabled.warmP50}x`,
+  ]);
+  rows.push([
+    "warm p50, OpenTelemetry alone",
+    `${obs.tracing.warmP50Us.median} us`,
+    `off ${obs.disabled.warmP50Us.median} us`,
+    `${observability.tracingVsDisabled.warmP50}x`,
+  ]);
+  rows.push([
     "warm p50, logs + OpenTelemetry, 1 trace in 10",
     `${obs.sampled.warmP50Us.median} us`,
     `off ${obs.disabled.warmP50Us.median} us`,
