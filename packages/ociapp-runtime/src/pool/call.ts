@@ -61,7 +61,7 @@ export class Call {
   ) {
     if (deadlines) {
       this.deadlines = deadlines;
-      deadlines.add(this, timeoutMs);
+      deadlines.add(this, this.createdAt + timeoutMs);
     } else {
       this.timer = setTimeout(onCallTimeout, timeoutMs, this);
       this.timer.unref();
@@ -193,8 +193,9 @@ export class CallDeadlines {
   private timerAt = Number.POSITIVE_INFINITY;
   size = 0;
 
-  add(call: Call, timeoutMs: number): void {
-    call.deadline = performance.now() + timeoutMs;
+  /** `deadline` is performance.now() based; calls are added in increasing deadline order. */
+  add(call: Call, deadline: number): void {
+    call.deadline = deadline;
     call.deadlinePrev = this.tail;
     call.deadlineNext = undefined;
     if (this.tail) this.tail.deadlineNext = call;
