@@ -41,12 +41,22 @@ export interface WarmSide {
 
 export interface WarmFigures {
   runtime: string;
-  raw: WarmSide;
-  ociapp: WarmSide;
+  rawP50Us: Spread;
+  ociappP50Us: Spread;
+  raw256PerSecond: Spread;
+  ociapp256PerSecond: Spread;
   warmP50VsRaw: number;
   throughput256VsRaw: number;
   /** Host CPU per call at 256 callers, ociapp over raw: what bounds throughput on a small host. */
   hostCpu256VsRaw: number;
+  /**
+   * The same runtime with maxConcurrency 256: as many calls in flight per container as the raw echo
+   * has (the default, 64, leaves 192 of the 256 callers queued on the host), for throughput.
+   */
+  depth256PerSecond: Spread;
+  depth256VsRaw: number;
+  /** Every figure of each contender, CPU per call included. */
+  sides: { raw: WarmSide; ociapp: WarmSide; ociappDepth256: WarmSide };
 }
 
 /** Nanoseconds of CPU the container's cgroup has used (cgroup v1 or v2, cgroupfs or systemd). */
@@ -109,20 +119,6 @@ function side(samples: Sample[]): WarmSide {
   };
 }
 
-/** The engine's full id of the one bench echo container running now. */
-async function benchContainerId(): Promise<string> {
-  const { execFile } = await import("node:child_process");
-  const { promisify } = await import("node:util");
-  const { stdout } = await promisify(execFile)("docker", [
-    "ps",
-    "-q",
-    "--no-trunc",
-    "--filter",
-    "label=dev.ociapp.bench=true",
-  ]);
-  return stdout.trim().split("\n")[0] ?? "";
-}
-
 /** Loads the artifact's image when the engine lacks it (other work on a shared engine may remove it). */
 async function ensureImage(artifact: string, image: string): Promise<void> {
   const { execFile } = await import("node:child_process");
@@ -136,7 +132,40 @@ async function ensureImage(artifact: string, image: string): Promise<void> {
   await loader.execute(artifact, PAYLOAD).finally(() => loader.close());
 }
 
-/** Raw in-container echo and the runtime, same image and limits, alternating, `rounds` times. */
+type Contender = "raw" | "ociapp" | "ociappDepth256";
+
+async function sampleContender(
+  which: Contender,
+  artifact: string,
+  image: string,
+  runtime: string,
+): Promise<Sample> {
+  if (which === "raw") {
+    await ensureImage(artifact, image);
+    const echo = await startContainerEcho(image, DEFAULT_RUN_FLAGS, runtime);
+    try {
+      return await sample(() => echo.client.call(PAYLOAD), echo.id ?? "");
+    } finally {
+      await echo.close();
+    }
+  }
+  const rt = new Runtime({
+    container: { runtime },
+    ...(which === "ociappDepth256" ? { maxConcurrency: CALLERS } : {}),
+  });
+  try {
+    await rt.warm(artifact);
+    const id = rt.stats().artifacts[0]?.containers[0]?.id ?? "";
+    return await sample(() => rt.execute(artifact, PAYLOAD), id);
+  } finally {
+    await rt.close();
+  }
+}
+
+/**
+ * Raw in-container echo and the runtime (defaults, then maxConcurrency 256), same image and limits,
+ * in rotating order, `rounds` times.
+ */
 export async function measureWarm(
   artifact: string,
   image: string,
@@ -144,38 +173,33 @@ export async function measureWarm(
   rounds: number,
   log: (line: string) => void,
 ): Promise<WarmFigures> {
-  const raw: Sample[] = [];
-  const ours: Sample[] = [];
+  const samples: Record<Contender, Sample[]> = { raw: [], ociapp: [], ociappDepth256: [] };
+  const order: Contender[] = ["raw", "ociapp", "ociappDepth256"];
   for (let i = 0; i < rounds; i++) {
-    for (const which of i % 2 === 0 ? ["raw", "ociapp"] : ["ociapp", "raw"]) {
-      if (which === "raw") {
-        await ensureImage(artifact, image);
-        const echo = await startContainerEcho(image, DEFAULT_RUN_FLAGS, runtime);
-        try {
-          raw.push(await sample(() => echo.client.call(PAYLOAD), await benchContainerId()));
-        } finally {
-          await echo.close();
-        }
-      } else {
-        const rt = new Runtime({ container: { runtime } });
-        try {
-          await rt.warm(artifact);
-          const id = rt.stats().artifacts[0]?.containers[0]?.id ?? "";
-          ours.push(await sample(() => rt.execute(artifact, PAYLOAD), id));
-        } finally {
-          await rt.close();
-        }
-      }
-      const last = (which === "raw" ? raw : ours).at(-1) as Sample;
-      log(`warm ${runtime}: round ${i + 1} ${which} ${JSON.stringify(last)}`);
+    for (let j = 0; j < order.length; j++) {
+      const which = order[(i + j) % order.length] as Contender;
+      const figures = await sampleContender(which, artifact, image, runtime);
+      samples[which].push(figures);
+      log(`warm ${runtime}: round ${i + 1} ${which} ${JSON.stringify(figures)}`);
     }
   }
-  const figures = { runtime, raw: side(raw), ociapp: side(ours) };
+  const sides = {
+    raw: side(samples.raw),
+    ociapp: side(samples.ociapp),
+    ociappDepth256: side(samples.ociappDepth256),
+  };
   return {
-    ...figures,
-    warmP50VsRaw: ratio(figures.ociapp.p50Us.median, figures.raw.p50Us.median),
-    throughput256VsRaw: ratio(figures.ociapp.perSecond.median, figures.raw.perSecond.median),
-    hostCpu256VsRaw: ratio(figures.ociapp.hostCpuUsConcurrent.median, figures.raw.hostCpuUsConcurrent.median),
+    runtime,
+    rawP50Us: sides.raw.p50Us,
+    ociappP50Us: sides.ociapp.p50Us,
+    raw256PerSecond: sides.raw.perSecond,
+    ociapp256PerSecond: sides.ociapp.perSecond,
+    warmP50VsRaw: ratio(sides.ociapp.p50Us.median, sides.raw.p50Us.median),
+    throughput256VsRaw: ratio(sides.ociapp.perSecond.median, sides.raw.perSecond.median),
+    hostCpu256VsRaw: ratio(sides.ociapp.hostCpuUsConcurrent.median, sides.raw.hostCpuUsConcurrent.median),
+    depth256PerSecond: sides.ociappDepth256.perSecond,
+    depth256VsRaw: ratio(sides.ociappDepth256.perSecond.median, sides.raw.perSecond.median),
+    sides,
   };
 }
 
