@@ -2,8 +2,8 @@
 // container of the same image, same limits), in interleaved rounds. Beside wall time (p50, calls per
 // second at 256 callers) it reports CPU per call on each side: the host process (process.cpuUsage)
 // and the container (its cgroup's cpuacct.usage), which are far steadier than wall time on a loaded
-// machine. Alone (prints the figures, writes nothing):
-//   node --conditions=source --import tsx bench/warm.ts <artifact.ociapp> [rounds] [runtime]
+// machine. Alone (prints the figures; WRITE=1 also records them in bench/results.json as "warmPath"):
+//   node --conditions=source --import tsx bench/warm.ts <artifact.ociapp> [rounds] [runc,runsc]
 
 import { readFileSync } from "node:fs";
 import { readArtifactIndex } from "ociapp/artifact";
@@ -209,11 +209,35 @@ export function imageOf(digest: string): string {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const [artifact, rounds = "3", runtime = "runc"] = process.argv.slice(2);
-  if (!artifact) throw new Error("usage: bench/warm.ts <artifact.ociapp> [rounds] [runtime]");
+  const [artifact, rounds = "3", runtimes = "runc"] = process.argv.slice(2);
+  if (!artifact) {
+    throw new Error("usage: bench/warm.ts <artifact.ociapp> [rounds] [runc,runsc] (WRITE=1 records it)");
+  }
   const { digest } = await readArtifactIndex(artifact);
-  const figures = await measureWarm(artifact, imageOf(digest), runtime, Number(rounds), (line) =>
-    process.stderr.write(`[bench] ${line}\n`),
-  );
-  console.log(JSON.stringify(figures, (key, value) => (key === "samples" ? undefined : value), 2));
+  const { loadavg } = await import("node:os");
+  const loadBefore = loadavg()[0] as number;
+  const figures: WarmFigures[] = [];
+  for (const runtime of runtimes.split(",")) {
+    figures.push(
+      await measureWarm(artifact, imageOf(digest), runtime, Number(rounds), (line) =>
+        process.stderr.write(`[bench] ${line}\n`),
+      ),
+    );
+  }
+  const record = {
+    measuredAt: new Date().toISOString(),
+    node: process.version,
+    rounds: Number(rounds),
+    calls: { warmup: WARMUP_CALLS, latency: LATENCY_CALLS, throughput: THROUGHPUT_CALLS, callers: CALLERS },
+    loadAverage: { before: round(loadBefore, 2), after: round(loadavg()[0] as number, 2) },
+    figures,
+  };
+  if (process.env.WRITE === "1") {
+    const { readFile, writeFile } = await import("node:fs/promises");
+    const path = new URL("./results.json", import.meta.url);
+    const results = JSON.parse(await readFile(path, "utf8")) as Record<string, unknown>;
+    results.warmPath = record;
+    await writeFile(path, `${JSON.stringify(results, null, 2)}\n`);
+  }
+  console.log(JSON.stringify(record, (key, value) => (key === "samples" ? undefined : value), 2));
 }
