@@ -1,0 +1,446 @@
+import { randomBytes } from "node:crypto";
+import { KubeConfig, type V1Pod, type V1PodList } from "@kubernetes/client-node";
+import { ArtifactError, EngineUnavailableError, OptionsError } from "../../errors.js";
+import { within } from "../../util/timers.js";
+import type {
+  ContainerExit,
+  ContainerHandle,
+  ContainerSpec,
+  Engine,
+  ListedContainer,
+  LoadImageOptions,
+} from "../engine.js";
+import { KubeApi, KubernetesStatusError, query } from "./api.js";
+import { ArtifactRegistry } from "./images.js";
+import {
+  type KubernetesEngineOptions,
+  type ResolvedKubernetesOptions,
+  resolveKubernetesOptions,
+} from "./options.js";
+import { PodLogFollower } from "./pod-logs.js";
+import { APP_CONTAINER, appPod, isLabel, MANAGED_BY, probePod, ROLE_LABEL } from "./pod-spec.js";
+import { type PodProgress, progressOf, whenRecord } from "./pod-status.js";
+import { PodInformer, type PodRecord } from "./pod-watch.js";
+
+/** After the exit, how long the log stream may take to deliver the last output and end. */
+const OUTPUT_END_GRACE_MS = 5_000;
+/** A finished pod nobody deleted (its engine's process died) is deleted after this long. */
+const FINISHED_POD_TTL_MS = 60_000;
+/** How often a listing also deletes such leftovers, at most. */
+const JANITOR_INTERVAL_MS = 60_000;
+
+/** One app pod this engine made and watches. */
+interface Watched {
+  record: PodRecord;
+  logs: PodLogFollower;
+  stopWatching: () => void;
+}
+
+/**
+ * The runtime's Engine over the Kubernetes API: each container is a pod pinned to one node (the
+ * agent's: `spec.nodeName`), owned by the agent's pod (`ownerReferences`: garbage-collected when it
+ * goes), confined by pod settings equivalent to DockerEngine's defaults (pod-spec.ts), and reaching
+ * the runtime's socket through a read-only hostPath mount of its folder. So the runtime must run on
+ * that node (the agent as a DaemonSet pod with the socket parent folder as a hostPath; or a process on
+ * the node itself, as the tests do).
+ *
+ * - Images: an artifact is pushed to a registry by digest (`loadImage`), and a pull probe pod makes
+ *   the node pull it then, so an image the node cannot pull is an ArtifactError at load and the pull
+ *   is not part of startupTimeout (images.ts).
+ * - Exit reports: one list+watch of this node's pods (pod-watch.ts, the client-go informer pattern)
+ *   gives each app container's `state.terminated` (exit code, `reason: OOMKilled`), and the pod's log,
+ *   followed from its start (pod-logs.ts), is its output. A finished pod is deleted by the engine once
+ *   it has read both (Docker's AutoRemove), and is no longer listed as a container.
+ * - Signals: SIGKILL is a delete with `gracePeriodSeconds: 0` (the pod object goes at once and the
+ *   kubelet kills the container); SIGTERM is a graceful delete (the pod's
+ *   terminationGracePeriodSeconds). `startContainer` does nothing: a pod starts when it is created.
+ *
+ * Differences from DockerEngine are listed in the runtime README's support table ("Kubernetes").
+ */
+export class KubernetesEngine implements Engine {
+  readonly options: ResolvedKubernetesOptions;
+  private readonly api: KubeApi;
+  private readonly registry: ArtifactRegistry;
+  private readonly informer: PodInformer;
+  private readonly podsPath: string;
+  private readonly watched = new Map<string, Watched>();
+  /** Digests whose image this engine saw the node pull (or find present). */
+  private readonly pulled = new Set<string>();
+  private ready: Promise<void> | undefined;
+  private lastJanitor = 0;
+
+  /** Throws OptionsError for invalid options or a kubeconfig that cannot be read. */
+  constructor(options: KubernetesEngineOptions) {
+    this.options = resolveKubernetesOptions(options);
+    const config = new KubeConfig();
+    try {
+      if (this.options.kubeconfig !== undefined) config.loadFromFile(this.options.kubeconfig);
+      else config.loadFromDefault();
+    } catch (error) {
+      throw new OptionsError(
+        `KubernetesEngine option kubeconfig cannot be loaded: ${(error as Error).message}`,
+        {
+          cause: error,
+        },
+      );
+    }
+    this.api = new KubeApi(config, this.options.requestTimeout);
+    this.registry = new ArtifactRegistry(this.options.registry);
+    this.podsPath = `/api/v1/namespaces/${this.options.namespace}/pods`;
+    this.informer = new PodInformer(this.api, this.podsPath, {
+      labelSelector: `${MANAGED_BY.key}=${MANAGED_BY.value}`,
+      fieldSelector: `spec.nodeName=${this.options.nodeName}`,
+    });
+  }
+
+  /** How errors name the API server: "the Kubernetes API server at https://host:port". */
+  get where(): string {
+    return this.api.where;
+  }
+
+  /** The image reference pods of this artifact run (`<registry>/<repository>@<digest>`). */
+  imageReference(digest: string): string {
+    return this.registry.reference(digest);
+  }
+
+  ping(signal?: AbortSignal): Promise<void> {
+    if (!this.ready) {
+      // Listing this node's pods checks the server, the credentials and the RBAC the engine needs.
+      this.ready = this.listPods(`${MANAGED_BY.key}=${MANAGED_BY.value}`, signal, 1).then(() => {
+        this.janitor();
+      });
+      this.ready.catch(() => {
+        this.ready = undefined;
+      });
+    }
+    return this.ready;
+  }
+
+  async checkRuntime(name: string, signal?: AbortSignal): Promise<void> {
+    if (name === "runc") return;
+    try {
+      await this.api.request("GET", `/apis/node.k8s.io/v1/runtimeclasses/${encodeURIComponent(name)}`, {
+        action: `read RuntimeClass ${name}`,
+        ...(signal ? { signal } : {}),
+      });
+    } catch (error) {
+      if (error instanceof KubernetesStatusError && error.status === 404) {
+        throw new EngineUnavailableError(
+          `the cluster at ${this.where} has no RuntimeClass "${name}": container.runtime names a RuntimeClass with the KubernetesEngine (its handler must be configured in the node's containerd)`,
+        );
+      }
+      throw this.apiError(error, `read RuntimeClass ${name}`);
+    }
+  }
+
+  async hasImage(digest: string, signal?: AbortSignal): Promise<boolean> {
+    await this.ping(signal);
+    return this.pulled.has(digest) && (await this.registry.has(digest, signal));
+  }
+
+  /**
+   * Pushes the artifact to the registry (checked as DockerEngine checks a load), then runs a pull probe
+   * on the node: a pod of the image with a command that does not exist, so the kubelet pulls the image
+   * and then fails to start it, running nothing. A pull the node refuses is ArtifactError with the
+   * kubelet's reason; the probe is bounded by `pullTimeout` and deleted either way.
+   */
+  async loadImage(path: string, digest: string, options: LoadImageOptions): Promise<void> {
+    await this.ping(options.signal);
+    options.onProgress?.(0, 0);
+    await this.registry.push(path, digest, options.maxUnpackedBytes, options.signal);
+    const name = `ociapp-pull-${digest.slice(7, 19)}-${randomBytes(3).toString("hex")}`;
+    const record = await this.informer.track(name);
+    // A ref'd timer (AbortSignal.timeout's is not): a process waiting for a load stays alive, as it
+    // does while DockerEngine streams one; the watch that reports the pull is unref'd.
+    const bound = new AbortController();
+    const timer = setTimeout(() => bound.abort(), this.options.pullTimeout);
+    const signal = options.signal ? AbortSignal.any([options.signal, bound.signal]) : bound.signal;
+    try {
+      await this.createPod(
+        probePod(name, this.registry.reference(digest), this.options, PROBE_CONTAINER),
+        signal,
+      );
+      const outcome = await whenRecord(record, (r) => pastPending(progressOf(r)), signal).catch(
+        () => undefined,
+      );
+      if (!outcome) {
+        throw new ArtifactError(
+          path,
+          `the node ${this.options.nodeName} did not pull ${this.registry.reference(digest)} within ${this.options.pullTimeout} ms`,
+        );
+      }
+      if (outcome.kind === "pull-failed") {
+        throw new ArtifactError(
+          path,
+          `the node ${this.options.nodeName} cannot pull ${this.registry.reference(digest)}: ${outcome.message}`,
+        );
+      }
+      if (outcome.kind === "gone")
+        throw new EngineUnavailableError(`the pull probe pod ${name} was deleted by someone else`);
+      this.pulled.add(digest);
+      options.onProgress?.(1, 1);
+    } finally {
+      clearTimeout(timer);
+      this.informer.forget(name);
+      await this.deletePod(name, 0).catch(() => undefined);
+    }
+  }
+
+  async createContainer(spec: ContainerSpec, signal?: AbortSignal): Promise<ContainerHandle> {
+    const name = podName(spec.name);
+    const facts = await this.registry.imageFacts(spec.image, signal).catch((error: unknown) => {
+      // The registry lost the artifact: the next start loads it again (hasImage says no).
+      if (error instanceof ArtifactError) this.pulled.delete(spec.image);
+      throw error;
+    });
+    const pod = appPod(
+      {
+        name,
+        image: this.registry.reference(spec.image),
+        env: spec.env,
+        labels: spec.labels,
+        socketFolder: spec.socketFolder,
+        container: spec.container,
+        volumes: facts.volumes,
+      },
+      this.options,
+    );
+    const record = await this.informer.track(name);
+    const logs = new PodLogFollower(this.api, `${this.podsPath}/${name}`, APP_CONTAINER, spec.output);
+    const stopWatching = record.onChange(() => {
+      const progress = progressOf(record);
+      if (progress.kind === "started" || progress.kind === "ended") logs.start();
+    });
+    this.watched.set(name, { record, logs, stopWatching });
+    const forget = () => {
+      stopWatching();
+      logs.stop();
+      this.watched.delete(name);
+      this.informer.forget(name);
+    };
+    try {
+      await this.createPod(pod, signal);
+      const outcome = await whenRecord(record, (r) => pastPending(progressOf(r)), signal).catch(
+        (reason: unknown) => {
+          throw new EngineUnavailableError(`the pod ${name} did not start in time`, { cause: reason });
+        },
+      );
+      if (outcome.kind === "pull-failed") {
+        this.pulled.delete(spec.image);
+        throw new ArtifactError(
+          spec.image,
+          `the node ${this.options.nodeName} cannot pull ${pod.spec?.containers[0]?.image}: ${outcome.message}`,
+        );
+      }
+      if (outcome.kind === "start-failed") {
+        throw new EngineUnavailableError(`the kubelet could not start pod ${name}: ${outcome.message}`);
+      }
+    } catch (error) {
+      forget();
+      // A caller that gave up does not wait for the deletion (the API server may be wedged).
+      const removal = this.deletePod(name, 0).catch(() => undefined);
+      if (!signal?.aborted) await removal;
+      throw error;
+    }
+    const exit = (async (): Promise<ContainerExit> => {
+      const ended = await whenRecord(record, (r) => {
+        const progress = progressOf(r);
+        return progress.kind === "ended" || progress.kind === "gone" ? progress : undefined;
+      });
+      // A container that never ran has no log to wait for; one that did ends its log after the exit.
+      logs.start(true);
+      await within(logs.ended, OUTPUT_END_GRACE_MS, true);
+      spec.output.end();
+      forget();
+      // Docker's AutoRemove: the report is read, the pod can go.
+      void this.deletePod(name, 0).catch(() => undefined);
+      return ended.kind === "ended" ? ended.exit : { exitCode: null, oomKilled: false };
+    })();
+    return { id: name, exit, release: forget };
+  }
+
+  /** Nothing to do: a pod starts when it is created (createContainer waited for its container to run). */
+  async startContainer(): Promise<void> {}
+
+  async killContainer(id: string, signal: "SIGTERM" | "SIGKILL", abort?: AbortSignal): Promise<void> {
+    await this.deletePod(id, signal === "SIGKILL" ? 0 : undefined, abort);
+  }
+
+  async removeContainer(id: string, abort?: AbortSignal): Promise<void> {
+    await this.deletePod(id, 0, abort);
+    const watched = this.watched.get(id);
+    if (watched) {
+      watched.stopWatching();
+      watched.logs.stop();
+    }
+  }
+
+  /**
+   * This node's app pods carrying every given label (runtime labels are compared on the pods'
+   * annotations, where they are kept verbatim). A pod that has finished counts as removed (Docker's
+   * AutoRemove: its engine deletes it once it read the exit report) and is not listed.
+   */
+  async listContainers(labels: Record<string, string>): Promise<ListedContainer[]> {
+    const selector = [`${MANAGED_BY.key}=${MANAGED_BY.value}`, `${ROLE_LABEL}=app`];
+    for (const [key, value] of Object.entries(labels))
+      if (isLabel(key, value)) selector.push(`${key}=${value}`);
+    const pods = await this.listPods(selector.join(","));
+    this.janitor(pods);
+    return pods
+      .filter((pod) => !finished(pod))
+      .filter((pod) =>
+        Object.entries(labels).every(([key, value]) => pod.metadata?.annotations?.[key] === value),
+      )
+      .map((pod) => ({
+        id: pod.metadata?.name ?? "",
+        state: pod.metadata?.deletionTimestamp
+          ? "removing"
+          : pod.status?.phase === "Running"
+            ? "running"
+            : "created",
+        labels: Object.fromEntries(
+          Object.entries(pod.metadata?.annotations ?? {}).filter(([key]) => key.startsWith("dev.ociapp.")),
+        ),
+        image: pod.spec?.containers[0]?.image ?? "",
+      }));
+  }
+
+  /** The labels of the image config of a reference this engine gave a pod (`...@sha256:<hex>`). */
+  async imageLabels(reference: string): Promise<Record<string, string>> {
+    const digest = /@(sha256:[a-f0-9]{64})$/.exec(reference)?.[1];
+    if (!digest) throw new EngineUnavailableError(`${reference} is not an image reference of this engine's`);
+    return (await this.registry.imageFacts(digest)).labels;
+  }
+
+  private async createPod(pod: V1Pod, signal?: AbortSignal): Promise<void> {
+    const name = pod.metadata?.name as string;
+    // Not ended by the caller's signal: a server that got the request may create the pod anyway.
+    // The caller stops waiting at once; the caller's clean-up deletes the pod by name.
+    const creating = this.api.request<V1Pod>("POST", this.podsPath, {
+      body: pod,
+      action: `create pod ${name}`,
+    });
+    creating.catch(() => undefined);
+    try {
+      const created = await untilAborted(creating, signal);
+      this.informer.created(name, created);
+    } catch (error) {
+      throw this.apiError(error, `create pod ${name}`);
+    }
+  }
+
+  /** Deletes a pod (grace in seconds; undefined: the pod's own). A pod already gone is not an error. */
+  private async deletePod(name: string, grace: number | undefined, signal?: AbortSignal): Promise<void> {
+    try {
+      await this.api.request("DELETE", `${this.podsPath}/${encodeURIComponent(name)}`, {
+        body: {
+          kind: "DeleteOptions",
+          apiVersion: "v1",
+          ...(grace === undefined ? {} : { gracePeriodSeconds: grace }),
+        },
+        action: `delete pod ${name}`,
+        ...(signal ? { signal } : {}),
+      });
+    } catch (error) {
+      if (error instanceof KubernetesStatusError && error.status === 404) return;
+      throw this.apiError(error, `delete pod ${name}`);
+    }
+  }
+
+  private async listPods(labelSelector: string, signal?: AbortSignal, limit?: number): Promise<V1Pod[]> {
+    try {
+      const list = await this.api.request<V1PodList>(
+        "GET",
+        `${this.podsPath}${query({ labelSelector, fieldSelector: `spec.nodeName=${this.options.nodeName}`, limit })}`,
+        { action: "list pods", ...(signal ? { signal } : {}) },
+      );
+      return list.items;
+    } catch (error) {
+      throw this.apiError(error, "list pods");
+    }
+  }
+
+  /**
+   * Deletes finished pods of this node that nobody deleted for FINISHED_POD_TTL_MS: their engine's
+   * process died before it could (the agent restarted in its pod, a host runtime was killed), and
+   * their ownerReferences only act when the owner itself goes. Best effort, at most once a minute.
+   */
+  private janitor(pods?: V1Pod[]): void {
+    const now = Date.now();
+    if (now - this.lastJanitor < JANITOR_INTERVAL_MS) return;
+    this.lastJanitor = now;
+    void (async () => {
+      const all = pods ?? (await this.listPods(`${MANAGED_BY.key}=${MANAGED_BY.value}`));
+      for (const pod of all) {
+        const name = pod.metadata?.name;
+        if (!name || this.watched.has(name) || !finished(pod)) continue;
+        const finishedAt = pod.status?.containerStatuses?.[0]?.state?.terminated?.finishedAt;
+        const at = finishedAt ? new Date(finishedAt).getTime() : 0;
+        if (now - at >= FINISHED_POD_TTL_MS) await this.deletePod(name, 0).catch(() => undefined);
+      }
+    })().catch(() => undefined);
+  }
+
+  private apiError(error: unknown, action: string): Error {
+    if (error instanceof KubernetesStatusError) {
+      return new EngineUnavailableError(`${this.where} refused to ${action}: ${error.message}`, {
+        cause: error,
+      });
+    }
+    return error as Error;
+  }
+}
+
+/** The container options of a pull probe: it runs nothing, but is confined like an app anyway. */
+const PROBE_CONTAINER = {
+  user: "65534:65534",
+  uid: 65534,
+  gid: 65534,
+  networkMode: "none",
+  readonlyRootfs: true,
+  tmpfs: {},
+  capDrop: ["ALL"],
+  noNewPrivileges: true,
+  init: false,
+  memory: 16 * 1024 * 1024,
+  nanoCpus: 100_000_000,
+  pidsLimit: 16,
+  logMaxSize: "1m",
+  allowRoot: false,
+  runtime: "runc",
+};
+
+/**
+ * Anything but pending settles a wait: for an app pod, running, ended, gone or failed; for a pull
+ * probe, anything past the pull (its container failing to start is the expected end).
+ */
+function pastPending(progress: PodProgress): PodProgress | undefined {
+  return progress.kind === "pending" ? undefined : progress;
+}
+
+function finished(pod: V1Pod): boolean {
+  return pod.status?.phase === "Succeeded" || pod.status?.phase === "Failed";
+}
+
+/** A pod name (DNS-1123 subdomain) from the runtime's container name. */
+function podName(name: string): string {
+  const cleaned = name
+    .toLowerCase()
+    .replace(/[^a-z0-9.-]+/g, "-")
+    .replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, "");
+  return cleaned.slice(0, 253) || `ociapp-${randomBytes(6).toString("hex")}`;
+}
+
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () =>
+      reject(new EngineUnavailableError("the pod was not created in time", { cause: signal.reason }));
+    if (signal.aborted) {
+      onAbort();
+      return;
+    }
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
