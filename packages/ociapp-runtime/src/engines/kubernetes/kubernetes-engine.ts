@@ -32,6 +32,8 @@ const JANITOR_INTERVAL_MS = 60_000;
 /** One app pod this engine made and watches. */
 interface Watched {
   record: PodRecord;
+  /** The artifact's manifest digest. */
+  digest: string;
   logs: PodLogFollower;
   stopWatching: () => void;
 }
@@ -53,7 +55,8 @@ interface Watched {
  *   it has read both (Docker's AutoRemove), and is no longer listed as a container.
  * - Signals: SIGKILL is a delete with `gracePeriodSeconds: 0` (the pod object goes at once and the
  *   kubelet kills the container); SIGTERM is a graceful delete (the pod's
- *   terminationGracePeriodSeconds). `startContainer` does nothing: a pod starts when it is created.
+ *   terminationGracePeriodSeconds). A pod starts when it is created: `startContainer` waits for its
+ *   container to run.
  *
  * Differences from DockerEngine are listed in the runtime README's support table ("Kubernetes").
  */
@@ -186,6 +189,10 @@ export class KubernetesEngine implements Engine {
     }
   }
 
+  /**
+   * Creates the pod (it starts at once: a pod has no "created" state) with its exit watch and log
+   * follower in place; startContainer then waits for its container to run.
+   */
   async createContainer(spec: ContainerSpec, signal?: AbortSignal): Promise<ContainerHandle> {
     const name = podName(spec.name);
     const facts = await this.registry.imageFacts(spec.image, signal).catch((error: unknown) => {
@@ -211,30 +218,15 @@ export class KubernetesEngine implements Engine {
       const progress = progressOf(record);
       if (progress.kind === "started" || progress.kind === "ended") logs.start();
     });
-    this.watched.set(name, { record, logs, stopWatching });
     const forget = () => {
       stopWatching();
       logs.stop();
       this.watched.delete(name);
       this.informer.forget(name);
     };
+    this.watched.set(name, { record, logs, stopWatching, digest: spec.image });
     try {
       await this.createPod(pod, signal);
-      const outcome = await whenRecord(record, (r) => pastPending(progressOf(r)), signal).catch(
-        (reason: unknown) => {
-          throw new EngineUnavailableError(`the pod ${name} did not start in time`, { cause: reason });
-        },
-      );
-      if (outcome.kind === "pull-failed") {
-        this.pulled.delete(spec.image);
-        throw new ArtifactError(
-          spec.image,
-          `the node ${this.options.nodeName} cannot pull ${pod.spec?.containers[0]?.image}: ${outcome.message}`,
-        );
-      }
-      if (outcome.kind === "start-failed") {
-        throw new EngineUnavailableError(`the kubelet could not start pod ${name}: ${outcome.message}`);
-      }
     } catch (error) {
       forget();
       // A caller that gave up does not wait for the deletion (the API server may be wedged).
@@ -259,8 +251,32 @@ export class KubernetesEngine implements Engine {
     return { id: name, exit, release: forget };
   }
 
-  /** Nothing to do: a pod starts when it is created (createContainer waited for its container to run). */
-  async startContainer(): Promise<void> {}
+  /**
+   * Waits until the pod's container runs (or already ended: the exit watch reports that). A pull the
+   * node refuses is ArtifactError; a container the kubelet cannot create or start (its reason, e.g.
+   * CreateContainerError) and a pod the kubelet rejects are EngineUnavailableError.
+   */
+  async startContainer(id: string, signal?: AbortSignal): Promise<void> {
+    const watched = this.watched.get(id);
+    if (!watched) throw new EngineUnavailableError(`pod ${id} is not one this engine watches`);
+    const outcome = await whenRecord(watched.record, (r) => pastPending(progressOf(r)), signal).catch(
+      (reason: unknown) => {
+        throw new EngineUnavailableError(`the container of pod ${id} did not start in time`, {
+          cause: reason,
+        });
+      },
+    );
+    if (outcome.kind === "pull-failed") {
+      this.pulled.delete(watched.digest);
+      throw new ArtifactError(
+        watched.digest,
+        `the node ${this.options.nodeName} cannot pull ${this.registry.reference(watched.digest)}: ${outcome.message}`,
+      );
+    }
+    if (outcome.kind === "start-failed") {
+      throw new EngineUnavailableError(`the kubelet could not start pod ${id}: ${outcome.message}`);
+    }
+  }
 
   async killContainer(id: string, signal: "SIGTERM" | "SIGKILL", abort?: AbortSignal): Promise<void> {
     await this.deletePod(id, signal === "SIGKILL" ? 0 : undefined, abort);
