@@ -10,6 +10,8 @@
 #   scripts/k8s.sh status what runs, and what the API server says
 #   scripts/k8s.sh env    prints `export KUBECONFIG=...` (and PATH for the matching kubectl)
 #   scripts/k8s.sh build  only the builds (binaries, pause image)
+#   scripts/k8s.sh agent-image   builds the agent's image from this workspace (pnpm build, pnpm deploy,
+#                         buildx) and imports it into the node's containerd as $AGENT_IMAGE
 #
 # How it is built, what runs where, and measured times: docs/kubernetes-cluster.md.
 set -euo pipefail
@@ -37,6 +39,8 @@ PAUSE_IMAGE=ociapp.local/pause:3.10
 # host by itself (it treats localhost and 127.0.0.0/8 as plain-HTTP registries), so no containerd
 # config is needed; pods pull with an imagePullSecret.
 REGISTRY_PORT=${OCIAPP_K8S_REGISTRY_PORT:-5124}
+# The agent's image (deploy/kubernetes/daemonset.yaml runs it with imagePullPolicy: Never).
+AGENT_IMAGE=ociapp.local/ociapp-agent:dev
 REGISTRY_STATE=${OCIAPP_K8S_REGISTRY_STATE:-/run/ociapp-k8s-registry}
 
 K8S_BIN=$CACHE_DIR/kubernetes-$K8S_VERSION/bin
@@ -789,6 +793,44 @@ cmd_status() {
   return "$rc"
 }
 
+# The agent's image: `ociapp-runtime serve` from this workspace, packed (pnpm pack: what would be
+# published) and installed with npm into the build context with its production dependencies (from
+# the npm registry, or npm's cache), built with buildx FROM the node image Docker already has, and
+# imported into the node's containerd when its ID changed. (pnpm deploy would do the install too, but
+# it rewrites the workspace's own node_modules.)
+cmd_agent_image() {
+  local repo ctx id have p t0=$SECONDS
+  repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  ctx=$(mktemp -d /tmp/ociapp-agent-image.XXXXXX)
+  # shellcheck disable=SC2064 # expand $ctx now
+  trap "rm -rf '$ctx'" RETURN
+  say "building and packing the workspace packages the agent needs (ociapp, ociapp-runtime)"
+  (cd "$repo" && pnpm --silent --filter ociapp --filter ociapp-runtime run build >/dev/null) || die "pnpm build failed"
+  for p in ociapp ociapp-runtime; do
+    (cd "$repo/packages/$p" && pnpm --silent pack --pack-destination "$ctx/packs" >/dev/null) || die "pnpm pack of $p failed"
+  done
+  mkdir -p "$ctx/app"
+  printf '{"name":"ociapp-agent-image","private":true}\n' >"$ctx/app/package.json"
+  (cd "$ctx/app" && timeout 600 npm install --silent --no-audit --no-fund --omit=dev --omit=optional \
+    --ignore-scripts "$ctx"/packs/ociapp-*.tgz) || die "npm install of the packed packages failed"
+  rm -rf "$ctx/packs"
+  cp "$repo/deploy/kubernetes/agent-image/Containerfile" "$ctx/Containerfile"
+  say "building $AGENT_IMAGE with buildx (FROM $NODE_IMAGE)"
+  timeout 600 docker buildx build --quiet --load --build-arg "BASE_IMAGE=$NODE_IMAGE" -t "$AGENT_IMAGE" \
+    -f "$ctx/Containerfile" "$ctx" >/dev/null || die "docker buildx build of $AGENT_IMAGE failed"
+  id=$(docker image inspect -f '{{.Id}}' "$AGENT_IMAGE")
+  have=$(cat "$STATE_DIR/agent-image.id" 2>/dev/null || true)
+  if [ "$id" = "$have" ] && has_image "$AGENT_IMAGE"; then
+    say "$AGENT_IMAGE unchanged ($id), already in the node's containerd"
+  else
+    say "importing $AGENT_IMAGE into the node's containerd"
+    timeout 300 docker save "$AGENT_IMAGE" | ctr_ images import - >/dev/null || die "importing $AGENT_IMAGE failed"
+    has_image "$AGENT_IMAGE" || die "after the import, $AGENT_IMAGE is not in the node's containerd"
+    printf '%s\n' "$id" >"$STATE_DIR/agent-image.id"
+  fi
+  say "agent image $AGENT_IMAGE ready in $(elapsed "$t0")"
+}
+
 cmd_env() {
   printf 'export KUBECONFIG=%s\n' "$ADMIN_KUBECONFIG"
   printf 'export OCIAPP_K8S_REGISTRY_URL=http://127.0.0.1:%s\n' "$REGISTRY_PORT"
@@ -807,7 +849,8 @@ main() {
   status) cmd_status ;;
   env) cmd_env ;;
   build) build_all ;;
-  *) die "unknown command: $1 (up, down, status, env, build)" ;;
+  agent-image) cmd_agent_image ;;
+  *) die "unknown command: $1 (up, down, status, env, build, agent-image)" ;;
   esac
 }
 
