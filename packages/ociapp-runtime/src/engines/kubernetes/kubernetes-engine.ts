@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { KubeConfig, type V1Pod, type V1PodList } from "@kubernetes/client-node";
+import { KubeConfig, type V1Pod } from "@kubernetes/client-node";
 import { ArtifactError, EngineUnavailableError, OptionsError } from "../../errors.js";
 import { within } from "../../util/timers.js";
 import type {
@@ -10,7 +10,7 @@ import type {
   ListedContainer,
   LoadImageOptions,
 } from "../engine.js";
-import { KubeApi, KubernetesStatusError, query } from "./api.js";
+import { KubeApi, KubernetesStatusError } from "./api.js";
 import { ArtifactRegistry } from "./images.js";
 import {
   type KubernetesEngineOptions,
@@ -18,9 +18,11 @@ import {
   resolveKubernetesOptions,
 } from "./options.js";
 import { PodLogFollower } from "./pod-logs.js";
-import { APP_CONTAINER, appPod, isLabel, MANAGED_BY, probePod, ROLE_LABEL } from "./pod-spec.js";
-import { type PodProgress, progressOf, whenRecord } from "./pod-status.js";
+import { APP_CONTAINER, appPod, isLabel, MANAGED_BY, ROLE_LABEL } from "./pod-spec.js";
+import { pastPending, progressOf, whenRecord } from "./pod-status.js";
 import { PodInformer, type PodRecord } from "./pod-watch.js";
+import { PodClient } from "./pods.js";
+import { pullOnNode } from "./pull-probe.js";
 
 /** After the exit, how long the log stream may take to deliver the last output and end. */
 const OUTPUT_END_GRACE_MS = 5_000;
@@ -65,7 +67,7 @@ export class KubernetesEngine implements Engine {
   private readonly api: KubeApi;
   private readonly registry: ArtifactRegistry;
   private readonly informer: PodInformer;
-  private readonly podsPath: string;
+  private readonly pods: PodClient;
   private readonly watched = new Map<string, Watched>();
   /** Digests whose image this engine saw the node pull (or find present). */
   private readonly pulled = new Set<string>();
@@ -89,11 +91,11 @@ export class KubernetesEngine implements Engine {
     }
     this.api = new KubeApi(config, this.options.requestTimeout);
     this.registry = new ArtifactRegistry(this.options.registry);
-    this.podsPath = `/api/v1/namespaces/${this.options.namespace}/pods`;
-    this.informer = new PodInformer(this.api, this.podsPath, {
+    this.informer = new PodInformer(this.api, `/api/v1/namespaces/${this.options.namespace}/pods`, {
       labelSelector: `${MANAGED_BY.key}=${MANAGED_BY.value}`,
       fieldSelector: `spec.nodeName=${this.options.nodeName}`,
     });
+    this.pods = new PodClient(this.api, this.options.namespace, this.options.nodeName, this.informer);
   }
 
   /** How errors name the API server: "the Kubernetes API server at https://host:port". */
@@ -109,7 +111,7 @@ export class KubernetesEngine implements Engine {
   ping(signal?: AbortSignal): Promise<void> {
     if (!this.ready) {
       // Listing this node's pods checks the server, the credentials and the RBAC the engine needs.
-      this.ready = this.listPods(`${MANAGED_BY.key}=${MANAGED_BY.value}`, signal, 1).then(() => {
+      this.ready = this.pods.list(`${MANAGED_BY.key}=${MANAGED_BY.value}`, signal, 1).then(() => {
         this.janitor();
       });
       this.ready.catch(() => {
@@ -132,7 +134,7 @@ export class KubernetesEngine implements Engine {
           `the cluster at ${this.where} has no RuntimeClass "${name}": container.runtime names a RuntimeClass with the KubernetesEngine (its handler must be configured in the node's containerd)`,
         );
       }
-      throw this.apiError(error, `read RuntimeClass ${name}`);
+      throw this.pods.refusal(error, `read RuntimeClass ${name}`);
     }
   }
 
@@ -151,42 +153,14 @@ export class KubernetesEngine implements Engine {
     await this.ping(options.signal);
     options.onProgress?.(0, 0);
     await this.registry.push(path, digest, options.maxUnpackedBytes, options.signal);
-    const name = `ociapp-pull-${digest.slice(7, 19)}-${randomBytes(3).toString("hex")}`;
-    const record = await this.informer.track(name);
-    // A ref'd timer (AbortSignal.timeout's is not): a process waiting for a load stays alive, as it
-    // does while DockerEngine streams one; the watch that reports the pull is unref'd.
-    const bound = new AbortController();
-    const timer = setTimeout(() => bound.abort(), this.options.pullTimeout);
-    const signal = options.signal ? AbortSignal.any([options.signal, bound.signal]) : bound.signal;
-    try {
-      await this.createPod(
-        probePod(name, this.registry.reference(digest), this.options, PROBE_CONTAINER),
-        signal,
-      );
-      const outcome = await whenRecord(record, (r) => pastPending(progressOf(r)), signal).catch(
-        () => undefined,
-      );
-      if (!outcome) {
-        throw new ArtifactError(
-          path,
-          `the node ${this.options.nodeName} did not pull ${this.registry.reference(digest)} within ${this.options.pullTimeout} ms`,
-        );
-      }
-      if (outcome.kind === "pull-failed") {
-        throw new ArtifactError(
-          path,
-          `the node ${this.options.nodeName} cannot pull ${this.registry.reference(digest)}: ${outcome.message}`,
-        );
-      }
-      if (outcome.kind === "gone")
-        throw new EngineUnavailableError(`the pull probe pod ${name} was deleted by someone else`);
-      this.pulled.add(digest);
-      options.onProgress?.(1, 1);
-    } finally {
-      clearTimeout(timer);
-      this.informer.forget(name);
-      await this.deletePod(name, 0).catch(() => undefined);
-    }
+    await pullOnNode(this.pods, this.informer, this.options, {
+      path,
+      digest,
+      reference: this.registry.reference(digest),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    this.pulled.add(digest);
+    options.onProgress?.(1, 1);
   }
 
   /**
@@ -213,7 +187,7 @@ export class KubernetesEngine implements Engine {
       this.options,
     );
     const record = await this.informer.track(name);
-    const logs = new PodLogFollower(this.api, `${this.podsPath}/${name}`, APP_CONTAINER, spec.output);
+    const logs = new PodLogFollower(this.api, `${this.pods.path}/${name}`, APP_CONTAINER, spec.output);
     const stopWatching = record.onChange(() => {
       const progress = progressOf(record);
       if (progress.kind === "started" || progress.kind === "ended") logs.start();
@@ -226,11 +200,11 @@ export class KubernetesEngine implements Engine {
     };
     this.watched.set(name, { record, logs, stopWatching, digest: spec.image });
     try {
-      await this.createPod(pod, signal);
+      await this.pods.create(pod, signal);
     } catch (error) {
       forget();
       // A caller that gave up does not wait for the deletion (the API server may be wedged).
-      const removal = this.deletePod(name, 0).catch(() => undefined);
+      const removal = this.pods.delete(name, 0).catch(() => undefined);
       if (!signal?.aborted) await removal;
       throw error;
     }
@@ -245,7 +219,7 @@ export class KubernetesEngine implements Engine {
       spec.output.end();
       forget();
       // Docker's AutoRemove: the report is read, the pod can go.
-      void this.deletePod(name, 0).catch(() => undefined);
+      void this.pods.delete(name, 0).catch(() => undefined);
       return ended.kind === "ended" ? ended.exit : { exitCode: null, oomKilled: false };
     })();
     return { id: name, exit, release: forget };
@@ -279,11 +253,11 @@ export class KubernetesEngine implements Engine {
   }
 
   async killContainer(id: string, signal: "SIGTERM" | "SIGKILL", abort?: AbortSignal): Promise<void> {
-    await this.deletePod(id, signal === "SIGKILL" ? 0 : undefined, abort);
+    await this.pods.delete(id, signal === "SIGKILL" ? 0 : undefined, abort);
   }
 
   async removeContainer(id: string, abort?: AbortSignal): Promise<void> {
-    await this.deletePod(id, 0, abort);
+    await this.pods.delete(id, 0, abort);
     const watched = this.watched.get(id);
     if (watched) {
       watched.stopWatching();
@@ -300,7 +274,7 @@ export class KubernetesEngine implements Engine {
     const selector = [`${MANAGED_BY.key}=${MANAGED_BY.value}`, `${ROLE_LABEL}=app`];
     for (const [key, value] of Object.entries(labels))
       if (isLabel(key, value)) selector.push(`${key}=${value}`);
-    const pods = await this.listPods(selector.join(","));
+    const pods = await this.pods.list(selector.join(","));
     this.janitor(pods);
     return pods
       .filter((pod) => !finished(pod))
@@ -328,54 +302,6 @@ export class KubernetesEngine implements Engine {
     return (await this.registry.imageFacts(digest)).labels;
   }
 
-  private async createPod(pod: V1Pod, signal?: AbortSignal): Promise<void> {
-    const name = pod.metadata?.name as string;
-    // Not ended by the caller's signal: a server that got the request may create the pod anyway.
-    // The caller stops waiting at once; the caller's clean-up deletes the pod by name.
-    const creating = this.api.request<V1Pod>("POST", this.podsPath, {
-      body: pod,
-      action: `create pod ${name}`,
-    });
-    creating.catch(() => undefined);
-    try {
-      const created = await untilAborted(creating, signal);
-      this.informer.created(name, created);
-    } catch (error) {
-      throw this.apiError(error, `create pod ${name}`);
-    }
-  }
-
-  /** Deletes a pod (grace in seconds; undefined: the pod's own). A pod already gone is not an error. */
-  private async deletePod(name: string, grace: number | undefined, signal?: AbortSignal): Promise<void> {
-    try {
-      await this.api.request("DELETE", `${this.podsPath}/${encodeURIComponent(name)}`, {
-        body: {
-          kind: "DeleteOptions",
-          apiVersion: "v1",
-          ...(grace === undefined ? {} : { gracePeriodSeconds: grace }),
-        },
-        action: `delete pod ${name}`,
-        ...(signal ? { signal } : {}),
-      });
-    } catch (error) {
-      if (error instanceof KubernetesStatusError && error.status === 404) return;
-      throw this.apiError(error, `delete pod ${name}`);
-    }
-  }
-
-  private async listPods(labelSelector: string, signal?: AbortSignal, limit?: number): Promise<V1Pod[]> {
-    try {
-      const list = await this.api.request<V1PodList>(
-        "GET",
-        `${this.podsPath}${query({ labelSelector, fieldSelector: `spec.nodeName=${this.options.nodeName}`, limit })}`,
-        { action: "list pods", ...(signal ? { signal } : {}) },
-      );
-      return list.items;
-    } catch (error) {
-      throw this.apiError(error, "list pods");
-    }
-  }
-
   /**
    * Deletes finished pods of this node that nobody deleted for FINISHED_POD_TTL_MS: their engine's
    * process died before it could (the agent restarted in its pod, a host runtime was killed), and
@@ -386,52 +312,16 @@ export class KubernetesEngine implements Engine {
     if (now - this.lastJanitor < JANITOR_INTERVAL_MS) return;
     this.lastJanitor = now;
     void (async () => {
-      const all = pods ?? (await this.listPods(`${MANAGED_BY.key}=${MANAGED_BY.value}`));
+      const all = pods ?? (await this.pods.list(`${MANAGED_BY.key}=${MANAGED_BY.value}`));
       for (const pod of all) {
         const name = pod.metadata?.name;
         if (!name || this.watched.has(name) || !finished(pod)) continue;
         const finishedAt = pod.status?.containerStatuses?.[0]?.state?.terminated?.finishedAt;
         const at = finishedAt ? new Date(finishedAt).getTime() : 0;
-        if (now - at >= FINISHED_POD_TTL_MS) await this.deletePod(name, 0).catch(() => undefined);
+        if (now - at >= FINISHED_POD_TTL_MS) await this.pods.delete(name, 0).catch(() => undefined);
       }
     })().catch(() => undefined);
   }
-
-  private apiError(error: unknown, action: string): Error {
-    if (error instanceof KubernetesStatusError) {
-      return new EngineUnavailableError(`${this.where} refused to ${action}: ${error.message}`, {
-        cause: error,
-      });
-    }
-    return error as Error;
-  }
-}
-
-/** The container options of a pull probe: it runs nothing, but is confined like an app anyway. */
-const PROBE_CONTAINER = {
-  user: "65534:65534",
-  uid: 65534,
-  gid: 65534,
-  networkMode: "none",
-  readonlyRootfs: true,
-  tmpfs: {},
-  capDrop: ["ALL"],
-  noNewPrivileges: true,
-  init: false,
-  memory: 16 * 1024 * 1024,
-  nanoCpus: 100_000_000,
-  pidsLimit: 16,
-  logMaxSize: "1m",
-  allowRoot: false,
-  runtime: "runc",
-};
-
-/**
- * Anything but pending settles a wait: for an app pod, running, ended, gone or failed; for a pull
- * probe, anything past the pull (its container failing to start is the expected end).
- */
-function pastPending(progress: PodProgress): PodProgress | undefined {
-  return progress.kind === "pending" ? undefined : progress;
 }
 
 function finished(pod: V1Pod): boolean {
@@ -445,18 +335,4 @@ function podName(name: string): string {
     .replace(/[^a-z0-9.-]+/g, "-")
     .replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, "");
   return cleaned.slice(0, 253) || `ociapp-${randomBytes(6).toString("hex")}`;
-}
-
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise;
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () =>
-      reject(new EngineUnavailableError("the pod was not created in time", { cause: signal.reason }));
-    if (signal.aborted) {
-      onAbort();
-      return;
-    }
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
 }

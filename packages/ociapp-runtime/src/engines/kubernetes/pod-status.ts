@@ -110,3 +110,11 @@ export function whenRecord<T>(
     else signal?.addEventListener("abort", onAbort, { once: true });
   });
 }
+
+/**
+ * Anything but pending settles a wait: for an app pod, running, ended, gone or failed; for a pull
+ * probe, anything past the pull (its container failing to start is the expected end).
+ */
+export function pastPending(progress: PodProgress): PodProgress | undefined {
+  return progress.kind === "pending" ? undefined : progress;
+}
