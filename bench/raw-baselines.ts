@@ -1,5 +1,6 @@
 import { type ChildProcess, execFile, fork } from "node:child_process";
-import { chmod, mkdtemp, rm, stat } from "node:fs/promises";
+import { chmod, mkdtemp, rm } from "node:fs/promises";
+import { createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -34,41 +35,59 @@ export async function startHostEcho(): Promise<RawEcho> {
   };
 }
 
-/** The same echo server inside a container of the base image, with the runtime's default limits. */
-export async function startContainerEcho(image: string, runFlags: string[]): Promise<RawEcho> {
+/**
+ * The same echo server inside a container of the image, with the runtime's default limits, in
+ * protocol v2's direction: the host listens on a socket in a bind-mounted folder (read-only, as the
+ * runtime mounts it) and the echo connects to it. `runtime` is the OCI runtime (runc, runsc).
+ */
+export async function startContainerEcho(
+  image: string,
+  runFlags: string[],
+  runtime = "runc",
+): Promise<RawEcho> {
   const dir = await mkdtemp(join(tmpdir(), "ociapp-bench-"));
-  await chmod(dir, 0o777);
-  const { stdout } = await execFileAsync("docker", [
-    "run",
-    "-d",
-    "--rm",
-    "--label",
-    "dev.ociapp.bench=true",
-    ...runFlags,
-    // The artifact's own entrypoint is `ociapp serve`; the baseline runs the bare echo server instead.
-    "--entrypoint",
-    "node",
-    "-v",
-    `${ECHO_SERVER}:/bench/echo-server.cjs:ro`,
-    "-v",
-    `${dir}:/run/ociapp`,
-    image,
-    "/bench/echo-server.cjs",
-    "/run/ociapp/echo.sock",
-  ]);
-  const id = stdout.trim();
+  await chmod(dir, 0o755);
+  const server = createServer();
+  const path = join(dir, "host.sock");
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  await chmod(path, 0o666);
+  const accepted = new Promise<Socket>((resolve) => server.once("connection", resolve));
+  let id: string | undefined;
   const remove = async () => {
-    await execFileAsync("docker", ["rm", "-f", id]).catch(() => undefined);
+    server.close();
+    if (id) await execFileAsync("docker", ["rm", "-f", id]).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   };
-  const socket = join(dir, "echo.sock");
   try {
-    const deadline = Date.now() + 30_000;
-    while (!(await stat(socket).catch(() => null))) {
-      if (Date.now() > deadline) throw new Error("the in-container echo server never listened");
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    const client = await RawEchoClient.connect(socket);
+    const { stdout } = await execFileAsync("docker", [
+      "run",
+      "-d",
+      "--rm",
+      "--label",
+      "dev.ociapp.bench=true",
+      `--runtime=${runtime}`,
+      ...runFlags,
+      // The artifact's own entrypoint is `ociapp serve`; the baseline runs the bare echo instead.
+      "--entrypoint",
+      "node",
+      "-v",
+      `${ECHO_SERVER}:/bench/echo-server.cjs:ro`,
+      "-v",
+      `${dir}:/run/ociapp:ro`,
+      image,
+      "/bench/echo-server.cjs",
+      "--connect",
+      "/run/ociapp/host.sock",
+    ]);
+    id = stdout.trim();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const socket = await Promise.race([
+      accepted,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error("the in-container echo never connected")), 30_000);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    const client = new RawEchoClient(socket);
     return {
       client,
       async close() {

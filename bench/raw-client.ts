@@ -8,7 +8,8 @@ export class RawEchoClient {
   #buffered: Buffer = Buffer.alloc(0);
   #outgoing: Buffer[] = [];
 
-  private constructor(socket: Socket) {
+  /** A client over a connected socket (the in-container echo connects to the host's listener). */
+  constructor(socket: Socket) {
     this.#socket = socket;
     socket.on("data", (chunk: Buffer) => this.#onData(chunk));
   }

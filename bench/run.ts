@@ -10,7 +10,8 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { build } from "ociapp-build";
 import { DockerEngine, Runtime, type RuntimeOptions } from "ociapp-runtime";
-import { DEFAULT_RUN_FLAGS, measureEngineFloor } from "./engine-floor.js";
+import { measureBuilds } from "./build.js";
+import { DEFAULT_RUN_FLAGS } from "./engine-floor.js";
 import { measureFailures } from "./failures.js";
 import {
   type Latency,
@@ -24,7 +25,7 @@ import {
 import { measureParsing } from "./parse-limits.js";
 import { type RawEcho, startContainerEcho, startHostEcho } from "./raw-baselines.js";
 import { measureRemote } from "./remote.js";
-import { measureSandboxes } from "./sandboxes.js";
+import { measureStartup } from "./startup.js";
 
 const execFileAsync = promisify(execFile);
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -120,28 +121,15 @@ try {
     return runtime.stats().artifacts[0]?.imageLoads ?? -1;
   });
 
-  log("cold start: engine floor, docker run, first execute on a new Runtime");
-  const floors: number[] = [];
+  // Cold start per Node major, scale from zero, first call after warm(), warm figures under runc
+  // and runsc: interleaved rounds against their baselines (bench/startup.ts).
+  log("startup: cold start, standby, first call after warm(), warm vs raw (runc, runsc)");
+  const startup = await measureStartup(join(work, "startup"), REPEATS, log);
   const dockerRuns: number[] = [];
-  const colds: number[] = [];
-  const afterWarm: number[] = [];
   for (let i = 0; i < REPEATS; i++) {
-    floors.push(await measureEngineFloor(artifact.digest));
     dockerRuns.push(
       (await timeIt(() => docker(["run", "--rm", "--network=none", "--entrypoint", "true", artifact.digest])))
         .ms,
-    );
-    colds.push(
-      await withRuntime(
-        {},
-        async (runtime) => (await timeIt(() => runtime.execute(artifact.path, PAYLOAD))).ms,
-      ),
-    );
-    afterWarm.push(
-      await withRuntime({}, async (runtime) => {
-        await runtime.warm(artifact.path);
-        return (await timeIt(() => runtime.execute(artifact.path, PAYLOAD))).ms * 1000;
-      }),
     );
   }
 
@@ -203,9 +191,6 @@ try {
     };
   });
 
-  log("sandboxes: runc beside runsc (gVisor), interleaved rounds");
-  const sandboxes = await measureSandboxes(artifact.path, 3, log);
-
   log("parsing: frames the default limits allow, and two they refuse");
   const parsing = measureParsing(log);
 
@@ -214,6 +199,9 @@ try {
 
   log("remote: agent over TLS on loopback and across a namespace hop, beside local");
   const remote = await measureRemote(artifact.path, log);
+
+  log("builds: no-change and one-line-change rebuilds, sqlite-app sizes");
+  const builds = await measureBuilds({ rounds: 5, sizes: true }, log);
 
   const warmP50 = one.latency.p50Us;
   const results = {
@@ -239,14 +227,8 @@ try {
         ),
       },
     },
-    coldStart: {
-      engineFloorMs: median(floors),
-      dockerRunTrueMs: median(dockerRuns),
-      firstExecuteMs: median(colds),
-      aboveFloorMs: round(median(colds) - median(floors)),
-      firstExecuteAfterWarmUs: median(afterWarm),
-      samples: { floors, dockerRuns, colds, afterWarmUs: afterWarm },
-    },
+    startup,
+    dockerRunTrueMs: median(dockerRuns),
     artifact: {
       bytes: artifact.bytes,
       baseImageBytes,
@@ -254,7 +236,7 @@ try {
       runtimeLoadMs: runtimeLoad.ms,
       loadsWhenEngineHoldsImage: skipped,
     },
-    build: { coldMs: cold.ms, cachedMs: cached.ms },
+    build: { coldMs: cold.ms, cachedMs: cached.ms, rebuilds: builds },
     noCpuQuota: {
       raw256: unlimitedRaw,
       runtime256: unlimitedRuntime,
@@ -264,7 +246,6 @@ try {
     failures,
     parsing,
     remote,
-    sandboxes,
   };
   await writeFile(RESULTS, `${JSON.stringify(results, null, 2)}\n`);
 
@@ -294,19 +275,41 @@ try {
       `${ratio(runtimeTwo, raw)}x`,
     ]);
   });
-  rows.push([
-    "cold start (first execute)",
-    `${median(colds)} ms`,
-    `floor ${median(floors)} ms`,
-    `+${results.coldStart.aboveFloorMs} ms`,
-  ]);
+  for (const cold of startup.coldStart) {
+    rows.push([
+      `cold start, ${cold.label}`,
+      `${cold.firstExecuteMs.median} ms`,
+      `floor ${cold.engineFloorMs.median} ms`,
+      `+${cold.aboveFloorMs} ms`,
+    ]);
+  }
   rows.push(["  docker run --rm image true", `${median(dockerRuns)} ms`, "", ""]);
   rows.push([
-    "first execute after warm()",
-    `${median(afterWarm)} us`,
-    `warm p50 ${warmP50} us`,
-    `${ratio(median(afterWarm), warmP50)}x`,
+    "scale from zero, standby",
+    `${startup.scaleFromZero.withStandbyMs.median} ms`,
+    `without ${startup.scaleFromZero.withoutStandbyMs.median} ms`,
+    "",
   ]);
+  rows.push([
+    "first execute after warm()",
+    `${startup.firstAfterWarm.us.median} us`,
+    `warm p50 ${startup.firstAfterWarm.warmP50Us} us`,
+    `${startup.firstAfterWarm.ratio}x`,
+  ]);
+  for (const warm of startup.warm) {
+    rows.push([
+      `warm p50, ${warm.runtime} (interleaved)`,
+      `${warm.ociappP50Us.median} us`,
+      `raw ${warm.rawP50Us.median} us`,
+      `${warm.warmP50VsRaw}x`,
+    ]);
+    rows.push([
+      `throughput 256 callers, ${warm.runtime}`,
+      `${warm.ociapp256PerSecond.median}/s`,
+      `raw ${warm.raw256PerSecond.median}/s`,
+      `${warm.throughput256VsRaw}x`,
+    ]);
+  }
   rows.push([
     "artifact load (runtime)",
     `${runtimeLoad.ms} ms`,
@@ -315,6 +318,22 @@ try {
   ]);
   rows.push(["loads when engine holds image", String(skipped), "0", ""]);
   rows.push(["build cold / cached", `${cold.ms} / ${cached.ms} ms`, "", ""]);
+  rows.push([
+    "rebuild, no change: tsc app / no build script",
+    `${builds.noChange.totalMs.median} / ${builds.noChangeWithoutScript.totalMs.median} ms`,
+    "",
+    builds.noChange.reused && builds.noChangeWithoutScript.reused ? "artifact reused" : "REBUILT",
+  ]);
+  rows.push(["rebuild, one-line change", `${builds.oneLineChange.totalMs.median} ms`, "", ""]);
+  if (builds.sqliteSizes) {
+    const mib = (bytes: number) => `${round(bytes / 1024 ** 2)} MiB`;
+    rows.push([
+      "sqlite-app artifact, managed",
+      mib(builds.sqliteSizes.managed),
+      `hand-written ${mib(builds.sqliteSizes.twoStage)}`,
+      `${ratio(builds.sqliteSizes.managed, builds.sqliteSizes.twoStage)}x`,
+    ]);
+  }
   rows.push([
     "artifact size",
     `${round(artifact.bytes / 1024 ** 2)} MiB`,

@@ -1,23 +1,26 @@
-// Remote execution in two terminals: an agent (ociapp-runtime serve, here started as a library)
-// and a client (RemoteExecutor) that runs echo-app on it over HTTP/2 and TLS.
+// Remote execution: an agent (ociapp-runtime serve, here started as a library) and a client
+// (RemoteExecutor) that runs echo-app on it over HTTP/2 and TLS. In two terminals, or one:
 //
-//   node --conditions=source --import tsx examples/remote-demo.ts agent
+//   node --conditions=source --import tsx examples/remote-demo.ts agent &
 //   node --conditions=source --import tsx examples/remote-demo.ts client dist/echo-app-0.1.0.ociapp
+//   kill %1; wait
 //
 // The agent makes a throwaway CA, a certificate for 127.0.0.1 and a token in /tmp/ociapp-remote-demo
-// (the client reads them from there), listens on 127.0.0.1:8443 and drains on Ctrl-C. The client
+// (the client reads them from there), listens on 127.0.0.1:8443, writes `ready` (its pid) once it
+// listens, and drains on Ctrl-C or SIGTERM. The client waits up to 60 s for a live agent's `ready`. The
 // names the artifact by its path: it computes the digest, the agent answers 404 the first time, the
 // client uploads the file (the agent verifies every blob and the digest), and calls run by digest.
 
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { RemoteExecutor } from "ociapp-runtime";
 import { Agent, hashToken, parseAgentConfig } from "ociapp-runtime/agent";
 
 const DIR = "/tmp/ociapp-remote-demo";
 const URL = "https://127.0.0.1:8443";
+const READY = "ready";
 
 function openssl(args: string[]): void {
   execFileSync("openssl", args, { cwd: DIR, stdio: "ignore" });
@@ -25,6 +28,7 @@ function openssl(args: string[]): void {
 
 async function agent(): Promise<void> {
   mkdirSync(DIR, { recursive: true, mode: 0o700 });
+  rmSync(join(DIR, READY), { force: true });
   const key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
   openssl([
     "req",
@@ -75,14 +79,47 @@ async function agent(): Promise<void> {
     policy: { maxTimeout: 60_000 },
     runtime: { idleTimeout: 120_000 },
   });
-  const started = await Agent.start({ config });
-  console.log(`agent ${started.id} listening on ${started.url}; token and CA in ${DIR}; Ctrl-C drains`);
-  await new Promise<void>((resolve) => process.once("SIGINT", () => resolve()));
+  // One audit record per request, to a file here (the agent's default is a JSON line each on stderr).
+  const audit = createWriteStream(join(DIR, "audit.log"), { flags: "a" });
+  const started = await Agent.start({
+    config,
+    audit: (record) => audit.write(`${JSON.stringify(record)}\n`),
+  });
+  console.log(
+    `agent ${started.id} listening on ${started.url}; token, CA and audit.log in ${DIR}; Ctrl-C drains`,
+  );
+  writeFileSync(join(DIR, READY), String(process.pid));
+  await new Promise<void>((resolve) => {
+    process.once("SIGINT", resolve);
+    process.once("SIGTERM", resolve);
+  });
   console.log("draining");
+  rmSync(join(DIR, READY), { force: true });
   await started.drain();
+  audit.end();
+}
+
+/** Waits (up to 60 s) for `ready` naming a live process: an agent that listens. */
+async function agentReady(): Promise<void> {
+  const file = join(DIR, READY);
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (existsSync(file)) {
+      try {
+        process.kill(Number(readFileSync(file, "utf8")), 0);
+        return;
+      } catch {
+        // a stale file: that agent is gone
+      }
+    }
+    if (Date.now() > deadline)
+      throw new Error(`no agent is ready (no live ${file} within 60 s): start one first`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 async function client(artifact: string): Promise<void> {
+  await agentReady();
   const remote = new RemoteExecutor({
     agents: [URL],
     token: readFileSync(join(DIR, "token"), "utf8"),
@@ -118,9 +155,15 @@ async function client(artifact: string): Promise<void> {
 }
 
 const [mode, artifact] = process.argv.slice(2);
-if (mode === "agent") await agent();
-else if (mode === "client" && artifact) await client(artifact);
-else {
-  console.error("usage: remote-demo.ts agent | remote-demo.ts client <file.ociapp>");
+try {
+  if (mode === "agent") await agent();
+  else if (mode === "client" && artifact) await client(artifact);
+  else {
+    console.error("usage: remote-demo.ts agent | remote-demo.ts client <file.ociapp>");
+    process.exitCode = 1;
+  }
+} catch (error) {
+  // One line for what went wrong (a port in use, no agent, a missing artifact), not a stack trace.
+  console.error(`remote-demo: ${(error as Error).message}`);
   process.exitCode = 1;
 }

@@ -13,6 +13,7 @@
 //   node check-installed.mjs <project-dir> [package...]
 
 import { readdirSync, readFileSync, realpathSync, statSync } from "node:fs";
+import { builtinModules } from "node:module";
 import { dirname, join, relative, resolve } from "node:path";
 
 const [projectDir, ...names] = process.argv.slice(2);
@@ -130,7 +131,9 @@ for (const name of packages) {
           ...text.matchAll(/^\/\/\/\s*<reference\s+types="([^"]+)"/gm),
         ].map((match) => (match[0].startsWith("///") && match[1] === "node" ? "node:" : match[1]));
         for (const specifier of specifiers) {
-          if (specifier.startsWith("node:")) {
+          // TypeScript writes an inferred type's module as the bare name (`import("diagnostics_channel")`):
+          // @types/node declares both spellings of a builtin.
+          if (specifier.startsWith("node:") || builtinModules.includes(specifier)) {
             if (!declared["@types/node"])
               problem(`${at} imports ${specifier}, and @types/node is not declared`);
             continue;

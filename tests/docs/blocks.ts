@@ -10,6 +10,8 @@
 //                                               (likewise jq: examples/jq-app); implies the engine
 //   <!-- docs-test: needs app -->               (ts) `app`, the echo app, in scope
 //   <!-- docs-test: needs built echo-app -->    examples/echo-app/dist (its build script)
+//   <!-- docs-test: needs agent -->             the remote demo's agent listening on 127.0.0.1:8443,
+//                                               its token and CA in /tmp/ociapp-remote-demo
 //   <!-- docs-test: needs registry -->          a fresh npm project whose registry has the packages
 //                                               (run by scripts/registry-test.sh, after publishing)
 //   <!-- docs-test: needs tarballs -->          a fresh npm project holding the three packed tarballs
@@ -39,7 +41,7 @@ export const DOCS = [
 ];
 
 export const RUNNABLE = new Set(["ts", "js", "sh", "json"]);
-const NEEDS = /^needs (engine|app|registry|tarballs|artifact (?:echo|jq)|built echo-app)$/;
+const NEEDS = /^needs (engine|app|agent|registry|tarballs|artifact (?:echo|jq)|built echo-app)$/;
 
 export interface Block {
   /** The Markdown file, relative to the repository root, and the line of the opening fence. */

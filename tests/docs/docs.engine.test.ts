@@ -1,5 +1,5 @@
-import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
+import { execFile, spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import { copyFile, mkdir, mkdtemp, realpath, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, delimiter, join } from "node:path";
@@ -38,23 +38,91 @@ const created: string[] = [];
 const imagesBefore = new Set<string>();
 const built = new Map<string, Promise<void>>();
 
-async function run(
+/**
+ * Runs a command in a process group of its own and, when it exits (or after `timeout` ms, default
+ * 150 s: inside the test's 180 s), kills whatever is left of that group, so a block that starts a
+ * background process (the remote demo's agent) can neither hang the test on its open pipes nor
+ * outlive it. Output is kept up to 64 MiB per stream.
+ */
+function run(
   command: string,
   args: string[],
   options: { cwd?: string; timeout?: number } = {},
 ): Promise<{ stdout: string; stderr: string }> {
-  try {
-    return await execFileAsync(command, args, {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, {
       cwd: options.cwd ?? ROOT,
-      timeout: options.timeout ?? 600_000,
-      maxBuffer: 64 * 1024 * 1024,
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, PATH: `${bin}${delimiter}${process.env.PATH}` },
     });
-  } catch (error) {
-    const { stdout = "", stderr = "" } = error as { stdout?: string; stderr?: string };
-    throw new Error(`${command} ${args.join(" ")} failed:\n${`${stdout}\n${stderr}`.trim().slice(-4000)}`, {
-      cause: error,
+    const output = { stdout: "", stderr: "" };
+    for (const name of ["stdout", "stderr"] as const) {
+      child[name].setEncoding("utf8");
+      child[name].on("data", (text: string) => {
+        if (output[name].length < 64 * 1024 * 1024) output[name] += text;
+      });
+    }
+    const killGroup = () => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+      } catch {
+        // the group is gone already
+      }
+    };
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killGroup();
+    }, options.timeout ?? 150_000);
+    child.once("exit", killGroup);
+    child.once("error", (error) => {
+      clearTimeout(timer);
+      reject(error);
     });
+    child.once("close", (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0 && !timedOut) {
+        resolve(output);
+        return;
+      }
+      const why = timedOut ? "timed out" : `failed (${signal ?? `exit ${code}`})`;
+      reject(
+        new Error(
+          `${command} ${args.join(" ")} ${why}:\n${`${output.stdout}\n${output.stderr}`.trim().slice(-4000)}`,
+        ),
+      );
+    });
+  });
+}
+
+/**
+ * Runs `fn` while the remote demo's agent (examples/remote-demo.ts agent: 127.0.0.1:8443, its token
+ * and CA in /tmp/ociapp-remote-demo) listens, then stops it: SIGTERM (it drains), SIGKILL to its
+ * process group after 30 s.
+ */
+async function withDemoAgent(fn: () => Promise<void>): Promise<void> {
+  const agent = spawn(
+    process.execPath,
+    ["--conditions=source", "--import", "tsx", "examples/remote-demo.ts", "agent"],
+    { cwd: ROOT, detached: true, stdio: "ignore" },
+  );
+  const exited = new Promise<void>((resolve) => agent.once("exit", () => resolve()));
+  try {
+    const ready = "/tmp/ociapp-remote-demo/ready";
+    for (let waited = 0; ; waited += 100) {
+      if (existsSync(ready) && readFileSync(ready, "utf8") === String(agent.pid)) break;
+      if (agent.exitCode !== null || waited > 60_000) throw new Error("the demo agent did not start");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await fn();
+  } finally {
+    agent.kill("SIGTERM");
+    const killer = setTimeout(() => {
+      if (agent.pid !== undefined) process.kill(-agent.pid, "SIGKILL");
+    }, 30_000);
+    await exited;
+    clearTimeout(killer);
   }
 }
 
@@ -122,7 +190,15 @@ function attempt(action: () => unknown): Error | undefined {
 
 async function checkFlags(block: Block): Promise<void> {
   const [command = "", ...args] = (block.flagsOf ?? "").split(" ");
-  const { stdout } = await run(command, [...args, "--help"]);
+  let { stdout } = await run(command, [...args, "--help"]);
+  // A usage summary may show a subcommand's flags (`ociapp-build push ... --plain-http`): each
+  // subcommand that the block names and that --help lists under Commands has its own --help.
+  const commands = stdout.slice(stdout.indexOf("\nCommands:"));
+  for (const [, sub = ""] of commands.matchAll(/^ {2}([a-z][a-z-]*) /gm)) {
+    if (sub !== "help" && new RegExp(`\\b${sub}\\b`).test(block.code)) {
+      stdout += (await run(command, [...args, sub, "--help"])).stdout;
+    }
+  }
   const flags = new Set(block.code.match(/--[a-z][a-z-]*/g) ?? []);
   expect(flags.size, `${where(block)}: no --flags in a "flags of" block`).toBeGreaterThan(0);
   for (const flag of flags)
@@ -157,6 +233,7 @@ beforeAll(async () => {
   }
   await symlink(join(ROOT, "packages/ociapp-build/bin/ociapp-build.js"), join(bin, "ociapp-build"));
   await symlink(join(ROOT, "packages/ociapp/bin/ociapp.js"), join(bin, "ociapp"));
+  await symlink(join(ROOT, "packages/ociapp-runtime/bin/ociapp-runtime.js"), join(bin, "ociapp-runtime"));
   const zod = await realpath(join(ROOT, "packages/ociapp/node_modules/zod"));
   await symlink(zod, join(scratch, "node_modules", "zod"), "dir");
   await symlink(join(ROOT, "node_modules/@types/node"), join(scratch, "node_modules/@types/node"), "dir");
@@ -230,26 +307,29 @@ describe.each([...new Set(blocks.map((block) => block.file))])("%s", (file) => {
         if (need === "built echo-app")
           await run("npm", ["run", "build"], { cwd: join(ROOT, "examples/echo-app") });
       }
-      if (block.flagsOf !== undefined) return checkFlags(block);
-      switch (block.lang) {
-        case "json":
-          return checkJson(block);
-        case "ts": {
-          expect(typeErrors.get(where(block)) ?? [], `${where(block)}: type errors`).toEqual([]);
-          await run(process.execPath, ["--import", "tsx", `${fileOf(block)}.ts`]);
-          return;
+      const check = async (): Promise<void> => {
+        if (block.flagsOf !== undefined) return checkFlags(block);
+        switch (block.lang) {
+          case "json":
+            return checkJson(block);
+          case "ts": {
+            expect(typeErrors.get(where(block)) ?? [], `${where(block)}: type errors`).toEqual([]);
+            await run(process.execPath, ["--import", "tsx", `${fileOf(block)}.ts`]);
+            return;
+          }
+          case "js":
+            await writeFile(`${fileOf(block)}.mjs`, block.code);
+            await run(process.execPath, [`${fileOf(block)}.mjs`]);
+            return;
+          case "sh":
+            await writeFile(`${fileOf(block)}.sh`, block.code);
+            await run("bash", ["-e", "-o", "pipefail", `${fileOf(block)}.sh`]);
+            return;
+          default:
+            throw new Error(`${where(block)}: no runner for ${block.lang}`);
         }
-        case "js":
-          await writeFile(`${fileOf(block)}.mjs`, block.code);
-          await run(process.execPath, [`${fileOf(block)}.mjs`]);
-          return;
-        case "sh":
-          await writeFile(`${fileOf(block)}.sh`, block.code);
-          await run("bash", ["-e", "-o", "pipefail", `${fileOf(block)}.sh`]);
-          return;
-        default:
-          throw new Error(`${where(block)}: no runner for ${block.lang}`);
-      }
+      };
+      await (block.needs.includes("agent") ? withDemoAgent(check) : check());
     });
   }
 });

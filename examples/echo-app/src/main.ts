@@ -11,6 +11,16 @@ export class EchoApplication extends Application<typeof EchoRequest, typeof Echo
   override readonly name = "echo-app";
   override readonly version = "0.1.0";
 
+  /**
+   * Run once per container when the runtime warms it (warm(): a ping with prime): both schemas parse
+   * a sample the way the server parses each call, so the first real call finds them compiled.
+   */
+  override async prime(): Promise<void> {
+    const sample = { value: "prime" };
+    await this.request.safeParseAsync(sample);
+    await this.response.safeParseAsync(sample);
+  }
+
   async execute(request: z.infer<typeof EchoRequest>, _context: ExecutionContext) {
     return { value: request.value };
   }

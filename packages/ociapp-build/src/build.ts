@@ -9,6 +9,7 @@ import {
   printable,
   quote,
   readArtifactIndex,
+  runtimeDefaultsAnnotations,
 } from "ociapp/artifact";
 import { checkBuildx, runBuildx } from "./buildx.js";
 import type { ManagedConfig } from "./config.js";
@@ -276,6 +277,8 @@ function annotationsFor(project: Project, protocol: number | undefined): Record<
   if (project.config.entrypoint !== undefined)
     annotations["dev.ociapp.entrypoint"] = project.config.entrypoint;
   if (protocol !== undefined) annotations[PROTOCOL_ANNOTATION] = String(protocol);
+  // The app's own runtime defaults, in ociapp's namespace: a runtime only lowers its limits with them.
+  if (project.config.runtime) Object.assign(annotations, runtimeDefaultsAnnotations(project.config.runtime));
   return annotations;
 }
 

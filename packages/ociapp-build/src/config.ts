@@ -1,5 +1,5 @@
 import { isAbsolute, normalize } from "node:path";
-import { quote } from "ociapp/artifact";
+import { quote, RUNTIME_DEFAULTS, type RuntimeDefaults } from "ociapp/artifact";
 import { z } from "zod";
 
 /** `<module>#<export>`, the export defaulting to `app` (as `ociapp serve --app` does). */
@@ -28,11 +28,22 @@ const entrypoint = z
     "the module must be a path inside the project",
   );
 
+/** How the app would like to run (see ociapp/artifact's RuntimeDefaults): a runtime only lowers its limits with it. */
+const runtimeDefaults = z.strictObject(
+  Object.fromEntries(
+    Object.entries(RUNTIME_DEFAULTS).map(([key, spec]) => [
+      key,
+      z.number().int().min(spec.min).max(spec.max).optional(),
+    ]),
+  ) as Record<keyof RuntimeDefaults, z.ZodOptional<z.ZodNumber>>,
+);
+
 const managedConfig = z.strictObject({
   mode: z.literal("managed").optional(),
   entrypoint,
   systemPackages: z.array(z.string().regex(DEBIAN_PACKAGE, "not a Debian package name")).max(256).optional(),
   baseImage: z.string().regex(IMAGE_REFERENCE, "not an image reference").optional(),
+  runtime: runtimeDefaults.optional(),
 });
 
 const customConfig = z.strictObject({
@@ -45,6 +56,7 @@ const customConfig = z.strictObject({
   /** Optional here: only recorded in the dev.ociapp.entrypoint annotation. */
   entrypoint: entrypoint.optional(),
   baseImage: z.string().regex(IMAGE_REFERENCE, "not an image reference").optional(),
+  runtime: runtimeDefaults.optional(),
 });
 
 export interface ManagedConfig {
@@ -52,6 +64,8 @@ export interface ManagedConfig {
   entrypoint: string;
   systemPackages: string[];
   baseImage?: string;
+  /** Runtime defaults the app declares: recorded as `dev.ociapp.runtime.*` manifest annotations. */
+  runtime?: RuntimeDefaults;
 }
 
 export interface CustomConfig {
@@ -59,6 +73,7 @@ export interface CustomConfig {
   containerfile: string;
   entrypoint?: string;
   baseImage?: string;
+  runtime?: RuntimeDefaults;
 }
 
 export type OciappConfig = ManagedConfig | CustomConfig;
@@ -75,12 +90,13 @@ export function parseOciappConfig(value: unknown): OciappConfig {
   if (mode === "custom") {
     const parsed = customConfig.safeParse(value);
     if (!parsed.success) throw new ConfigIssue(formatIssue(parsed.error.issues[0], value));
-    const { entrypoint: ep, baseImage, containerfile } = parsed.data;
+    const { entrypoint: ep, baseImage, containerfile, runtime } = parsed.data;
     return {
       mode: "custom",
       containerfile,
       ...(ep === undefined ? {} : { entrypoint: ep }),
       ...(baseImage === undefined ? {} : { baseImage }),
+      ...(runtime === undefined ? {} : { runtime: runtime as RuntimeDefaults }),
     };
   }
   if (mode !== undefined && mode !== "managed") {
@@ -88,12 +104,13 @@ export function parseOciappConfig(value: unknown): OciappConfig {
   }
   const parsed = managedConfig.safeParse(value);
   if (!parsed.success) throw new ConfigIssue(formatIssue(parsed.error.issues[0], value));
-  const { entrypoint: ep, systemPackages, baseImage } = parsed.data;
+  const { entrypoint: ep, systemPackages, baseImage, runtime } = parsed.data;
   return {
     mode: "managed",
     entrypoint: ep,
     systemPackages: systemPackages ?? [],
     ...(baseImage === undefined ? {} : { baseImage }),
+    ...(runtime === undefined ? {} : { runtime: runtime as RuntimeDefaults }),
   };
 }
 

@@ -1,3 +1,4 @@
+import { runtimeDefaultsAnnotations } from "ociapp/artifact";
 import { describe, expect, it } from "vitest";
 import { ConfigIssue, parseOciappConfig, splitEntrypoint } from "../src/config.js";
 
@@ -41,6 +42,25 @@ describe("parseOciappConfig", () => {
       mode: "custom",
       containerfile: "Containerfile.custom",
     });
+  });
+
+  it("takes the app's runtime defaults, bounded, and records them as dev.ociapp.runtime.* annotations", () => {
+    const config = parseOciappConfig({
+      entrypoint: "dist/main.js#app",
+      runtime: { maxConcurrency: 4, memory: 268_435_456, nanoCpus: 500_000_000 },
+    });
+    expect(config.runtime).toEqual({ maxConcurrency: 4, memory: 268_435_456, nanoCpus: 500_000_000 });
+    expect(runtimeDefaultsAnnotations(config.runtime ?? {})).toEqual({
+      "dev.ociapp.runtime.maxConcurrency": "4",
+      "dev.ociapp.runtime.memory": "268435456",
+      "dev.ociapp.runtime.nanoCpus": "500000000",
+    });
+    expect(() => parseOciappConfig({ entrypoint: "a.js", runtime: { maxConcurrency: 0 } })).toThrow(
+      "ociapp.runtime.maxConcurrency: number 0 is invalid: Too small: expected number to be >=1",
+    );
+    expect(() => parseOciappConfig({ entrypoint: "a.js", runtime: { env: { A: "1" } } })).toThrow(
+      'ociapp.runtime: unknown key "env"',
+    );
   });
 
   it("names unknown keys", () => {

@@ -203,8 +203,9 @@ export class QueueFullError extends OciappRuntimeError {
   declare readonly code: "OCIAPP_QUEUE_FULL";
   readonly maxQueue: number;
 
-  constructor(maxQueue: number) {
-    super("OCIAPP_QUEUE_FULL", `the queue for this artifact is full (maxQueue ${maxQueue})`);
+  /** `message` for a RemoteExecutor, whose bound is calls outstanding per agent (maxQueue holds it). */
+  constructor(maxQueue: number, message = `the queue for this artifact is full (maxQueue ${maxQueue})`) {
+    super("OCIAPP_QUEUE_FULL", message);
     this.maxQueue = maxQueue;
   }
 }

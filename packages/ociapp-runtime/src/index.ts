@@ -1,3 +1,4 @@
+export type { ArtifactSettings } from "./artifacts/artifact-settings.js";
 export { DockerEngine } from "./engines/docker/docker-engine.js";
 export type { EngineFlavour, ImageStore } from "./engines/docker/flavour.js";
 export type {

@@ -4,6 +4,11 @@ import type { Engine } from "./engines/engine.js";
 
 export type { ImageOptions } from "./images/image-options.js";
 
+import {
+  type ArtifactSettings,
+  type ResolvedArtifactSettings,
+  resolveArtifactSettings,
+} from "./artifacts/artifact-settings.js";
 import { OptionsError } from "./errors.js";
 import type { LogSink } from "./observability/logs.js";
 import type { ContainerOptions, ResolvedContainerOptions } from "./options/container.js";
@@ -22,6 +27,12 @@ import {
 } from "./images/image-options.js";
 
 export interface RuntimeOptions {
+  /**
+   * Settings per artifact, keyed by manifest digest or by an alias bound to a path or digest (see
+   * ArtifactSettings): maxInstances, maxConcurrency, minInstances, env, memory, nanoCpus over the
+   * Runtime's. The app's declared defaults only lower them.
+   */
+  artifacts?: Record<string, ArtifactSettings>;
   /**
    * Where every line the containers write goes (the app, and any process it runs), and the app's own
    * console lines during an execute, tagged with the request id: a function, e.g. `stderrLogs()`.
@@ -59,6 +70,15 @@ export interface RuntimeOptions {
   maxConcurrency?: number;
   /** Containers per artifact started by warm() or the first execute() and never reaped. Default 0. */
   minInstances?: number;
+  /**
+   * Containers per artifact created ahead of demand and not started (0 or 1; default 0): once the
+   * artifact has been used and has room under maxInstances (the reaper stopped its last container,
+   * say), one is created, so the next call that needs a container pays its start and handshake only.
+   * Counted toward maxInstances; a created container runs nothing (no memory or CPU; its writable
+   * layer on the engine's disk). Removed by close(), and once the artifact has had no container and
+   * no call for idleTimeout. See the README's Performance section for what it saves and costs.
+   */
+  standby?: number;
   /** Requests waiting per artifact; past it execute() rejects with QueueFullError. Default 1 000. */
   maxQueue?: number;
   /** Largest frame body either side may send, in bytes. Default 16 MiB. */
@@ -122,6 +142,8 @@ export interface CallOptions {
 }
 
 export interface ResolvedOptions {
+  /** Per-artifact settings by digest or alias (empty when none). */
+  artifacts: Map<string, ResolvedArtifactSettings>;
   startupTimeout: number;
   requestTimeout: number;
   shutdownTimeout: number;
@@ -130,6 +152,7 @@ export interface ResolvedOptions {
   maxInstances: number;
   maxConcurrency: number;
   minInstances: number;
+  standby: number;
   maxQueue: number;
   maxFrameBytes: number;
   maxBufferedBytes: number;
@@ -171,6 +194,7 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
     throw new OptionsError(`Runtime options must be an object (got ${show(options)})`);
   }
   const known = new Set([
+    "artifacts",
     "logs",
     "engine",
     "startupTimeout",
@@ -181,6 +205,7 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
     "maxInstances",
     "maxConcurrency",
     "minInstances",
+    "standby",
     "maxQueue",
     "maxFrameBytes",
     "maxBufferedBytes",
@@ -244,6 +269,7 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
     );
   }
   return {
+    artifacts: resolveArtifactSettings(options.artifacts, RESERVED_ENV),
     startupTimeout: integer(scope, "startupTimeout", options.startupTimeout, 10_000, 1),
     requestTimeout: integer(scope, "requestTimeout", options.requestTimeout, 30_000, 1),
     shutdownTimeout: integer(scope, "shutdownTimeout", options.shutdownTimeout, 10_000, 0),
@@ -252,6 +278,7 @@ export function resolveOptions(options: RuntimeOptions): ResolvedOptions {
     maxInstances,
     maxConcurrency: integer(scope, "maxConcurrency", options.maxConcurrency, 64, 1, 65_536),
     minInstances,
+    standby: integer(scope, "standby", options.standby, 0, 0, 1),
     maxQueue: integer(scope, "maxQueue", options.maxQueue, 1_000, 0),
     maxFrameBytes,
     maxBufferedBytes: integer(

@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
-import { encodeFrame } from "ociapp/protocol";
-import { ArtifactCache, type ReadArtifactIndex } from "./artifacts/artifact-cache.js";
+import { ArtifactCache, readArtifactIndex } from "./artifacts/artifact-cache.js";
+import { effectiveOptions } from "./artifacts/artifact-settings.js";
 import { DockerEngine } from "./engines/docker/docker-engine.js";
-import type { Engine } from "./engines/engine.js";
+import { type Engine, isEngine } from "./engines/engine.js";
 import { ArtifactError, InvalidRequestError, OptionsError, RuntimeClosedError } from "./errors.js";
 import { type DrainOptions, type Executor, isDigest, type WarmOptions } from "./executor.js";
 import { formatOwner, ownIdentity } from "./host/owner.js";
@@ -23,6 +23,7 @@ import {
 import { Call, CallDeadlines } from "./pool/call.js";
 import { type ArtifactStats, Pool } from "./pool/pool.js";
 import { Reaper } from "./pool/reaper.js";
+import { encodeRequest } from "./pool/request-frame.js";
 import { ReceiveBudget } from "./protocol/receive-budget.js";
 import { engineCall, untilAborted } from "./util/bounded.js";
 import { within } from "./util/timers.js";
@@ -42,19 +43,6 @@ export interface RuntimeStats {
   images: ImageRetentionStats;
 }
 
-let defaultReadIndex: ReadArtifactIndex | undefined;
-
-async function readIndexFromArtifact(
-  path: string,
-  options?: { signal?: AbortSignal },
-): Promise<{ digest: string; protocol?: number | undefined }> {
-  if (!defaultReadIndex) {
-    const artifact = await import("ociapp/artifact");
-    defaultReadIndex = artifact.readArtifactIndex;
-  }
-  return defaultReadIndex(path, options);
-}
-
 /**
  * Runs .ociapp artifacts: `execute(path, request)` answers from a warm container of that artifact,
  * starting one when needed. See the package README for the model.
@@ -65,7 +53,10 @@ export class Runtime implements Executor {
   readonly engine: Engine;
   private readonly options: ResolvedOptions;
   private readonly cache: ArtifactCache;
+  /** Pools by digest, and by "alias:<name>" for calls through an alias. */
   private readonly pools = new Map<string, Pool>();
+  /** The aliases of the artifacts option: name → the path or digest it names. */
+  private readonly aliases = new Map<string, { name: string; path: string }>();
   private readonly reaper: Reaper;
   private readonly now: () => number;
   private readonly short: string;
@@ -86,6 +77,10 @@ export class Runtime implements Executor {
 
   constructor(options: RuntimeOptions = {}) {
     this.options = resolveOptions(options);
+    for (const [name, settings] of this.options.artifacts) {
+      const target = settings.target;
+      if (target) this.aliases.set(name, { name, path: "path" in target ? target.path : target.digest });
+    }
     const internals = seamsOf(options);
     if (options.engine !== undefined && !isEngine(options.engine)) {
       throw new OptionsError(
@@ -95,7 +90,7 @@ export class Runtime implements Executor {
     this.engine = options.engine ?? new DockerEngine();
     this.now = internals.now ?? (() => performance.now());
     this.cache = new ArtifactCache({
-      readIndex: internals.readIndex ?? readIndexFromArtifact,
+      readIndex: internals.readIndex ?? readArtifactIndex,
       now: this.now,
     });
     this.short = this.id.replaceAll("-", "").slice(0, 12);
@@ -151,17 +146,22 @@ export class Runtime implements Executor {
         timeout,
         timeout === this.options.requestTimeout ? this.deadlines : undefined,
       );
-      const digest = isDigest(path) ? this.knownDigest(path, call) : this.cache.lookup(path);
+      // An alias the service bound (artifacts option) names a path or a digest, and a pool of its own.
+      const alias = this.aliases.get(path);
+      const target = alias ? alias.path : path;
+      const digest = isDigest(target) ? this.knownDigest(target, call) : this.cache.lookup(target);
       if (digest === null) return;
       if (digest !== undefined) {
-        this.poolFor(digest, isDigest(path) ? (this.pools.get(digest)?.path ?? path) : path).submit(call);
+        this.poolFor(digest, isDigest(target) ? this.pathOf(digest, target) : target, alias?.name).submit(
+          call,
+        );
         return;
       }
-      this.cache.resolve(path).then(
+      this.cache.resolve(target).then(
         (resolved) => {
           if (call.settled) return;
           if (this.closing) call.fail(new RuntimeClosedError());
-          else this.poolFor(resolved, path).submit(call);
+          else this.poolFor(resolved, target, alias?.name).submit(call);
         },
         (error: unknown) => call.fail(error),
       );
@@ -177,14 +177,16 @@ export class Runtime implements Executor {
     const signal = options?.signal;
     if (this.closing) throw new RuntimeClosedError();
     signal?.throwIfAborted();
-    if (isDigest(path)) {
-      const pool = this.pools.get(path);
-      if (pool === undefined) throw new ArtifactError(path, `no artifact with digest ${path} is known here`);
-      return pool.warm(signal);
+    const alias = this.aliases.get(path);
+    const target = alias ? alias.path : path;
+    if (isDigest(target)) {
+      if (!this.knownPath(target))
+        throw new ArtifactError(target, `no artifact with digest ${target} is known here`);
+      return this.poolFor(target, this.pathOf(target, target), alias?.name).warm(signal);
     }
-    const digest = await untilAborted(this.cache.resolve(path), signal);
+    const digest = await untilAborted(this.cache.resolve(target), signal);
     if (this.closing) throw new RuntimeClosedError();
-    await this.poolFor(digest, path).warm(signal);
+    await this.poolFor(digest, target, alias?.name).warm(signal);
   }
 
   /**
@@ -199,10 +201,18 @@ export class Runtime implements Executor {
     if (typeof artifact !== "string" || artifact === "") {
       throw new OptionsError(`drain() artifact must be a path or a manifest digest (got ${typeof artifact})`);
     }
+    // An alias drains its own pool; a path or a digest drains every pool of that artifact.
+    const alias = this.aliases.get(artifact);
+    if (alias) {
+      await untilAborted(this.pools.get(`alias:${alias.name}`)?.drain() ?? Promise.resolve(), signal);
+      return;
+    }
     const digest = isDigest(artifact) ? artifact : await untilAborted(this.cache.resolve(artifact), signal);
-    const pool = this.pools.get(digest);
-    if (pool === undefined) return;
-    await untilAborted(pool.drain(), signal);
+    const pools = [...this.pools.values()].filter((pool) => pool.digest === digest);
+    await untilAborted(
+      Promise.all(pools.map((pool) => pool.drain())).then(() => undefined),
+      signal,
+    );
   }
 
   /** Per artifact: instances by state, in flight, queued, cold starts, image loads. */
@@ -259,21 +269,50 @@ export class Runtime implements Executor {
    * A digest names an artifact this runtime has already resolved from a path (a pool knows its
    * file); any other digest fails the call with ArtifactError and gives null.
    */
+  /** A path this runtime ran the digest from (the newest), if any. */
+  private knownPath(digest: string): string | undefined {
+    for (const pool of this.pools.values()) if (pool.digest === digest) return pool.path;
+    return undefined;
+  }
+
+  private pathOf(digest: string, fallback: string): string {
+    return this.knownPath(digest) ?? fallback;
+  }
+
   private knownDigest(digest: string, call: Call): string | null {
-    if (this.pools.has(digest)) return digest;
+    if (this.knownPath(digest) !== undefined) return digest;
     call.fail(
       new ArtifactError(digest, `no artifact with digest ${digest} is known here; name it by its path first`),
     );
     return null;
   }
 
-  private poolFor(digest: string, path: string): Pool {
-    let pool = this.pools.get(digest);
+  /**
+   * The pool for an artifact: one per digest, and one per alias (its settings are its own). Its options
+   * are the Runtime's with the service's settings for the digest and the alias over them, lowered by
+   * the app's own declared defaults.
+   */
+  private poolFor(digest: string, path: string, alias?: string): Pool {
+    const key = alias === undefined ? digest : `alias:${alias}`;
+    let pool = this.pools.get(key);
+    if (pool !== undefined && pool.digest !== digest) {
+      // The alias's file was rebuilt: its old pool is forgotten (it drains by itself when idle).
+      this.pools.delete(key);
+      pool = undefined;
+    }
     if (pool === undefined) {
+      const options = effectiveOptions(
+        this.options,
+        [
+          this.options.artifacts.get(digest),
+          alias === undefined ? undefined : this.options.artifacts.get(alias),
+        ],
+        this.cache.defaultsOf(digest),
+      );
       pool = new Pool(
         {
           engine: this.engine,
-          options: this.options,
+          options,
           digest,
           labels: {
             [LABELS.managed]: "true",
@@ -284,13 +323,14 @@ export class Runtime implements Executor {
           nextName: () => `ociapp-${this.short}-${++this.containers}`,
           folderPrefix: `${this.short}-`,
           budget: this.budget,
+          ...(alias === undefined ? {} : { alias }),
           logs: this.logs,
           prepare: () => this.sweepOnce(),
           now: this.now,
         },
         path,
       );
-      this.pools.set(digest, pool);
+      this.pools.set(key, pool);
     } else if (pool.path !== path) {
       pool.path = path;
     }
@@ -331,10 +371,10 @@ export class Runtime implements Executor {
 
   private reap(): void {
     const now = this.now();
-    for (const [digest, pool] of this.pools) {
+    for (const [key, pool] of this.pools) {
       pool.reap(now);
       // A pool with nothing in it for idleTimeout is forgotten: rebuilt artifacts do not pile up.
-      if (pool.empty && now - pool.lastUsed >= this.options.idleTimeout) this.pools.delete(digest);
+      if (pool.empty && now - pool.lastUsed >= this.options.idleTimeout) this.pools.delete(key);
     }
     // Only once a call or warm() reached the engine: a Runtime never contacts it before.
     if (this.pools.size > 0 || this.retentionArmed) {
@@ -352,50 +392,10 @@ export class Runtime implements Executor {
     this.usageCheckedAt = this.now();
     const used: string[] = [];
     const active = new Set<string>();
-    for (const [digest, pool] of this.pools) {
-      if (!pool.empty) active.add(digest);
-      if (!pool.empty || pool.lastUsed >= since) used.push(digest);
+    for (const pool of this.pools.values()) {
+      if (!pool.empty) active.add(pool.digest);
+      if (!pool.empty || pool.lastUsed >= since) used.push(pool.digest);
     }
     return { used, active };
-  }
-}
-
-function isEngine(value: unknown): value is Engine {
-  const engine = value as Partial<Engine>;
-  return (
-    typeof engine === "object" &&
-    engine !== null &&
-    typeof engine.createContainer === "function" &&
-    typeof engine.startContainer === "function" &&
-    typeof engine.removeContainer === "function"
-  );
-}
-
-function encodeRequest(
-  id: string,
-  payload: unknown,
-  maxFrameBytes: number,
-  trace: CallCreatedMessage["trace"],
-): Buffer {
-  try {
-    return encodeFrame(
-      trace && typeof trace.traceparent === "string"
-        ? { type: "request", id, payload, trace }
-        : { type: "request", id, payload },
-      maxFrameBytes,
-    );
-  } catch (error) {
-    const reason = (error as { reason?: string }).reason;
-    if (reason === "frame-too-large") {
-      throw new InvalidRequestError(`the request is larger than maxFrameBytes (${maxFrameBytes} bytes)`, {
-        cause: error,
-      });
-    }
-    throw new InvalidRequestError(
-      `the request payload is not JSON-serialisable: ${(error as Error).message}`,
-      {
-        cause: error,
-      },
-    );
   }
 }

@@ -86,6 +86,30 @@ describe("Runtime options", () => {
       "Runtime option maxBufferedBytes must be an integer >= 33554432 (got 1048576)",
     ],
     [{ maxValues: 10 }, "Runtime option maxValues must be an integer between 64 and"],
+    [
+      { artifacts: { "bad key!": {} } },
+      'Runtime option artifacts has key "bad key!": keys are manifest digests',
+    ],
+    [
+      { artifacts: { thumbs: {} } },
+      "Runtime option artifacts.thumbs (an alias) must name exactly one of path or digest",
+    ],
+    [
+      { artifacts: { [`sha256:${"a".repeat(64)}`]: { path: "x.ociapp" } } },
+      "is keyed by its digest: it takes no path or digest",
+    ],
+    [
+      { artifacts: { thumbs: { path: "x.ociapp", maxInstances: 0 } } },
+      "Runtime option artifacts.thumbs.maxInstances must be an integer between 1 and 1024 (got 0)",
+    ],
+    [
+      { artifacts: { thumbs: { path: "x.ociapp", env: { OCIAPP_CONNECT: "x" } } } },
+      "Runtime option artifacts.thumbs.env.OCIAPP_CONNECT is set by the runtime itself",
+    ],
+    [
+      { artifacts: { thumbs: { path: "x.ociapp", cpus: 2 } as never } },
+      "Runtime option artifacts.thumbs.cpus is not a known setting",
+    ],
   ];
   for (const [options, message] of cases) {
     it(`rejects ${JSON.stringify(options)}`, () => {

@@ -821,6 +821,33 @@ describe("Runtime against the Docker engine", () => {
     expect((await rt.execute<Reply>(artifact.path, { op: "echo", value: "new" })).host).not.toBe(frozen.host);
   });
 
+  it("runs an artifact with settings per alias, lowered by the defaults the app declared at build time", async () => {
+    const declared = await fixtureProject();
+    try {
+      await declared.setRuntimeDefaults({ memory: 192 * 1024 * 1024, maxConcurrency: 4 });
+      const built = await declared.build();
+      digests.add(built.digest);
+      const rt = runtime({
+        artifacts: {
+          small: { path: built.path, env: { WHO: "small" }, memory: 128 * 1024 * 1024 },
+          // The app's 192 MiB lowers the service's 1 GiB; it could not raise the 128 MiB above.
+          big: { path: built.path, env: { WHO: "big" }, memory: 1024 * 1024 * 1024, maxConcurrency: 32 },
+        },
+      });
+      expect((await rt.execute<Reply>("small", { op: "env", name: "WHO" })).value).toBe("small");
+      expect((await rt.execute<Reply>("big", { op: "env", name: "WHO" })).value).toBe("big");
+      const memory = async (alias: string) => {
+        const id = rt.stats().artifacts.find((entry) => entry.alias === alias)?.containers[0]?.id as string;
+        return (await engine.docker.getContainer(id).inspect()).HostConfig.Memory;
+      };
+      expect(await memory("small")).toBe(128 * 1024 * 1024);
+      expect(await memory("big")).toBe(192 * 1024 * 1024);
+      expect(rt.stats().artifacts.find((entry) => entry.alias === "big")?.settings.maxConcurrency).toBe(4);
+    } finally {
+      await declared.remove();
+    }
+  });
+
   it("keeps the app off the network and the root filesystem, and stops a fork bomb at the pids limit", async () => {
     const rt = runtime({ container: { pidsLimit: 64 } });
     const other = runtime();

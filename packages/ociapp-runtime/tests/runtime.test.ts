@@ -610,6 +610,66 @@ describe("Runtime over the process engine", () => {
     expect((await rt.execute<Reply>(artifact, { op: "echo", value: "new" })).pid).not.toBe(frozen.pid);
   });
 
+  it("applies settings per digest and per alias (a pool of its own), lowered by the app's declared defaults", async () => {
+    const appDefaults = {
+      "dev.ociapp.runtime.maxConcurrency": "2",
+      "dev.ociapp.runtime.memory": String(256 * 1024 * 1024),
+    };
+    const rt = createRuntime(
+      {
+        engine,
+        socketDir,
+        startupTimeout: 15_000,
+        maxConcurrency: 16,
+        env: { WHO: "runtime" },
+        artifacts: {
+          [DIGEST]: { env: { WHO: "digest" }, maxInstances: 2 },
+          light: { path: artifact, env: { WHO: "light" }, maxConcurrency: 1 },
+          // The app's defaults cannot raise what the service allows: 8 > 2 is lowered to 2.
+          heavy: { path: artifact, maxConcurrency: 8, memory: 1024 * 1024 * 1024 },
+        },
+      },
+      { readIndex: async () => ({ digest: DIGEST, annotations: appDefaults }) },
+    );
+    runtimes.push(rt);
+    expect((await rt.execute<Reply>(artifact, { op: "env", name: "WHO" })).value).toBe("digest");
+    expect((await rt.execute<Reply>("light", { op: "env", name: "WHO" })).value).toBe("light");
+    expect((await rt.execute<Reply>("heavy", { op: "env", name: "WHO" })).value).toBe("digest");
+    const byAlias = Object.fromEntries(
+      rt.stats().artifacts.map((entry) => [entry.alias ?? "(path)", entry.settings]),
+    );
+    expect(byAlias).toEqual({
+      "(path)": {
+        maxInstances: 2,
+        maxConcurrency: 2,
+        minInstances: 0,
+        memory: 256 * 1024 * 1024,
+        nanoCpus: 1e9,
+      },
+      light: {
+        maxInstances: 2,
+        maxConcurrency: 1,
+        minInstances: 0,
+        memory: 256 * 1024 * 1024,
+        nanoCpus: 1e9,
+      },
+      heavy: {
+        maxInstances: 2,
+        maxConcurrency: 2,
+        minInstances: 0,
+        memory: 256 * 1024 * 1024,
+        nanoCpus: 1e9,
+      },
+    });
+    // The container of each pool got its pool's limits.
+    const memories = [...engine.containers.values()].map((container) => container.spec.container.memory);
+    expect(new Set(memories)).toEqual(new Set([256 * 1024 * 1024]));
+    // drain(alias) drains that pool alone.
+    await rt.drain("light");
+    expect(rt.stats().artifacts.find((entry) => entry.alias === "light")?.containers).toEqual([]);
+    expect(rt.stats().artifacts.find((entry) => entry.alias === undefined)?.containers).toHaveLength(1);
+  });
+
   it("keeps containers that refuse every call and ignore SIGTERM to maxInstances + 1 at once", async () => {
     engine.command = (_spec, socketPath) => [process.execPath, HOSTILE, "refuse-all", socketPath];
     const rt = runtime({ maxInstances: 1, shutdownTimeout: 500, requestTimeout: 4_000 });

@@ -1,4 +1,5 @@
 import type { ReadStream } from "node:fs";
+import { type RuntimeDefaults, readArtifactIndex, readRuntimeDefaults } from "ociapp/artifact";
 import { PROTOCOL_VERSION } from "ociapp/protocol";
 import { ArtifactError } from "../errors.js";
 
@@ -41,6 +42,11 @@ export async function openArtifactForLoad(path: string, signal?: AbortSignal): P
   }
 }
 
+const NO_DEFAULTS: RuntimeDefaults = Object.freeze({});
+
+/** The default reader: the artifact's index.json and manifest (ociapp/artifact, bounded, no layer read). */
+export { readArtifactIndex };
+
 /**
  * Reads an artifact's identity (the manifest digest index.json points at) and the wire protocol its
  * SDK speaks (the manifest's dev.ociapp.protocol annotation, when the build recorded one).
@@ -48,7 +54,7 @@ export async function openArtifactForLoad(path: string, signal?: AbortSignal): P
 export type ReadArtifactIndex = (
   path: string,
   options?: { signal?: AbortSignal },
-) => Promise<{ digest: string; protocol?: number | undefined }>;
+) => Promise<{ digest: string; protocol?: number | undefined; annotations?: Record<string, string> }>;
 
 export interface FileIdentity {
   dev: number;
@@ -87,6 +93,8 @@ interface PathEntry {
 export class ArtifactCache {
   private readonly paths = new Map<string, PathEntry>();
   private readonly identities = new Map<string, Promise<string>>();
+  /** App-declared runtime defaults by digest (bounded like the other maps). */
+  private readonly defaults = new Map<string, RuntimeDefaults>();
   private readonly readIndex: ReadArtifactIndex;
   private readonly recheckMs: number;
   private readonly maxEntries: number;
@@ -156,6 +164,17 @@ export class ArtifactCache {
     return digest;
   }
 
+  /** The runtime defaults the artifact's manifest declares (ociapp/artifact's readRuntimeDefaults). */
+  defaultsOf(digest: string): RuntimeDefaults {
+    return this.defaults.get(digest) ?? NO_DEFAULTS;
+  }
+
+  private rememberDefaults(digest: string, annotations: Record<string, string> | undefined): void {
+    const defaults = annotations ? readRuntimeDefaults(annotations) : NO_DEFAULTS;
+    this.defaults.delete(digest);
+    this.remember(this.defaults, digest, defaults);
+  }
+
   private async read(path: string): Promise<string> {
     try {
       const index = await this.readIndex(path);
@@ -173,6 +192,7 @@ export class ArtifactCache {
           }`,
         );
       }
+      this.rememberDefaults(index.digest, index.annotations);
       return index.digest;
     } catch (error) {
       if (error instanceof ArtifactError) throw error;

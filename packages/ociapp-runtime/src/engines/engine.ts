@@ -143,3 +143,15 @@ export interface Engine {
   /** The labels an image's own config carries (a container inherits them unless it sets its own). */
   imageLabels(reference: string): Promise<Record<string, string>>;
 }
+
+/** Whether a value has the Engine methods the runtime calls (a constructor option check). */
+export function isEngine(value: unknown): value is Engine {
+  const engine = value as Partial<Engine>;
+  return (
+    typeof engine === "object" &&
+    engine !== null &&
+    typeof engine.createContainer === "function" &&
+    typeof engine.startContainer === "function" &&
+    typeof engine.removeContainer === "function"
+  );
+}

@@ -1,4 +1,4 @@
-import { channel } from "node:diagnostics_channel";
+import { type Channel, channel } from "node:diagnostics_channel";
 
 /**
  * The runtime's lifecycle on `node:diagnostics_channel`, as undici publishes its own: any code in the
@@ -83,7 +83,18 @@ export interface LogLineMessage {
   level?: string;
 }
 
-export const channels = {
+/** The runtime's channels by purpose; each message shape is documented above. */
+export const channels: {
+  readonly callCreated: Channel;
+  readonly callQueued: Channel;
+  readonly callSent: Channel;
+  readonly callSettled: Channel;
+  readonly imageLoad: Channel;
+  readonly containerStarted: Channel;
+  readonly containerReady: Channel;
+  readonly containerExited: Channel;
+  readonly logDropped: Channel;
+} = {
   callCreated: channel("ociapp:call:created"),
   callQueued: channel("ociapp:call:queued"),
   callSent: channel("ociapp:call:sent"),

@@ -14,7 +14,14 @@ import { within } from "../util/timers.js";
 import { type Call, type CallHolder, RUNNING } from "./call.js";
 import { CancelWatch } from "./cancel-watch.js";
 import { exitText, UNKNOWN_EXIT } from "./exit-report.js";
-import { abortedPromise, killMargin, type StartupResources, startInstance } from "./startup.js";
+import {
+  abortedPromise,
+  createInstance,
+  killMargin,
+  type StartupInput,
+  type StartupResources,
+  startInstance,
+} from "./startup.js";
 import { describeStartupFailure } from "./startup-failure.js";
 
 /**
@@ -205,6 +212,50 @@ export class Instance implements CallHolder {
     if (this.state === "draining" && this.waitingCalls === 0) void this.stop();
   }
 
+  /** Set by prepare(): the standby's create, which start() then finishes. */
+  private prepared: Promise<void> | undefined;
+
+  /** What startup.ts needs of this instance for an attempt ending with `signal`. */
+  private startupInput(signal: AbortSignal): StartupInput {
+    return {
+      ...this.config,
+      output: this.output,
+      signal,
+      events: {
+        onFinal: (call) => this.events.onFinal(this, call),
+        onRefused: (call) => this.onRefused(call),
+        onUnaskedCancel: (call) => this.onUnaskedCancel(call),
+        onLog: (message) => this.onLog(message),
+        onEnd: (violation) => void this.onConnectionEnd(violation),
+      },
+    };
+  }
+
+  /**
+   * A standby (pool/standby.ts): creates the container without starting it, within startupTimeout
+   * once the image is there. Rejects with the engine's error (start() then fails with it too); the
+   * caller discards a standby whose prepare failed.
+   */
+  prepare(image: Promise<void>): Promise<void> {
+    this.prepared ??= (async () => {
+      await Promise.race([image, abortedPromise(this.startAbort.signal)]);
+      const bound = AbortSignal.timeout(this.config.options.startupTimeout);
+      await createInstance(this.startupInput(AbortSignal.any([this.startAbort.signal, bound])), this.made);
+    })();
+    return this.prepared;
+  }
+
+  /** Removes a standby that was never started (close, idle, or its prepare failed). Idempotent. */
+  async discard(): Promise<void> {
+    if (this.finished) return this.finished;
+    this.abortStart();
+    await this.prepared?.catch(() => undefined);
+    this.containerId = this.handle?.id;
+    this.state = "stopping";
+    this.finished = this.cleanUp(false);
+    return this.finished;
+  }
+
   /** Creates, starts and connects the container. Rejects with InstanceStartupError (or the engine's error). */
   async start(image: Promise<void>): Promise<void> {
     const { options } = this.config;
@@ -219,21 +270,9 @@ export class Instance implements CallHolder {
       // The image load is not part of startupTimeout; a close() still interrupts it.
       await Promise.race([image, abortedPromise(this.startAbort.signal)]);
       deadline = setTimeout(() => this.startAbort.abort("timeout"), options.startupTimeout);
-      const hello = await startInstance(
-        {
-          ...this.config,
-          output: this.output,
-          signal,
-          events: {
-            onFinal: (call) => this.events.onFinal(this, call),
-            onRefused: (call) => this.onRefused(call),
-            onUnaskedCancel: (call) => this.onUnaskedCancel(call),
-            onLog: (message) => this.onLog(message),
-            onEnd: (violation) => void this.onConnectionEnd(violation),
-          },
-        },
-        this.made,
-      );
+      // A standby taken while its create is still under way: the start goes on from it.
+      if (this.prepared) await Promise.race([this.prepared, abortedPromise(signal)]);
+      const hello = await startInstance(this.startupInput(signal), this.made);
       this.containerId = this.handle?.id;
       (this.handle as ContainerHandle).exit.then((exit) => this.onExit(exit));
       this.hello = hello;
@@ -305,6 +344,18 @@ export class Instance implements CallHolder {
     } finally {
       this.pinging = false;
     }
+  }
+
+  private primed: Promise<void> | undefined;
+
+  /**
+   * warm()'s priming, once per container: a protocol v2 ping with `prime` (the app's prime() hook,
+   * when it has one, runs its schemas on a sample), so the container's request path is compiled
+   * before the first call. A failed prime costs that call the compilation only; the container serves.
+   */
+  prime(): Promise<void> {
+    this.primed ??= (this.connection?.ping(true) ?? Promise.resolve()).catch(() => undefined);
+    return this.primed;
   }
 
   /** What stats() shows of it. */

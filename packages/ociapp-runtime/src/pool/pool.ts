@@ -5,9 +5,12 @@ import type { LogDispatcher } from "../observability/logs.js";
 import type { ResolvedOptions } from "../options.js";
 import type { ReceiveBudget } from "../protocol/receive-budget.js";
 import { engineCall, untilAborted } from "../util/bounded.js";
+import { within } from "../util/timers.js";
 import { type Call, type CallHolder, CallQueue, PENDING, QUEUED } from "./call.js";
 import { type ContainerStats, Instance, type InstanceEvents, type InstanceState } from "./instance.js";
 import { type LatencyStats, LatencyWindow } from "./latency.js";
+import { primeHostPath } from "./prime.js";
+import { Standby } from "./standby.js";
 
 /** Starts in flight per artifact at most: a burst should not fork a thundering herd of containers. */
 const MAX_PARALLEL_STARTS = 2;
@@ -26,6 +29,8 @@ export interface PoolConfig {
   /** The runtime-wide bound on partly received frames. */
   budget: ReceiveBudget;
   logs: LogDispatcher | undefined;
+  /** The alias this pool serves (its settings are its own), if any. */
+  alias?: string;
   now: () => number;
   /** Runs once before the runtime's first container (the orphan sweep). */
   prepare: () => Promise<void>;
@@ -46,6 +51,18 @@ export interface ArtifactStats {
   containers: ContainerStats[];
   /** Percentiles of its last 1,024 answered calls, from execute() to the answer. */
   latency: LatencyStats;
+  /** The alias its calls came through (a pool of its own), if any. */
+  alias?: string;
+  /** What this pool runs with: the Runtime's options, the service's settings, the app's defaults. */
+  settings: {
+    maxInstances: number;
+    maxConcurrency: number;
+    minInstances: number;
+    /** Bytes; 0: no limit. */
+    memory: number;
+    /** Billionths of a CPU; 0: no limit. */
+    nanoCpus: number;
+  };
 }
 
 /**
@@ -74,8 +91,12 @@ export class Pool implements CallHolder, InstanceEvents {
   private readonly startWaiters = new Set<(error: unknown) => void>();
   /** Aborted by close(): ends image work (ping, inspect, load) in progress. */
   private readonly closeAbort = new AbortController();
+  /** Refreshes the image's last-used record: set by ensureImage, run at the next ready container. */
+  private markUsed: (() => void) | undefined;
   /** When a start last failed: the reaper does not retry minInstances in a tight loop. */
   private lastStartFailure = Number.NEGATIVE_INFINITY;
+  /** Created, not started containers (the `standby` option; pool/standby.ts). */
+  private readonly standby: Standby;
 
   constructor(
     private readonly config: PoolConfig,
@@ -83,6 +104,11 @@ export class Pool implements CallHolder, InstanceEvents {
   ) {
     this.path = path;
     this.lastUsed = config.now();
+    this.standby = new Standby(config.options.standby, {
+      newInstance: () => this.newInstance(),
+      image: () => this.ensureImage(),
+      now: config.now,
+    });
   }
 
   get digest(): string {
@@ -95,9 +121,9 @@ export class Pool implements CallHolder, InstanceEvents {
     return this.refCache;
   }
 
-  /** True when the pool holds nothing: no containers, no queue. */
+  /** True when the pool holds nothing: no containers (standby ones included), no queue. */
   get empty(): boolean {
-    return this.instances.size === 0 && this.queue.length === 0;
+    return this.instances.size === 0 && this.queue.length === 0 && this.standby.count === 0;
   }
 
   submit(call: Call): void {
@@ -148,7 +174,14 @@ export class Pool implements CallHolder, InstanceEvents {
     for (;;) {
       if (this.closed) throw new RuntimeClosedError();
       signal?.throwIfAborted();
-      if (this.ready.length >= target) return;
+      if (this.ready.length >= target) {
+        // The first call after warm() should cost what a warm one does: both sides' request paths
+        // are compiled now (bounded: an app's prime() hook that hangs does not hold warm()).
+        primeHostPath();
+        const { startupTimeout } = this.config.options;
+        await within(Promise.all(this.ready.map((instance) => instance.prime())), startupTimeout);
+        return;
+      }
       const room = Math.min(target - this.ready.length - this.starting, MAX_PARALLEL_STARTS - this.starting);
       for (let i = 0; i < room; i++) this.startInstance();
       // An abort ends the wait, not the starts: they finish and serve later calls.
@@ -188,10 +221,17 @@ export class Pool implements CallHolder, InstanceEvents {
   }
 
   private startInstance(): void {
-    const { engine, options, digest, labels, folderPrefix, now, budget, logs } = this.config;
     this.starting++;
     this.coldStarts++;
-    const instance = new Instance(
+    // A standby container, created already, starts sooner than a new one.
+    const instance = this.standby.take() ?? this.newInstance();
+    this.instances.add(instance);
+    instance.start(this.ensureImage()).catch((error: unknown) => this.onStartFailed(error));
+  }
+
+  private newInstance(): Instance {
+    const { engine, options, digest, labels, folderPrefix, now, budget, logs } = this.config;
+    return new Instance(
       {
         engine,
         options,
@@ -206,8 +246,12 @@ export class Pool implements CallHolder, InstanceEvents {
       },
       this,
     );
-    this.instances.add(instance);
-    instance.start(this.ensureImage()).catch((error: unknown) => this.onStartFailed(error));
+  }
+
+  /** Tops the standby up while the artifact is in use and maxInstances has room for it. */
+  private refillStandby(now = this.config.now()): void {
+    if (this.closed || !this.activated || now - this.lastUsed >= this.config.options.idleTimeout) return;
+    this.standby.fill(this.config.options.maxInstances - this.instances.size - this.standby.count);
   }
 
   private ensureImage(): Promise<void> {
@@ -220,15 +264,24 @@ export class Pool implements CallHolder, InstanceEvents {
       const ask = <T>(run: (signal: AbortSignal) => Promise<T>, action: string) =>
         engineCall(run, options.startupTimeout, action, closing);
       const image = (async () => {
-        await ask((signal) => engine.ping(signal), "answer a ping");
-        await this.config.prepare();
         const inspect = `say whether it holds image ${digest}`;
-        if (await ask((signal) => engine.hasImage(digest, signal), inspect)) {
-          // The shared last-used record, before the container that uses the image exists: another
-          // runtime's retention then sees the image as used. Best effort, bounded.
+        // The orphan sweep and the image question go out together (cold start: each is an engine
+        // round trip the first container would otherwise wait for in turn).
+        const prepared = ask((signal) => engine.ping(signal), "answer a ping").then(() =>
+          this.config.prepare(),
+        );
+        const held = ask((signal) => engine.hasImage(digest, signal), inspect);
+        held.catch(() => undefined);
+        await prepared;
+        if (await held) {
+          // The shared last-used record, which another runtime's retention reads, is refreshed once
+          // the first container is ready (onReady): by then that container protects the image, and
+          // the request does not compete with the create and start a cold start waits for (on the
+          // containerd store a tag and a create contend). Best effort, bounded.
           const mark = engine.markImageUsed?.bind(engine);
           if (mark)
-            await ask((signal) => mark(digest, signal), "record an image's use").catch(() => undefined);
+            this.markUsed = () =>
+              void ask((signal) => mark(digest, signal), "record an image's use").catch(() => undefined);
           return;
         }
         this.imageLoads++;
@@ -292,6 +345,9 @@ export class Pool implements CallHolder, InstanceEvents {
     while (this.queue.length > 0 && instance.inFlight < instance.capacity) {
       instance.send(this.queue.shift() as Call);
     }
+    this.markUsed?.();
+    this.markUsed = undefined;
+    this.refillStandby();
     this.notifyStart(undefined);
     this.scale();
   }
@@ -325,12 +381,14 @@ export class Pool implements CallHolder, InstanceEvents {
   }
 
   onGone(instance: Instance): void {
-    this.instances.delete(instance);
+    // A standby never taken is the standby's own (pool/standby.ts).
+    if (!this.instances.delete(instance)) return;
     const index = this.ready.indexOf(instance);
     if (index >= 0) this.ready.splice(index, 1);
     this.lastUsed = this.config.now();
     // A container that served and is now gone frees a place under maxInstances for waiting calls.
     if (instance.hello !== undefined && this.queue.length > 0) this.scale();
+    this.refillStandby();
     // No scale() for a failed start: it must not start the next one from its own clean-up. That would loop for as long
     // as starts fail (the engine is down, say): each failure starting another before it is
     // counted, so the queued calls never learn that nothing can start.
@@ -363,6 +421,9 @@ export class Pool implements CallHolder, InstanceEvents {
         surplus--;
       }
     }
+    // An artifact with no container and no call for idleTimeout keeps no standby either.
+    if (this.instances.size === 0 && now - this.lastUsed >= idleTimeout) void this.standby.clear();
+    else this.refillStandby(now);
     const backoff = Math.max(START_RETRY_BACKOFF_MS, this.config.options.startupTimeout);
     if (
       this.activated &&
@@ -391,7 +452,9 @@ export class Pool implements CallHolder, InstanceEvents {
       call.fail(new RuntimeClosedError("the runtime closed before the request was sent"));
     this.notifyStart(new RuntimeClosedError());
     const instances = [...this.instances];
+    const standby = this.standby.close();
     await Promise.all(instances.map((instance) => instance.shutdown()));
+    await standby;
     await Promise.all(instances.map((instance) => instance.gone));
   }
 
@@ -419,6 +482,14 @@ export class Pool implements CallHolder, InstanceEvents {
       imageLoads: this.imageLoads,
       containers: [...this.instances].map((instance) => instance.info(now)),
       latency: this.latency.stats(),
+      ...(this.config.alias === undefined ? {} : { alias: this.config.alias }),
+      settings: {
+        maxInstances: this.config.options.maxInstances,
+        maxConcurrency: this.config.options.maxConcurrency,
+        minInstances: this.config.options.minInstances,
+        memory: this.config.options.container.memory,
+        nanoCpus: this.config.options.container.nanoCpus,
+      },
     };
   }
 }

@@ -79,15 +79,13 @@ export function killMargin(shutdownTimeout: number): number {
 }
 
 /**
- * Makes the container's folder and listens on its socket, creates and starts the container, accepts
- * its connection and waits for its hello.
- * Everything it makes is recorded in `made` as soon as it exists. Rejects with StartupAbort (the
- * container exited, closed the connection, broke the protocol, or the signal ended the attempt) or
- * with the engine's error.
+ * The first half of a start: makes the container's folder and listens on its socket, then creates
+ * the container (not started). A standby runs it ahead of demand (pool/standby.ts). Everything it
+ * makes is recorded in `made` as soon as it exists. Rejects with StartupAbort (the signal) or the
+ * engine's error.
  */
-export async function startInstance(input: StartupInput, made: StartupResources): Promise<AppHelloMessage> {
+export async function createInstance(input: StartupInput, made: StartupResources): Promise<void> {
   const { engine, options, signal } = input;
-  const aborted = abortedPromise(signal);
   made.folder = await makeContainerFolder(options.socketDir, input.folderPrefix);
   made.listener = await OneShotListener.listen(join(made.folder, HOST_SOCKET));
   signal.throwIfAborted();
@@ -103,6 +101,20 @@ export async function startInstance(input: StartupInput, made: StartupResources)
     },
     signal,
   );
+}
+
+/**
+ * Makes the container's folder and listens on its socket, creates and starts the container, accepts
+ * its connection and waits for its hello; a container created already (`made.handle`, a standby's)
+ * is only started. Everything it makes is recorded in `made` as soon as it exists. Rejects with
+ * StartupAbort (the container exited, closed the connection, broke the protocol, or the signal ended
+ * the attempt) or with the engine's error.
+ */
+export async function startInstance(input: StartupInput, made: StartupResources): Promise<AppHelloMessage> {
+  const { engine, signal } = input;
+  const aborted = abortedPromise(signal);
+  if (made.handle === undefined) await createInstance(input, made);
+  if (made.handle === undefined || made.listener === undefined) throw new Error("no container was created");
   const exited = made.handle.exit.then((exit) => {
     throw new StartupAbort({ kind: "exit", exit });
   });

@@ -1,4 +1,4 @@
-import { appendFile, cp, mkdir, mkdtemp, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { appendFile, cp, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -17,6 +17,8 @@ export interface FixtureProject {
   change(): Promise<void>;
   /** Adds hostile.flag: a build of this copy breaks the protocol when OCIAPP_FIXTURE_HOSTILE is set. */
   markHostile(): Promise<void>;
+  /** Declares the app's runtime defaults (package.json "ociapp": { "runtime": ... }) for the next build. */
+  setRuntimeDefaults(defaults: Record<string, number>): Promise<void>;
   remove(): Promise<void>;
 }
 
@@ -50,6 +52,12 @@ export async function fixtureProject(): Promise<FixtureProject> {
     },
     async change() {
       await appendFile(join(root, "main.js"), `\n// rebuilt ${Date.now()}\n`);
+    },
+    async setRuntimeDefaults(defaults) {
+      const file = join(root, "package.json");
+      const manifest = JSON.parse(await readFile(file, "utf8")) as { ociapp: Record<string, unknown> };
+      manifest.ociapp.runtime = defaults;
+      await writeFile(file, `${JSON.stringify(manifest, null, 2)}\n`);
     },
     async markHostile() {
       await writeFile(join(root, "hostile.flag"), "hostile build\n");

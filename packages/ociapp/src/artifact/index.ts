@@ -42,3 +42,11 @@ export {
   type ReadArtifactOptions,
   readArtifactIndex,
 } from "./read-artifact.js";
+export {
+  RUNTIME_DEFAULTS,
+  type RuntimeDefaults,
+  readRuntimeDefaults,
+  runtimeDefaultsAnnotations,
+} from "./runtime-defaults.js";
+/** The tar header fields both artifact readers and the agent's upload verifier parse (TarHeaderError on a malformed one). */
+export * as tarHeader from "./tar-header.js";

@@ -2,8 +2,19 @@ import type { FileHandle } from "node:fs/promises";
 import { ArtifactFormatError } from "./errors.js";
 import { ARTIFACT_LIMITS } from "./limits.js";
 import { quote } from "./printable.js";
+import {
+  cString,
+  headerName,
+  isZeroBlock,
+  normalizeName,
+  parsePax,
+  parseSize,
+  TAR_BLOCK,
+  TarHeaderError,
+  verifyChecksum,
+} from "./tar-header.js";
 
-const BLOCK = 512;
+const BLOCK = TAR_BLOCK;
 
 /** Where one regular file's body lies inside the tarball. */
 export interface TarEntry {
@@ -41,10 +52,10 @@ export async function listTarEntries(
     if (++count > ARTIFACT_LIMITS.maxEntries) {
       throw new ArtifactFormatError(`more than ${ARTIFACT_LIMITS.maxEntries} tar entries`);
     }
-    verifyChecksum(header, offset);
+    field(offset, () => verifyChecksum(header));
 
     const type = String.fromCharCode(header[156] ?? 0);
-    const size = pending.size ?? parseSize(header, offset);
+    const size = pending.size ?? field(offset, () => parseSize(header));
     const bodyOffset = offset + BLOCK;
     const next = bodyOffset + Math.ceil(size / BLOCK) * BLOCK;
     if (bodyOffset + size > fileSize) {
@@ -56,7 +67,9 @@ export async function listTarEntries(
     if (type === "x" || type === "L") {
       const body = await readExtendedBody(handle, bodyOffset, size, offset);
       pending =
-        type === "x" ? { ...pending, ...parsePax(body, offset) } : { ...pending, path: cString(body) };
+        type === "x"
+          ? { ...pending, ...field(offset, () => parsePax(body)) }
+          : { ...pending, path: normalizeName(cString(body)) };
       offset = next;
       continue;
     }
@@ -66,7 +79,7 @@ export async function listTarEntries(
       continue;
     }
 
-    const name = normalizeName(pending.path ?? headerName(header));
+    const name = pending.path ?? headerName(header);
     pending = {};
     if (type === "0" || type === "\0" || type === "7") {
       if (entries.has(name)) throw new ArtifactFormatError(`duplicate tar entry ${quote(name)}`);
@@ -137,108 +150,15 @@ async function readExtendedBody(
   return body;
 }
 
-function isZeroBlock(block: Buffer): boolean {
-  for (const byte of block) if (byte !== 0) return false;
-  return true;
-}
-
-function verifyChecksum(header: Buffer, offset: number): void {
-  const stored = parseOctal(header.subarray(148, 156));
-  let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < BLOCK; i++) {
-    // The checksum field itself counts as eight spaces.
-    const byte = i >= 148 && i < 156 ? 0x20 : (header[i] ?? 0);
-    unsigned += byte;
-    signed += byte > 127 ? byte - 256 : byte;
-  }
-  if (stored === undefined || (stored !== unsigned && stored !== signed)) {
-    throw new ArtifactFormatError(`bad tar header checksum at byte ${offset} (not a tar archive?)`);
-  }
-}
-
-function parseSize(header: Buffer, offset: number): number {
-  const field = header.subarray(124, 136);
-  const first = field[0] ?? 0;
-  if (first & 0x80) {
-    // GNU base-256: big-endian binary with the top bit as a marker (negative sizes are invalid).
-    if (first & 0x40) throw new ArtifactFormatError(`negative tar entry size at byte ${offset}`);
-    let value = BigInt(first & 0x3f);
-    for (const byte of field.subarray(1)) value = (value << 8n) | BigInt(byte);
-    if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
-      throw new ArtifactFormatError(`tar entry size at byte ${offset} is out of range`);
+/** A header field read at `offset`, its TarHeaderError as this reader's ArtifactFormatError. */
+function field<T>(offset: number, read: () => T): T {
+  try {
+    return read();
+  } catch (error) {
+    if (error instanceof TarHeaderError) {
+      const hint = error.hint === undefined ? "" : ` (${error.hint})`;
+      throw new ArtifactFormatError(`${error.message} at byte ${offset}${hint}`);
     }
-    return Number(value);
+    throw error;
   }
-  const size = parseOctal(field);
-  if (size === undefined) throw new ArtifactFormatError(`invalid tar entry size at byte ${offset}`);
-  return size;
-}
-
-/** Octal digits, optionally padded with leading spaces and ended by NUL or space; undefined if malformed. */
-function parseOctal(field: Buffer): number | undefined {
-  let value = 0;
-  let digits = 0;
-  let i = 0;
-  while (i < field.length && field[i] === 0x20) i++;
-  for (; i < field.length; i++) {
-    const byte = field[i] ?? 0;
-    if (byte === 0 || byte === 0x20) break;
-    if (byte < 0x30 || byte > 0x37) return undefined;
-    value = value * 8 + (byte - 0x30);
-    digits++;
-  }
-  for (; i < field.length; i++) {
-    const byte = field[i] ?? 0;
-    if (byte !== 0 && byte !== 0x20) return undefined;
-  }
-  return digits === 0 ? 0 : value;
-}
-
-function headerName(header: Buffer): string {
-  const name = cString(header.subarray(0, 100));
-  const isUstar = header.subarray(257, 262).toString("latin1") === "ustar";
-  const prefix = isUstar ? cString(header.subarray(345, 500)) : "";
-  return prefix ? `${prefix}/${name}` : name;
-}
-
-function cString(bytes: Buffer): string {
-  const end = bytes.indexOf(0);
-  return bytes.subarray(0, end === -1 ? bytes.length : end).toString("utf8");
-}
-
-function normalizeName(name: string): string {
-  let normalized = name;
-  while (normalized.startsWith("./")) normalized = normalized.slice(2);
-  return normalized;
-}
-
-/** PAX records are "<length> <key>=<value>\n"; only path and size matter here. */
-function parsePax(body: Buffer, headerOffset: number): { path?: string; size?: number } {
-  const result: { path?: string; size?: number } = {};
-  let position = 0;
-  while (position < body.length) {
-    const space = body.indexOf(0x20, position);
-    if (space === -1) break;
-    const length = Number(body.subarray(position, space).toString("latin1"));
-    if (!Number.isSafeInteger(length) || length <= space - position || position + length > body.length) {
-      throw new ArtifactFormatError(`malformed PAX header at byte ${headerOffset}`);
-    }
-    const record = body.subarray(space + 1, position + length - 1).toString("utf8");
-    const equals = record.indexOf("=");
-    if (equals > 0) {
-      const key = record.slice(0, equals);
-      const value = record.slice(equals + 1);
-      if (key === "path") result.path = value;
-      if (key === "size") {
-        const size = Number(value);
-        if (!/^\d+$/.test(value) || !Number.isSafeInteger(size)) {
-          throw new ArtifactFormatError(`invalid PAX size at byte ${headerOffset}`);
-        }
-        result.size = size;
-      }
-    }
-    position += length;
-  }
-  return result;
 }

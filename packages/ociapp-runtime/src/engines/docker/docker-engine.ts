@@ -16,7 +16,14 @@ import { describe, engineError, statusOf, untilAborted } from "./errors.js";
 import { ContainerEvents } from "./events.js";
 import { detectFlavour, type EngineFacts, type EngineFlavour } from "./flavour.js";
 import { loadArtifact } from "./image-load.js";
-import { hasArtifactImage, type ImageContext, listRuntimeImages, markUsed, removeName } from "./images.js";
+import {
+  holdsArtifact,
+  type ImageContext,
+  inspectImage,
+  listRuntimeImages,
+  markUsed,
+  removeName,
+} from "./images.js";
 import { AttachDemuxer, destroy, unref } from "./streams.js";
 import { armWait } from "./wait.js";
 
@@ -118,7 +125,17 @@ export class DockerEngine implements Engine {
   }
 
   async hasImage(digest: string, signal?: AbortSignal): Promise<boolean> {
-    return hasArtifactImage(await this.images(signal), digest, signal);
+    // The inspect does not wait for the first ping: on a new engine both round trips go out at once
+    // (a cold start waits for them), and the answer is judged once the flavour is known.
+    const pinged = this.ping(signal);
+    pinged.catch(() => undefined);
+    const info = await inspectImage(
+      { docker: this.docker, where: this.where },
+      artifactReference(digest),
+      signal,
+    );
+    await pinged;
+    return holdsArtifact(this.detected as EngineFlavour, info, digest);
   }
 
   async loadImage(path: string, digest: string, options: LoadImageOptions): Promise<void> {

@@ -31,7 +31,7 @@ interface InspectInfo {
 
 /** `GET /images/{name}/json`; undefined on 404. */
 export async function inspectImage(
-  context: ImageContext,
+  context: Pick<ImageContext, "docker" | "where">,
   name: string,
   signal?: AbortSignal,
 ): Promise<InspectInfo | undefined> {
@@ -50,19 +50,19 @@ export async function inspectImage(
 }
 
 /**
- * True when the artifact's reference exists and, where the engine shows the manifest digest, points
- * at that artifact: the image ID on the containerd store, RepoDigests on Podman (the classic store
- * shows neither; there the name, which only a verified load creates, is trusted).
+ * Whether an inspect answer (undefined: 404) shows the artifact: the reference exists and, where the
+ * engine shows the manifest digest, points at that artifact: the image ID on the containerd store,
+ * RepoDigests on Podman (the classic store shows neither; there the name, which only a verified load
+ * creates, is trusted).
  */
-export async function hasArtifactImage(
-  context: ImageContext,
+export function holdsArtifact(
+  flavour: EngineFlavour,
+  info: InspectInfo | undefined,
   digest: string,
-  signal?: AbortSignal,
-): Promise<boolean> {
-  const info = await inspectImage(context, artifactReference(digest), signal);
+): boolean {
   if (!info) return false;
-  if (context.flavour.store === "containerd") return info.Id === digest;
-  if (context.flavour.store === "podman") {
+  if (flavour.store === "containerd") return info.Id === digest;
+  if (flavour.store === "podman") {
     return (info.RepoDigests ?? []).some((entry) => entry.endsWith(`@${digest}`));
   }
   return true;

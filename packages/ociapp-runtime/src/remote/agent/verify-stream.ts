@@ -1,8 +1,18 @@
 import { createHash, type Hash } from "node:crypto";
 import { Transform, type TransformCallback } from "node:stream";
+import { tarHeader } from "ociapp/artifact";
 import { DigestMismatchError } from "../errors.js";
 
-const BLOCK = 512;
+const {
+  TAR_BLOCK: BLOCK,
+  TarHeaderError,
+  cString,
+  headerName,
+  isZeroBlock,
+  parsePax,
+  parseSize,
+  verifyChecksum,
+} = tarHeader;
 const MAX_ENTRIES = 65_536;
 const MAX_EXTENDED = 64 * 1024;
 const BLOB = /^blobs\/sha256\/([a-f0-9]{64})$/;
@@ -42,7 +52,11 @@ export class TarBlobVerifier extends Transform {
     try {
       this.walk(chunk);
     } catch (error) {
-      callback(error as Error);
+      // A malformed header is the upload's fault: the agent answers it as a refusal.
+      if (error instanceof TarHeaderError) {
+        const hint = error.hint === undefined ? "" : ` (${error.hint})`;
+        callback(new UploadRejected(`${error.message}${hint}`));
+      } else callback(error as Error);
       return;
     }
     callback(null, chunk);
@@ -88,7 +102,7 @@ export class TarBlobVerifier extends Transform {
   }
 
   private onHeader(header: Buffer): void {
-    if (header.every((byte) => byte === 0)) {
+    if (isZeroBlock(header)) {
       this.ended = true;
       return;
     }
@@ -104,7 +118,7 @@ export class TarBlobVerifier extends Transform {
       if (size === 0) this.endBody();
       return;
     }
-    const name = normalize(this.pending.path ?? headerName(header));
+    const name = this.pending.path ?? headerName(header);
     this.pending = {};
     if (type === "5") {
       if (size !== 0) throw new UploadRejected(`folder ${JSON.stringify(name)} has a body`);
@@ -146,94 +160,4 @@ export class TarBlobVerifier extends Transform {
       this.blobs.add(expected);
     }
   }
-}
-
-function verifyChecksum(header: Buffer): void {
-  const stored = parseOctal(header.subarray(148, 156));
-  let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < BLOCK; i++) {
-    const byte = i >= 148 && i < 156 ? 0x20 : (header[i] ?? 0);
-    unsigned += byte;
-    signed += byte > 127 ? byte - 256 : byte;
-  }
-  if (stored === undefined || (stored !== unsigned && stored !== signed)) {
-    throw new UploadRejected("bad tar header checksum (not a tar archive?)");
-  }
-}
-
-function parseSize(header: Buffer): number {
-  const field = header.subarray(124, 136);
-  const first = field[0] ?? 0;
-  if (first & 0x80) {
-    if (first & 0x40) throw new UploadRejected("negative tar entry size");
-    let value = BigInt(first & 0x3f);
-    for (const byte of field.subarray(1)) value = (value << 8n) | BigInt(byte);
-    if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw new UploadRejected("tar entry size out of range");
-    return Number(value);
-  }
-  const size = parseOctal(field);
-  if (size === undefined) throw new UploadRejected("invalid tar entry size");
-  return size;
-}
-
-function parseOctal(field: Buffer): number | undefined {
-  let value = 0;
-  let i = 0;
-  while (i < field.length && field[i] === 0x20) i++;
-  for (; i < field.length; i++) {
-    const byte = field[i] ?? 0;
-    if (byte === 0 || byte === 0x20) break;
-    if (byte < 0x30 || byte > 0x37) return undefined;
-    value = value * 8 + (byte - 0x30);
-  }
-  for (; i < field.length; i++) {
-    const byte = field[i] ?? 0;
-    if (byte !== 0 && byte !== 0x20) return undefined;
-  }
-  return value;
-}
-
-function headerName(header: Buffer): string {
-  const name = cString(header.subarray(0, 100));
-  const isUstar = header.subarray(257, 262).toString("latin1") === "ustar";
-  const prefix = isUstar ? cString(header.subarray(345, 500)) : "";
-  return prefix ? `${prefix}/${name}` : name;
-}
-
-function cString(bytes: Buffer): string {
-  const end = bytes.indexOf(0);
-  return bytes.subarray(0, end === -1 ? bytes.length : end).toString("utf8");
-}
-
-function normalize(name: string): string {
-  let normalized = name;
-  while (normalized.startsWith("./")) normalized = normalized.slice(2);
-  return normalized;
-}
-
-function parsePax(body: Buffer): { path?: string; size?: number } {
-  const result: { path?: string; size?: number } = {};
-  let position = 0;
-  while (position < body.length) {
-    const space = body.indexOf(0x20, position);
-    if (space === -1) break;
-    const length = Number(body.subarray(position, space).toString("latin1"));
-    if (!Number.isSafeInteger(length) || length <= space - position || position + length > body.length) {
-      throw new UploadRejected("malformed PAX header");
-    }
-    const record = body.subarray(space + 1, position + length - 1).toString("utf8");
-    const equals = record.indexOf("=");
-    if (equals > 0) {
-      const key = record.slice(0, equals);
-      const value = record.slice(equals + 1);
-      if (key === "path") result.path = value;
-      if (key === "size") {
-        if (!/^\d{1,15}$/.test(value)) throw new UploadRejected("invalid PAX size");
-        result.size = Number(value);
-      }
-    }
-    position += length;
-  }
-  return result;
 }

@@ -49,6 +49,11 @@ export interface Exchange {
   /** ms until the client gives the call up (RequestTimeoutError); none when undefined. */
   deadline?: number;
   timeoutMs?: number;
+  /**
+   * A health check, not a caller's call: it does not count as outstanding (so never toward
+   * maxOutstanding, and no keepalive PINGs for it) and keeps nothing alive (an unref'd session and timer).
+   */
+  background?: boolean;
 }
 
 /**
@@ -91,7 +96,8 @@ export class AgentLink {
       this.drop();
       return Promise.reject(new NeverSent(`${this.url}: ${(error as Error).message}`, { cause: error }));
     }
-    this.begin();
+    const counted = exchange.background !== true;
+    if (counted) this.begin();
     return new Promise<Answer>((resolve, reject) => {
       const chunks: Buffer[] = [];
       let size = 0;
@@ -104,7 +110,7 @@ export class AgentLink {
         settled = true;
         clearTimeout(timer);
         signal?.removeEventListener("abort", onAbort);
-        this.end();
+        if (counted) this.end();
         if (error !== undefined) {
           if (!stream.closed) stream.close(constants.NGHTTP2_CANCEL);
           reject(error);
@@ -121,6 +127,7 @@ export class AgentLink {
           () => finish(new RequestTimeoutError(exchange.timeoutMs ?? exchange.deadline ?? 0)),
           exchange.deadline,
         );
+        if (!counted) timer.unref();
       }
       stream.on("response", (headers) => {
         status = Number(headers[":status"]);

@@ -228,6 +228,7 @@ export class RemoteExecutor implements Executor {
           // Per container and latency figures stay with each agent (its /v1/status, /metrics).
           containers: [],
           latency: { count: 0, p50Ms: 0, p90Ms: 0, p99Ms: 0 },
+          settings: { maxInstances: 0, maxConcurrency: 0, minInstances: 0, memory: 0, nanoCpus: 0 },
         };
         known.instances.ready += entry.ready;
         known.inFlight += entry.inFlight;
@@ -291,7 +292,11 @@ export class RemoteExecutor implements Executor {
     for (;;) {
       const agent = this.directory.pick(digest, tried, this.maxOutstanding);
       if (agent === undefined) {
-        if (tried.size === 0 && this.directory.size > 0) throw new QueueFullError(this.maxOutstanding);
+        if (tried.size === 0 && this.directory.size > 0)
+          throw new QueueFullError(
+            this.maxOutstanding,
+            `every agent has ${this.maxOutstanding} calls outstanding (maxOutstanding); RemoteExecutor has no queue of its own`,
+          );
         throw new AgentUnavailableError(
           `no agent could take the call (${tried.size} tried): ${(lastReason as Error)?.message ?? "none reachable"}`,
           { cause: lastReason },
@@ -380,6 +385,7 @@ export class RemoteExecutor implements Executor {
       path: ROUTES.status,
       headers: { authorization: this.authorization },
       deadline: 10_000,
+      background: true,
     });
     if (answer.status !== 200) throw this.failure(answer, agent, "");
     return JSON.parse(answer.body.toString("utf8")) as StatusReport;

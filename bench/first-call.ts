@@ -1,0 +1,22 @@
+// The first execute after warm(), in a process of its own (so this side's request path is as cold
+// as a service's that just started), then a warm p50 on the same container. Prints one JSON line.
+// bench/run.ts runs it as a child: node --conditions=source --import tsx bench/first-call.ts <artifact>
+
+import { Runtime } from "ociapp-runtime";
+
+const artifact = process.argv[2];
+if (!artifact) throw new Error("usage: bench/first-call.ts <artifact.ociapp>");
+const PAYLOAD = { value: "hello" };
+const runtime = new Runtime();
+try {
+  await runtime.warm(artifact);
+  let start = process.hrtime.bigint();
+  await runtime.execute(artifact, PAYLOAD);
+  const firstUs = Number(process.hrtime.bigint() - start) / 1000;
+  start = process.hrtime.bigint();
+  await runtime.execute(artifact, PAYLOAD);
+  const secondUs = Number(process.hrtime.bigint() - start) / 1000;
+  process.stdout.write(`${JSON.stringify({ firstUs, secondUs })}\n`);
+} finally {
+  await runtime.close();
+}
