@@ -838,7 +838,11 @@ describe("Runtime against the Docker engine", () => {
       expect((await rt.execute<Reply>("big", { op: "env", name: "WHO" })).value).toBe("big");
       const memory = async (alias: string) => {
         const id = rt.stats().artifacts.find((entry) => entry.alias === alias)?.containers[0]?.id as string;
-        return (await engine.docker.getContainer(id).inspect()).HostConfig.Memory;
+        if (KUBERNETES) {
+          const limit = (await readPod(K8S_NAMESPACE, id)).spec?.containers[0]?.resources?.limits?.memory;
+          return Number(limit);
+        }
+        return (await dockerOf(engine).docker.getContainer(id).inspect()).HostConfig.Memory;
       };
       expect(await memory("small")).toBe(128 * 1024 * 1024);
       expect(await memory("big")).toBe(192 * 1024 * 1024);
