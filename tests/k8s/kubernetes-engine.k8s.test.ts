@@ -122,13 +122,12 @@ describe("KubernetesEngine on the cluster", () => {
           requestTimeout: 1_000,
         }),
       );
-      const started = Date.now();
+      // The server never answers: only the engine's own request timeout can end this.
       const error = await rejection(engine.ping());
       expect(error).toBeInstanceOf(EngineUnavailableError);
       expect((error as Error).message).toBe(
         `the Kubernetes API server at https://127.0.0.1:${port} did not list pods within 1000 ms`,
       );
-      expect(Date.now() - started).toBeLessThan(30_000);
     } finally {
       for (const socket of sockets) socket.destroy();
       await new Promise((resolve) => silent.close(resolve));
@@ -189,7 +188,10 @@ describe("KubernetesEngine on the cluster", () => {
     ]);
     expect(pod.metadata.ownerReferences.map((reference) => reference.uid)).toEqual([owner.metadata.uid]);
     const inFlight = rejection(rt.execute(artifact.path, { op: "sleep", ms: 120_000 }));
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    // The owner goes once the container has the call, not merely once it was asked for.
+    while (rt.stats().artifacts[0]?.containers[0]?.inFlight !== 1) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
     const deletedAt = Date.now();
     await kubectl(["-n", NS, "delete", "configmap", owner.metadata.name]);
     const error = await inFlight;
