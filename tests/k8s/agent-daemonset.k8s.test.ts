@@ -15,6 +15,7 @@ import {
   type FixtureProject,
   fixtureProject,
 } from "../../packages/ociapp-runtime/tests/support/fixture-build.js";
+import { killPodContainer } from "../../packages/ociapp-runtime/tests/support/kubernetes-tools.js";
 import type { Reply } from "../../packages/ociapp-runtime/tests/support/outcomes.js";
 import { clusterEnv } from "../../packages/ociapp-runtime/tests/support/test-engine.js";
 import { kubectl, kubectlJson } from "./kubectl.js";
@@ -323,18 +324,7 @@ describe("the agent as a DaemonSet", () => {
       "the call in flight at the agent",
     );
     const killedAt = performance.now();
-    const id = before.status?.containerStatuses?.[0]?.containerID?.replace(/^[a-z]+:\/\//, "") as string;
-    await run("ctr", [
-      "-a",
-      clusterEnv().containerdSocket,
-      "-n",
-      "k8s.io",
-      "tasks",
-      "kill",
-      "-s",
-      "SIGKILL",
-      id,
-    ]);
+    await killPodContainer(NS, before.metadata?.name as string);
     const error = await call;
     const lostAfter = performance.now() - killedAt;
     console.info(

@@ -22,7 +22,10 @@ import {
 } from "../../packages/ociapp-runtime/tests/support/fixture-build.js";
 import { prepareNamespace } from "../../packages/ociapp-runtime/tests/support/kubernetes-tools.js";
 import { rejection } from "../../packages/ociapp-runtime/tests/support/outcomes.js";
-import { clusterEnv, K8S_PULL_SECRET } from "../../packages/ociapp-runtime/tests/support/test-engine.js";
+import {
+  clusterEnv,
+  kubernetesTestOptions,
+} from "../../packages/ociapp-runtime/tests/support/test-engine.js";
 import { kubectl, kubectlJson } from "./kubectl.js";
 
 // The KubernetesEngine's own promises on the real cluster, beside the runtime's engine tests
@@ -33,20 +36,7 @@ import { kubectl, kubectlJson } from "./kubectl.js";
 const NS = "ociapp-engine-k8s";
 
 function options(extra: Partial<KubernetesEngineOptions> = {}): KubernetesEngineOptions {
-  const env = clusterEnv();
-  return {
-    kubeconfig: env.kubeconfig,
-    nodeName: env.node,
-    namespace: NS,
-    owner: null,
-    registry: {
-      url: env.registryUrl,
-      username: env.registryUsername,
-      passwordFile: env.registryPasswordFile,
-      pullSecret: K8S_PULL_SECRET,
-    },
-    ...extra,
-  };
+  return kubernetesTestOptions(NS, extra);
 }
 
 /** A kubeconfig naming the cluster's CA and admin credentials but another server. */

@@ -1,7 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import type { Engine } from "../../src/engines/engine.js";
-import { KubernetesEngine } from "../../src/engines/kubernetes/index.js";
+import { KubernetesEngine, type KubernetesEngineOptions } from "../../src/engines/kubernetes/index.js";
 import { DockerEngine, type RuntimeOptions } from "../../src/index.js";
 
 // The engine the runtime's engine tests run against, chosen by the environment (scripts/engine-matrix.sh):
@@ -50,10 +50,13 @@ export function clusterEnv(): ClusterEnv {
   return cluster;
 }
 
-/** A KubernetesEngine on the cluster of scripts/k8s.sh, for a process on its node. */
-export function kubernetesTestEngine(namespace = K8S_NAMESPACE): KubernetesEngine {
+/** KubernetesEngine options for the cluster of scripts/k8s.sh, for a process on its node. */
+export function kubernetesTestOptions(
+  namespace = K8S_NAMESPACE,
+  extra: Partial<KubernetesEngineOptions> = {},
+): KubernetesEngineOptions {
   const env = clusterEnv();
-  return new KubernetesEngine({
+  return {
     kubeconfig: env.kubeconfig,
     nodeName: env.node,
     namespace,
@@ -64,7 +67,13 @@ export function kubernetesTestEngine(namespace = K8S_NAMESPACE): KubernetesEngin
       passwordFile: env.registryPasswordFile,
       pullSecret: K8S_PULL_SECRET,
     },
-  });
+    ...extra,
+  };
+}
+
+/** A KubernetesEngine on the cluster of scripts/k8s.sh, for a process on its node. */
+export function kubernetesTestEngine(namespace = K8S_NAMESPACE): KubernetesEngine {
+  return new KubernetesEngine(kubernetesTestOptions(namespace));
 }
 
 /** The engine under test. */

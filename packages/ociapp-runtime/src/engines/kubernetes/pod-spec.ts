@@ -2,6 +2,7 @@ import type { V1Container, V1Pod, V1Volume, V1VolumeMount } from "@kubernetes/cl
 import { OptionsError } from "../../errors.js";
 import { CONTAINER_FOLDER, HOME_DIR, HOME_TMPFS } from "../../host/runtime-dir.js";
 import type { ResolvedContainerOptions } from "../../options/container.js";
+import type { ContainerSpec } from "../engine.js";
 import type { ResolvedKubernetesOptions } from "./options.js";
 
 /** On every pod this engine makes: what its watch and listings select. */
@@ -23,13 +24,11 @@ export function isLabel(key: string, value: string): boolean {
   return LABEL_NAME.test(key) && LABEL_VALUE.test(value);
 }
 
-export interface AppPodInput {
-  name: string;
+/** The runtime's ContainerSpec, with the image as the reference pods pull. */
+export interface AppPodInput
+  extends Pick<ContainerSpec, "name" | "env" | "labels" | "socketFolder" | "container"> {
+  /** `<registry>/<repository>@sha256:<hex>`. */
   image: string;
-  env: Record<string, string>;
-  labels: Record<string, string>;
-  socketFolder: string;
-  container: ResolvedContainerOptions;
   /** The image config's VOLUME paths. */
   volumes: string[];
 }
