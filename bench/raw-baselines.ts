@@ -12,6 +12,8 @@ const ECHO_SERVER = fileURLToPath(new URL("./echo-server.cjs", import.meta.url))
 
 export interface RawEcho {
   client: RawEchoClient;
+  /** The engine's container id (in-container echo only). */
+  id?: string;
   close(): Promise<void>;
 }
 
@@ -90,6 +92,7 @@ export async function startContainerEcho(
     const client = new RawEchoClient(socket);
     return {
       client,
+      id,
       async close() {
         client.close();
         await remove();

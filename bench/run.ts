@@ -315,6 +315,18 @@ try {
       `raw ${warm.raw256PerSecond.median}/s`,
       `${warm.throughput256VsRaw}x`,
     ]);
+    rows.push([
+      `  host CPU per call, 256 callers, ${warm.runtime}`,
+      `${warm.sides.ociapp.hostCpuUsConcurrent.median} us`,
+      `raw ${warm.sides.raw.hostCpuUsConcurrent.median} us`,
+      `${warm.hostCpu256VsRaw}x`,
+    ]);
+    rows.push([
+      `  throughput, maxConcurrency 256, ${warm.runtime}`,
+      `${warm.depth256PerSecond.median}/s`,
+      `raw ${warm.raw256PerSecond.median}/s`,
+      `${warm.depth256VsRaw}x`,
+    ]);
   }
   rows.push([
     "artifact load (runtime)",

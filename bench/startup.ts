@@ -1,7 +1,8 @@
 // Issue 16's figures in one run, each beside its baseline and target, from interleaved rounds (the
 // machine is shared: a noisy minute lands on every contender): cold start per Node major against the
 // engine floor, scale from zero with a standby, the first call after warm(), and the warm p50 and
-// throughput against the raw in-container echo, under runc and runsc (gVisor).
+// throughput against the raw in-container echo, with CPU per call on each side (bench/warm.ts),
+// under runc and runsc (gVisor).
 // Alone (merges its figures into bench/results.json under "startup"):
 //   node --conditions=source --import tsx bench/startup.ts
 
@@ -14,17 +15,13 @@ import { readArtifactIndex } from "ociapp/artifact";
 import { build } from "ociapp-build";
 import { Runtime } from "ociapp-runtime";
 import { type ColdFigures, type ColdTarget, measureColdStarts, type Spread, spread } from "./coldstart.js";
-import { DEFAULT_RUN_FLAGS } from "./engine-floor.js";
-import { measureLatency, measureThroughput, ratio } from "./measure.js";
-import { startContainerEcho } from "./raw-baselines.js";
+import { ratio } from "./measure.js";
 import { measureStandby, type StandbyFigures } from "./standby.js";
+import { imageOf, measureWarm, type WarmFigures } from "./warm.js";
 
 const execFileAsync = promisify(execFile);
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const PAYLOAD = { value: "hello" };
-const LATENCY_CALLS = 3_000;
-const THROUGHPUT_CALLS = 20_000;
-const CALLERS = 256;
 
 export const TARGETS = {
   coldAboveFloorMs: 50,
@@ -33,74 +30,6 @@ export const TARGETS = {
   warmP50VsRaw: 1.3,
   throughput256VsRaw: 0.9,
 };
-
-/** The image name the runtime loads an artifact under (images/names.ts). */
-function imageOf(digest: string): string {
-  return `ociapp.invalid/artifact:sha256-${digest.slice("sha256:".length)}`;
-}
-
-interface WarmFigures {
-  runtime: string;
-  rawP50Us: Spread;
-  ociappP50Us: Spread;
-  raw256PerSecond: Spread;
-  ociapp256PerSecond: Spread;
-  warmP50VsRaw: number;
-  throughput256VsRaw: number;
-}
-
-/** Raw in-container echo and the runtime, same image and limits, alternating, `rounds` times. */
-async function measureWarm(
-  artifact: string,
-  image: string,
-  runtime: string,
-  rounds: number,
-  log: (line: string) => void,
-): Promise<WarmFigures> {
-  const raw = { p50: [] as number[], tput: [] as number[] };
-  const ours = { p50: [] as number[], tput: [] as number[] };
-  for (let i = 0; i < rounds; i++) {
-    for (const which of i % 2 === 0 ? ["raw", "ociapp"] : ["ociapp", "raw"]) {
-      if (which === "raw") {
-        const echo = await startContainerEcho(image, DEFAULT_RUN_FLAGS, runtime);
-        try {
-          raw.p50.push((await measureLatency(() => echo.client.call(PAYLOAD), LATENCY_CALLS)).p50Us);
-          raw.tput.push(
-            (await measureThroughput(() => echo.client.call(PAYLOAD), CALLERS, THROUGHPUT_CALLS))
-              .callsPerSecond,
-          );
-        } finally {
-          await echo.close();
-        }
-      } else {
-        const rt = new Runtime({ container: { runtime } });
-        try {
-          await rt.warm(artifact);
-          ours.p50.push((await measureLatency(() => rt.execute(artifact, PAYLOAD), LATENCY_CALLS)).p50Us);
-          ours.tput.push(
-            (await measureThroughput(() => rt.execute(artifact, PAYLOAD), CALLERS, THROUGHPUT_CALLS))
-              .callsPerSecond,
-          );
-        } finally {
-          await rt.close();
-        }
-      }
-      log(`warm ${runtime}: round ${i + 1} ${which} done`);
-    }
-  }
-  const figures = {
-    runtime,
-    rawP50Us: spread(raw.p50),
-    ociappP50Us: spread(ours.p50),
-    raw256PerSecond: spread(raw.tput),
-    ociapp256PerSecond: spread(ours.tput),
-  };
-  return {
-    ...figures,
-    warmP50VsRaw: ratio(figures.ociappP50Us.median, figures.rawP50Us.median),
-    throughput256VsRaw: ratio(figures.ociapp256PerSecond.median, figures.raw256PerSecond.median),
-  };
-}
 
 /** bench/first-call.ts in processes of their own: the first execute after warm(), in microseconds. */
 async function measureFirstAfterWarm(artifact: string, rounds: number): Promise<Spread> {

@@ -8,6 +8,9 @@
 #                                      (scripts/engines/classic-dockerd.sh), started and stopped here
 #   scripts/engine-matrix.sh podman   Podman's Docker-compatible service (scripts/engines/podman.sh),
 #                                      started and stopped here
+#   scripts/engine-matrix.sh kubernetes  the KubernetesEngine on the single-node cluster of
+#                                      scripts/k8s.sh (started if need be; left running), this
+#                                      process standing in for the agent on the node
 #   scripts/engine-matrix.sh all      every one of the above
 #
 # Artifacts are built on the primary engine (buildx) and loaded into the engine under test by the
@@ -53,12 +56,22 @@ other() {
 }
 
 classic() { other classic classic-dockerd.sh /run/ociapp-classic/docker.sock; }
+
+kubernetes() {
+  local started
+  started=$(date +%s)
+  bash scripts/k8s.sh up
+  say "runtime engine tests on Kubernetes (the KubernetesEngine, pods in namespace ociapp-engine-test)"
+  OCIAPP_TEST_ENGINE_KIND=kubernetes run_file || die "the runtime engine tests failed on Kubernetes"
+  say "kubernetes: passed in $(($(date +%s) - started)) s"
+}
 podman() { other podman podman.sh /run/ociapp-podman/podman.sock; }
 
 case "${1:-all}" in
   gvisor) gvisor ;;
   classic) classic ;;
   podman) podman ;;
-  all) gvisor; classic; podman ;;
-  *) die "usage: scripts/engine-matrix.sh [gvisor|classic|podman|all]" ;;
+  kubernetes) kubernetes ;;
+  all) gvisor; classic; podman; kubernetes ;;
+  *) die "usage: scripts/engine-matrix.sh [gvisor|classic|podman|kubernetes|all]" ;;
 esac

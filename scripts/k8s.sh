@@ -10,6 +10,8 @@
 #   scripts/k8s.sh status what runs, and what the API server says
 #   scripts/k8s.sh env    prints `export KUBECONFIG=...` (and PATH for the matching kubectl)
 #   scripts/k8s.sh build  only the builds (binaries, pause image)
+#   scripts/k8s.sh agent-image   builds the agent's image from this workspace (pnpm build, pnpm deploy,
+#                         buildx) and imports it into the node's containerd as $AGENT_IMAGE
 #
 # How it is built, what runs where, and measured times: docs/kubernetes-cluster.md.
 set -euo pipefail
@@ -31,6 +33,15 @@ SERVICE_IP=10.96.0.1
 POD_CIDR=10.244.0.0/24
 BRIDGE=ociappk8s0
 PAUSE_IMAGE=ociapp.local/pause:3.10
+# The registry the node pulls artifacts from (issue 18, step 2): Debian's docker-registry on
+# loopback, started by scripts/registry.sh with this port and state (its own, apart from the one
+# the remote-execution tests start and remove). containerd's CRI pulls plain HTTP from a loopback
+# host by itself (it treats localhost and 127.0.0.0/8 as plain-HTTP registries), so no containerd
+# config is needed; pods pull with an imagePullSecret.
+REGISTRY_PORT=${OCIAPP_K8S_REGISTRY_PORT:-5124}
+# The agent's image (deploy/kubernetes/daemonset.yaml runs it with imagePullPolicy: Never).
+AGENT_IMAGE=ociapp.local/ociapp-agent:dev
+REGISTRY_STATE=${OCIAPP_K8S_REGISTRY_STATE:-/run/ociapp-k8s-registry}
 
 K8S_BIN=$CACHE_DIR/kubernetes-$K8S_VERSION/bin
 ETCD_BIN=$CACHE_DIR/etcd-$ETCD_VERSION/bin
@@ -392,7 +403,12 @@ TOML
   ]
 }
 JSON
-  cat >"$STATE_DIR/kubelet-config.yaml" <<YAML
+  kubelet_config >"$STATE_DIR/kubelet-config.yaml"
+}
+
+# The kubelet's config file, as this script writes it.
+kubelet_config() {
+  cat <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: 127.0.0.1
@@ -428,6 +444,9 @@ evictionHard:
   nodefs.available: 2%
   imagefs.available: 2%
 serializeImagePulls: false
+# A pod has no per-pod pids limit of its own: this node-wide one is the pids limit of every app pod
+# (the runtime's container.pidsLimit default), and of the agent's (Node uses about 15).
+podPidsLimit: 256
 YAML
 }
 
@@ -625,6 +644,41 @@ preflight() {
     die "the host name $NODE_NAME must resolve to a loopback address (/etc/hosts): the API server reaches the kubelet on 127.0.0.1 by it"
 }
 
+# The kubelet reads its config file only when it starts: a running kubelet whose file differs from
+# what this script writes (a newer version of it) is restarted. Its pods keep running meanwhile.
+kubelet_config_current() {
+  [ -f "$STATE_DIR/kubelet-config.yaml" ] && [ "$(kubelet_config)" = "$(cat "$STATE_DIR/kubelet-config.yaml")" ]
+}
+
+refresh_kubelet() {
+  if running kubelet && ! kubelet_config_current; then
+    say "the kubelet config changed: restarting the kubelet"
+    stop_daemons kubelet
+  fi
+}
+
+registry_env() {
+  env OCIAPP_REGISTRY_PORT="$REGISTRY_PORT" OCIAPP_REGISTRY_STATE="$REGISTRY_STATE" "$@"
+}
+
+start_registry() {
+  registry_env bash "$(dirname "${BASH_SOURCE[0]}")/registry.sh" up
+}
+
+# Stops the registry's process and keeps its storage (registry.sh down would remove it).
+stop_registry() {
+  local pid
+  pid=$(cat "$REGISTRY_STATE/pid" 2>/dev/null || true)
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -q docker-registry "/proc/$pid/cmdline" 2>/dev/null; then
+    say "stopping the registry (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+  fi
+}
+
+registry_answers() {
+  [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$REGISTRY_PORT/v2/")" = 401 ]
+}
+
 cmd_up() {
   local t0=$SECONDS
   if [ "$KUBECONFIG" != "$ADMIN_KUBECONFIG" ]; then
@@ -634,7 +688,8 @@ cmd_up() {
       say "a cluster already answers at KUBECONFIG=$KUBECONFIG: nothing to do"
       return 0
     fi
-  elif all_running && kubectl_ get --raw /readyz >/dev/null 2>&1 && node_ready ""; then
+  elif all_running && kubectl_ get --raw /readyz >/dev/null 2>&1 && node_ready "" &&
+    registry_answers && kubelet_config_current; then
     say "the cluster already runs and answers at KUBECONFIG=$KUBECONFIG: nothing to do"
     return 0
   fi
@@ -643,6 +698,7 @@ cmd_up() {
   mkdir -p "$CACHE_DIR" "$STATE_DIR" "$RUN_DIR" "$PIDS" "$LOG_DIR"
   build_all
   ensure_pki
+  refresh_kubelet
   write_configs
   start_etcd
   start_containerd
@@ -650,6 +706,7 @@ cmd_up() {
   start_apiserver
   start_controllers
   start_kubelet
+  start_registry
   say "cluster up in $(elapsed "$t0"): node $NODE_NAME Ready; $(cmd_env | head -n1)"
 }
 
@@ -711,6 +768,7 @@ cmd_down() {
   stop_containers
   stop_daemons containerd
   stop_daemons etcd
+  stop_registry
   unmount_leftovers
   say "stopped; state in $STATE_DIR and builds in $CACHE_DIR are kept"
 }
@@ -735,8 +793,51 @@ cmd_status() {
   return "$rc"
 }
 
+# The agent's image: `ociapp-runtime serve` from this workspace, packed (pnpm pack: what would be
+# published) and installed with npm into the build context with its production dependencies (from
+# the npm registry, or npm's cache), built with buildx FROM the node image Docker already has, and
+# imported into the node's containerd when its ID changed. (pnpm deploy would do the install too, but
+# it rewrites the workspace's own node_modules.)
+cmd_agent_image() {
+  local repo ctx id have p t0=$SECONDS
+  repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  ctx=$(mktemp -d /tmp/ociapp-agent-image.XXXXXX)
+  # shellcheck disable=SC2064 # expand $ctx now
+  trap "rm -rf '$ctx'" RETURN
+  say "building and packing the workspace packages the agent needs (ociapp, ociapp-runtime)"
+  (cd "$repo" && pnpm --silent --filter ociapp --filter ociapp-runtime run build >/dev/null) || die "pnpm build failed"
+  for p in ociapp ociapp-runtime; do
+    (cd "$repo/packages/$p" && pnpm --silent pack --pack-destination "$ctx/packs" >/dev/null) || die "pnpm pack of $p failed"
+  done
+  mkdir -p "$ctx/app"
+  printf '{"name":"ociapp-agent-image","private":true}\n' >"$ctx/app/package.json"
+  (cd "$ctx/app" && timeout 600 npm install --silent --no-audit --no-fund --omit=dev --omit=optional \
+    --ignore-scripts "$ctx"/packs/ociapp-*.tgz) || die "npm install of the packed packages failed"
+  rm -rf "$ctx/packs"
+  cp "$repo/deploy/kubernetes/agent-image/Containerfile" "$ctx/Containerfile"
+  say "building $AGENT_IMAGE with buildx (FROM $NODE_IMAGE)"
+  timeout 600 docker buildx build --quiet --load --build-arg "BASE_IMAGE=$NODE_IMAGE" -t "$AGENT_IMAGE" \
+    -f "$ctx/Containerfile" "$ctx" >/dev/null || die "docker buildx build of $AGENT_IMAGE failed"
+  id=$(docker image inspect -f '{{.Id}}' "$AGENT_IMAGE")
+  have=$(cat "$STATE_DIR/agent-image.id" 2>/dev/null || true)
+  if [ "$id" = "$have" ] && has_image "$AGENT_IMAGE"; then
+    say "$AGENT_IMAGE unchanged ($id), already in the node's containerd"
+  else
+    say "importing $AGENT_IMAGE into the node's containerd"
+    timeout 300 docker save "$AGENT_IMAGE" | ctr_ images import - >/dev/null || die "importing $AGENT_IMAGE failed"
+    has_image "$AGENT_IMAGE" || die "after the import, $AGENT_IMAGE is not in the node's containerd"
+    printf '%s\n' "$id" >"$STATE_DIR/agent-image.id"
+  fi
+  say "agent image $AGENT_IMAGE ready in $(elapsed "$t0")"
+}
+
 cmd_env() {
   printf 'export KUBECONFIG=%s\n' "$ADMIN_KUBECONFIG"
+  printf 'export OCIAPP_K8S_REGISTRY_URL=http://127.0.0.1:%s\n' "$REGISTRY_PORT"
+  printf 'export OCIAPP_K8S_REGISTRY_USERNAME=ociapp\n'
+  printf 'export OCIAPP_K8S_REGISTRY_PASSWORD_FILE=%s\n' "$REGISTRY_STATE/password"
+  printf 'export OCIAPP_K8S_CONTAINERD_SOCKET=%s\n' "$CTR_SOCK"
+  printf 'export OCIAPP_K8S_NODE=%s\n' "$NODE_NAME"
   # shellcheck disable=SC2016 # $PATH is for the shell that evaluates this line
   printf 'export PATH=%s:$PATH\n' "$K8S_BIN"
 }
@@ -748,7 +849,8 @@ main() {
   status) cmd_status ;;
   env) cmd_env ;;
   build) build_all ;;
-  *) die "unknown command: $1 (up, down, status, env, build)" ;;
+  agent-image) cmd_agent_image ;;
+  *) die "unknown command: $1 (up, down, status, env, build, agent-image)" ;;
   esac
 }
 

@@ -12,6 +12,9 @@
 //   <!-- docs-test: needs built echo-app -->    examples/echo-app/dist (its build script)
 //   <!-- docs-test: needs agent -->             the remote demo's agent listening on 127.0.0.1:8443,
 //                                               its token and CA in /tmp/ociapp-remote-demo
+//   <!-- docs-test: needs kubernetes -->        (sh) a cluster: scripts/k8s.sh's, started with `up`,
+//                                               KUBECONFIG and its kubectl on PATH; what the blocks
+//                                               apply from deploy/kubernetes is deleted afterwards
 //   <!-- docs-test: needs registry -->          a fresh npm project whose registry has the packages
 //                                               (run by scripts/registry-test.sh, after publishing)
 //   <!-- docs-test: needs tarballs -->          a fresh npm project holding the three packed tarballs
@@ -41,7 +44,7 @@ export const DOCS = [
 ];
 
 export const RUNNABLE = new Set(["ts", "js", "sh", "json"]);
-const NEEDS = /^needs (engine|app|agent|registry|tarballs|artifact (?:echo|jq)|built echo-app)$/;
+const NEEDS = /^needs (engine|app|agent|kubernetes|registry|tarballs|artifact (?:echo|jq)|built echo-app)$/;
 
 export interface Block {
   /** The Markdown file, relative to the repository root, and the line of the opening fence. */

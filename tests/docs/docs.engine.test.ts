@@ -47,14 +47,14 @@ const built = new Map<string, Promise<void>>();
 function run(
   command: string,
   args: string[],
-  options: { cwd?: string; timeout?: number } = {},
+  options: { cwd?: string; timeout?: number; env?: Record<string, string> } = {},
 ): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, {
       cwd: options.cwd ?? ROOT,
       detached: true,
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, PATH: `${bin}${delimiter}${process.env.PATH}` },
+      env: { ...process.env, PATH: `${bin}${delimiter}${process.env.PATH}`, ...options.env },
     });
     const output = { stdout: "", stderr: "" };
     for (const name of ["stdout", "stderr"] as const) {
@@ -124,6 +124,35 @@ async function withDemoAgent(fn: () => Promise<void>): Promise<void> {
     await exited;
     clearTimeout(killer);
   }
+}
+
+/** What `needs kubernetes` blocks apply (deploy/kubernetes), deleted afterwards when they made it. */
+const KUBERNETES_OBJECTS = ["admission-policy.yaml", "rbac.yaml", "service.yaml", "namespace.yaml"];
+let cluster: Promise<Record<string, string>> | undefined;
+let clusterWasDeployed = true;
+
+/**
+ * The environment of a `needs kubernetes` block: scripts/k8s.sh's cluster, started once per run (a
+ * no-op when it runs; from its build cache otherwise), with KUBECONFIG and its kubectl first on PATH.
+ */
+function kubernetesEnv(): Promise<Record<string, string>> {
+  cluster ??= (async () => {
+    await run("bash", ["scripts/k8s.sh", "up"], { timeout: 3_600_000 });
+    const { stdout } = await run("bash", ["scripts/k8s.sh", "env"]);
+    const kubeconfig = /^export KUBECONFIG=(.+)$/m.exec(stdout)?.[1];
+    const kubectlDir = /^export PATH=(.+):\$PATH$/m.exec(stdout)?.[1];
+    if (!kubeconfig || !kubectlDir) throw new Error(`unexpected output of scripts/k8s.sh env:\n${stdout}`);
+    const env = {
+      KUBECONFIG: kubeconfig,
+      PATH: `${kubectlDir}${delimiter}${bin}${delimiter}${process.env.PATH}`,
+    };
+    clusterWasDeployed = await run("kubectl", ["get", "namespace", "ociapp"], { env }).then(
+      () => true,
+      () => false,
+    );
+    return env;
+  })();
+  return cluster;
 }
 
 /** Builds examples/<name>-app into dist/ once per run (the build is cached by buildx). */
@@ -289,6 +318,11 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  if (cluster && !clusterWasDeployed) {
+    const env = await cluster;
+    const files = KUBERNETES_OBJECTS.flatMap((file) => ["-f", join(ROOT, "deploy/kubernetes", file)]);
+    await run("kubectl", ["delete", ...files, "--ignore-not-found", "--wait=false"], { env });
+  }
   for (const output of created) await rm(join(ROOT, output), { recursive: true, force: true });
   for (const image of IMAGES) {
     if (!imagesBefore.has(image)) await docker(["image", "rm", "-f", image]).catch(() => undefined);
@@ -327,10 +361,12 @@ describe.each([...new Set(blocks.map((block) => block.file))])("%s", (file) => {
             await writeFile(`${fileOf(block)}.mjs`, block.code);
             await run(process.execPath, [`${fileOf(block)}.mjs`]);
             return;
-          case "sh":
+          case "sh": {
             await writeFile(`${fileOf(block)}.sh`, block.code);
-            await run("bash", ["-e", "-o", "pipefail", `${fileOf(block)}.sh`]);
+            const env = block.needs.includes("kubernetes") ? await kubernetesEnv() : {};
+            await run("bash", ["-e", "-o", "pipefail", `${fileOf(block)}.sh`], { env });
             return;
+          }
           default:
             throw new Error(`${where(block)}: no runner for ${block.lang}`);
         }

@@ -66,6 +66,8 @@ export class Runtime implements Executor {
   private readonly aliases = new Map<string, { name: string; path: string }>();
   private readonly reaper: Reaper;
   private readonly now: () => number;
+  /** The clock is performance.now(): a call's createdAt is a reading of it (one clock read per call). */
+  private readonly performanceClock: boolean;
   private readonly short: string;
   /** The logs sink behind its bounded queue, when the service gave one. */
   private readonly logs: LogDispatcher | undefined;
@@ -98,6 +100,7 @@ export class Runtime implements Executor {
     }
     this.engine = options.engine ?? new DockerEngine();
     this.now = internals.now ?? (() => performance.now());
+    this.performanceClock = internals.now === undefined;
     this.cache = new ArtifactCache({
       readIndex: internals.readIndex ?? readArtifactIndex,
       now: this.now,
@@ -160,11 +163,13 @@ export class Runtime implements Executor {
       // An alias the service bound (artifacts option) names a path or a digest, and a pool of its own.
       const alias = this.aliases.get(path);
       const target = alias ? alias.path : path;
-      const digest = isDigest(target) ? this.knownDigest(target, call) : this.cache.lookup(target);
+      const now = this.performanceClock ? call.createdAt : this.now();
+      const digest = isDigest(target) ? this.knownDigest(target, call) : this.cache.lookup(target, now);
       if (digest === null) return;
       if (digest !== undefined) {
         this.poolFor(digest, isDigest(target) ? this.pathOf(digest, target) : target, alias?.name).submit(
           call,
+          now,
         );
         return;
       }

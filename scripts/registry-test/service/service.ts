@@ -12,10 +12,12 @@ import { type BuildOptions, type BuildResult, defaultBaseImage } from "ociapp-bu
 import {
   DockerEngine,
   type KnownRuntimeError,
+  OptionsError,
   RemoteExecutionError,
   Runtime,
   type RuntimeOptions,
 } from "ociapp-runtime";
+import { KubernetesEngine, type KubernetesEngineOptions } from "ociapp-runtime/kubernetes";
 import { z } from "zod";
 
 const Answer = z.object({ value: z.string(), node: z.string() });
@@ -49,6 +51,30 @@ if (index.protocol !== PROTOCOL_VERSION) {
 }
 const limits: Limits = { maxFrameBytes: 1024, maxDepth: 4, maxValues: 64 };
 encodeFrame({ type: "ping", id: "p" }, limits.maxFrameBytes);
+
+// The KubernetesEngine's subpath resolves, its types check, and it is constructed without a cluster
+// (nothing is asked of the API server before the first call); a missing node is an OptionsError.
+const kubernetes: KubernetesEngineOptions = {
+  nodeName: "node-1",
+  namespace: "ociapp",
+  owner: null,
+  registry: { url: "https://registry.example", pullSecret: "pull" },
+};
+const reference = new KubernetesEngine(kubernetes).imageReference(index.digest);
+if (reference !== `registry.example/ociapp/artifacts@${index.digest}`) fail(`image reference ${reference}`);
+const noNode = attempt(() => new KubernetesEngine({ registry: kubernetes.registry }));
+// The same OptionsError class as the main entry's: one errors module behind both subpaths.
+if (!(noNode instanceof OptionsError)) {
+  fail(`expected OptionsError for a KubernetesEngine without a node, got ${String(noNode)}`);
+}
+
+function attempt(action: () => unknown): unknown {
+  try {
+    return action();
+  } catch (error) {
+    return error;
+  }
+}
 
 const options: RuntimeOptions = { engine: new DockerEngine(), startupTimeout: 60_000 };
 const runtime = new Runtime(options);

@@ -109,10 +109,13 @@ export class ArtifactCache {
     this.stat = options.stat ?? statRegularArtifact;
   }
 
-  /** The digest when the path was confirmed within recheckMs; else undefined (call {@link resolve}). */
-  lookup(path: string): string | undefined {
+  /**
+   * The digest when the path was confirmed within recheckMs; else undefined (call {@link resolve}).
+   * `now` is the cache's clock read by the caller, when it has just read it.
+   */
+  lookup(path: string, now = this.now()): string | undefined {
     const entry = this.paths.get(path);
-    if (entry !== undefined && this.now() - entry.checkedAt < this.recheckMs) return entry.digest;
+    if (entry !== undefined && now - entry.checkedAt < this.recheckMs) return entry.digest;
     return undefined;
   }
 

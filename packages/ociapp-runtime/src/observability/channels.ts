@@ -51,7 +51,10 @@ export interface CallSettledMessage {
   /** "ok", or the error's `code` (OCIAPP_*), or "aborted" for a caller's signal. */
   outcome: string;
   error: unknown;
-  /** performance.now() at execute(), at send (undefined when never sent), and now. */
+  /**
+   * performance.now() at execute(), at send, and now. sentAt is undefined when the call was never
+   * sent, or was sent before this channel had a subscriber (the clock is read only for one).
+   */
   createdAt: number;
   sentAt: number | undefined;
   settledAt: number;

@@ -61,7 +61,7 @@ export class Call {
   ) {
     if (deadlines) {
       this.deadlines = deadlines;
-      deadlines.add(this, timeoutMs);
+      deadlines.add(this, this.createdAt + timeoutMs);
     } else {
       this.timer = setTimeout(onCallTimeout, timeoutMs, this);
       this.timer.unref();
@@ -79,20 +79,15 @@ export class Call {
     this.timer = undefined;
   }
 
-  /** Set while settling, for the callSettled event. */
-  private outcome: { ok: true } | { ok: false; error: unknown } = { ok: true };
-
   succeed(value: unknown): void {
     if (this.settled) return;
-    this.outcome = OK;
-    this.finish();
+    this.finish(OK);
     this.resolveCall(value);
   }
 
   fail(error: unknown): void {
     if (this.settled) return;
-    this.outcome = { ok: false, error };
-    this.finish();
+    this.finish({ ok: false, error });
     this.rejectCall(error);
   }
 
@@ -125,9 +120,10 @@ export class Call {
     return true;
   }
 
-  private finish(): void {
+  /** `outcome` is for the callSettled event. */
+  private finish(outcome: { ok: true } | { ok: false; error: unknown }): void {
     this.settled = true;
-    if (channels.callSettled.hasSubscribers) publishSettled(this, this.outcome);
+    if (channels.callSettled.hasSubscribers) publishSettled(this, outcome);
     if (this.deadlines !== undefined) {
       this.deadlines.remove(this);
       this.deadlines = undefined;
@@ -193,8 +189,9 @@ export class CallDeadlines {
   private timerAt = Number.POSITIVE_INFINITY;
   size = 0;
 
-  add(call: Call, timeoutMs: number): void {
-    call.deadline = performance.now() + timeoutMs;
+  /** `deadline` is performance.now() based; calls are added in increasing deadline order. */
+  add(call: Call, deadline: number): void {
+    call.deadline = deadline;
     call.deadlinePrev = this.tail;
     call.deadlineNext = undefined;
     if (this.tail) this.tail.deadlineNext = call;

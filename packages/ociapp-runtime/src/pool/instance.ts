@@ -187,7 +187,8 @@ export class Instance implements CallHolder {
     }
     call.stage = RUNNING;
     call.holder = this;
-    call.sentAt = performance.now();
+    // Only the callSettled event reports it: no clock read per call without a subscriber.
+    if (channels.callSettled.hasSubscribers) call.sentAt = performance.now();
     (this.connection as Connection).send(call);
     if (channels.callSent.hasSubscribers) {
       channels.callSent.publish({

@@ -126,7 +126,8 @@ export class Pool implements CallHolder, InstanceEvents {
     return this.instances.size === 0 && this.queue.length === 0 && this.standby.count === 0;
   }
 
-  submit(call: Call): void {
+  /** `now` is the pool's clock (config.now) read by the caller this tick, when it has read it. */
+  submit(call: Call, now?: number): void {
     call.artifact ??= this.ref;
     let best: Instance | undefined;
     const ready = this.ready;
@@ -159,7 +160,7 @@ export class Pool implements CallHolder, InstanceEvents {
       channels.callQueued.publish({ id: call.id, artifact: this.ref, queueLength: this.queue.length });
     }
     this.activated = true;
-    this.lastUsed = this.config.now();
+    this.lastUsed = now ?? this.config.now();
     this.scale();
   }
 

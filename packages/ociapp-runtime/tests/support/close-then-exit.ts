@@ -2,14 +2,14 @@
 // has nothing left to do: it must exit at once, with nothing of the runtime keeping it alive.
 // Usage: close-then-exit.ts <artifact> <socketDir>
 // Prints one JSON line when close() has resolved: { closedAt } (Date.now()).
-import { DockerEngine, Runtime } from "../../src/index.js";
+import { Runtime } from "../../src/index.js";
+import { ENGINE_RUNTIME_OPTIONS, testEngine } from "./test-engine.js";
 
-// The engine under test (runtime.engine.test.ts: OCIAPP_TEST_ENGINE_SOCKET), else the default.
-const socketPath = process.env.OCIAPP_TEST_ENGINE_SOCKET;
-const engine = socketPath ? new DockerEngine({ socketPath }) : new DockerEngine();
+// The engine under test (runtime.engine.test.ts: OCIAPP_TEST_ENGINE_SOCKET or _KIND), else the default.
+const engine = testEngine();
 
 const [artifact, socketDir] = process.argv.slice(2) as [string, string];
-const runtime = new Runtime({ engine, socketDir, shutdownTimeout: 60_000 });
+const runtime = new Runtime({ ...ENGINE_RUNTIME_OPTIONS, engine, socketDir, shutdownTimeout: 60_000 });
 await runtime.execute(artifact, { op: "echo", value: "once" });
 await runtime.close();
 process.stdout.write(`${JSON.stringify({ closedAt: Date.now() })}\n`);

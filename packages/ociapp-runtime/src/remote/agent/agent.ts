@@ -9,6 +9,8 @@ import {
   type SecureServerOptions,
 } from "node:http2";
 import type { AddressInfo } from "node:net";
+import { DockerEngine } from "../../engines/docker/docker-engine.js";
+import type { Engine } from "../../engines/engine.js";
 import { OptionsError } from "../../errors.js";
 import type { Executor } from "../../executor.js";
 import type { RuntimeOptions } from "../../options.js";
@@ -108,7 +110,8 @@ export class Agent {
       server = createSecureServer(secure);
     }
     server.maxConnections = limits.maxSessions;
-    const executor = options.executor ?? new Runtime(runtimeOptions(config));
+    const executor =
+      options.executor ?? new Runtime({ ...runtimeOptions(config), engine: await engineFor(config) });
     const sources = new Map<string, Set<string>>();
     const metrics = new AgentMetrics();
     let agent: Agent | undefined;
@@ -190,6 +193,28 @@ export class Agent {
 }
 
 /** The agent's runtime section as RuntimeOptions: limits only; network and user keep their defaults. */
+/**
+ * The engine `config.engine` names. The KubernetesEngine's module (and `@kubernetes/client-node`) is
+ * loaded only when it is the one.
+ */
+async function engineFor(config: AgentConfig): Promise<Engine> {
+  const engine = config.engine;
+  if (engine.kind === "docker") {
+    return new DockerEngine(engine.socketPath === undefined ? undefined : { socketPath: engine.socketPath });
+  }
+  const { KubernetesEngine } = await import("../../engines/kubernetes/index.js");
+  const { kind: _kind, registry, ...rest } = engine;
+  let ca: string | undefined;
+  if (registry.ca !== undefined) {
+    try {
+      ca = await readFile(registry.ca, "utf8");
+    } catch (error) {
+      throw new OptionsError(`cannot read the registry CA ${registry.ca}: ${(error as Error).message}`);
+    }
+  }
+  return new KubernetesEngine({ ...rest, registry: { ...registry, ...(ca === undefined ? {} : { ca }) } });
+}
+
 export function runtimeOptions(config: AgentConfig): RuntimeOptions {
   const { container, ...rest } = config.runtime;
   const options: RuntimeOptions = { ...rest };

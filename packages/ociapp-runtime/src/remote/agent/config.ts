@@ -83,6 +83,41 @@ const Runtime = z.strictObject({
     .optional(),
 });
 
+// ---- engine (issue 18): which engine the agent's Runtime uses ------------------------------------
+const Quantity = z
+  .string()
+  .regex(/^[0-9]+(\.[0-9]+)?(m|k|M|G|Ki|Mi|Gi)?$/, "must be a quantity such as 10m or 32Mi");
+/**
+ * The KubernetesEngine (`ociapp-runtime/kubernetes`): the agent runs in a pod of a DaemonSet and its
+ * containers are pods on its own node. Node, namespace and owner come from the downward API
+ * (OCIAPP_NODE_NAME, OCIAPP_POD_NAMESPACE, OCIAPP_POD_NAME, OCIAPP_POD_UID) unless given.
+ */
+const KubernetesEngineConfig = z.strictObject({
+  kind: z.literal("kubernetes"),
+  kubeconfig: z.string().optional(),
+  namespace: z.string().optional(),
+  nodeName: z.string().optional(),
+  registry: z.strictObject({
+    url: z.string().url(),
+    nodeHost: z.string().optional(),
+    repository: z.string().optional(),
+    username: z.string().optional(),
+    passwordFile: z.string().optional(),
+    /** PEM file of the CA that signs the registry's certificate. */
+    ca: z.string().optional(),
+    pullSecret: z.string().optional(),
+  }),
+  requests: z.strictObject({ cpu: Quantity.optional(), memory: Quantity.optional() }).optional(),
+  terminationGracePeriodSeconds: z.number().int().min(0).max(86_400).optional(),
+  pullTimeout: ms(1_000).optional(),
+});
+const EngineConfig = z.discriminatedUnion("kind", [
+  z.strictObject({ kind: z.literal("docker"), socketPath: z.string().optional() }),
+  KubernetesEngineConfig,
+]);
+export type EngineConfig = z.infer<typeof EngineConfig>;
+// ---- end engine ----------------------------------------------------------------------------------
+
 export const AgentConfigSchema = z.strictObject({
   listen: z
     .strictObject({
@@ -107,6 +142,8 @@ export const AgentConfigSchema = z.strictObject({
     .default({ maxTimeout: 300_000, maxPayloadBytes: 16 * MiB, maxUploadBytes: 4096 * MiB }),
   registries: z.array(Registry).max(64).default([]),
   runtime: Runtime.default({}),
+  /** The Runtime's engine. Default: Docker at its default socket (or DOCKER_HOST). */
+  engine: EngineConfig.default({ kind: "docker" }),
   limits: z
     .strictObject({
       /** TLS connections at once. */
