@@ -93,8 +93,8 @@ export interface RuntimeOptions {
   /**
    * Most bytes of partly received frames held at once over all of the runtime's containers. Past it,
    * one container finishes its frame while the others wait (their frame timeouts suspended), so a
-   * burst of large answers costs at most this plus maxFrameBytes. Default 64 MiB; at least
-   * maxFrameBytes.
+   * burst of large answers costs at most this plus maxFrameBytes, plus one socket read (64 KiB) per
+   * other container. Default 64 MiB; at least maxFrameBytes.
    */
   maxBufferedBytes?: number;
   /**

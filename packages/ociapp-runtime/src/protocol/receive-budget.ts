@@ -4,9 +4,11 @@
  * frames at once must not cost N × maxFrameBytes. While the total is within `maxBytes` every
  * connection reads. Past it, one connection (the first to go past) keeps reading until its frame is
  * complete; the others pause (their frame timeouts suspended, see MessageReader.pause) until the
- * total is back within the budget. So the bytes held never pass `maxBytes + maxFrameBytes`, and the
- * connection that may read always can finish its frame (or break its frame timeout and be closed),
- * so the budget is always released.
+ * total is back within the budget. A connection learns it must pause from a read it has already
+ * taken, so each paused one may hold one read more: the bytes held never pass
+ * `maxBytes + maxFrameBytes + (connections - 1) × one read` (libuv reads a stream at most 64 KiB at
+ * a time: its suggested size for stream reads). The connection that may read always can finish its
+ * frame (or break its frame timeout and be closed), so the budget is always released.
  */
 export class ReceiveBudget {
   /** Bytes of partial frames held, over all connections. */
