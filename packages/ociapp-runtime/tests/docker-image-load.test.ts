@@ -2,9 +2,20 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { ArtifactError, DockerEngine } from "../src/index.js";
 import { tinyImage, untar } from "./support/oci-tar.js";
+
+// A stat that takes its time, as on a busy machine: the load asks the artifact's size for progress.
+const slowStat = vi.hoisted(() => ({ ms: 0 }));
+vi.mock("node:fs/promises", async (importOriginal) => {
+  const actual = await importOriginal<typeof import("node:fs/promises")>();
+  const stat: typeof actual.stat = (async (...args: Parameters<typeof actual.stat>) => {
+    if (slowStat.ms > 0) await new Promise((resolve) => setTimeout(resolve, slowStat.ms));
+    return actual.stat(...args);
+  }) as typeof actual.stat;
+  return { ...actual, stat };
+});
 
 // DockerEngine's load protocol against a fake engine on a Unix socket, which records every request:
 // what the engine receives, the order of tags, and what is removed after a failure.
@@ -104,6 +115,25 @@ describe("DockerEngine.loadImage against a fake engine", () => {
     ]);
     const files = await untar(body);
     expect(files.has("manifest.json")).toBe(false);
+  });
+
+  it("reports progress and loses no byte of the artifact when asking its size is slow", async () => {
+    scenario = { answer: (name) => `{"stream":"Loaded image: ${name}\\n"}\n`, id: (manifest) => manifest };
+    // The file's chunks flow once a data listener is attached: an await between that and the pipe
+    // into the rewrite lost them (the engine got a tar without its first entries, or nothing).
+    slowStat.ms = 200;
+    const progress: [number, number][] = [];
+    try {
+      await new DockerEngine({ socketPath: join(dir, "engine.sock") }).loadImage(
+        join(dir, "a.ociapp"),
+        image.manifestDigest,
+        { maxUnpackedBytes: 1 << 30, onProgress: (sent, total) => progress.push([sent, total]) },
+      );
+    } finally {
+      slowStat.ms = 0;
+    }
+    expect(log).toContain(`tag ociapp.invalid/artifact:sha256-${hex()}`);
+    expect(progress.at(-1)).toEqual([image.tarball.length, image.tarball.length]);
   });
 
   it("on the classic store appends a docker-archive manifest.json and checks the config digest", async () => {

@@ -99,15 +99,20 @@ async function streamArtifact(
   progress: () => void,
 ): Promise<LoadStreamResult> {
   signal.throwIfAborted();
+  const onProgress = options.onProgress;
+  // The size for progress is asked before the file is opened: a 'data' listener sets the stream
+  // flowing, so any await between the first listener and the pipe into the rewrite below would let
+  // chunks go by that the rewrite never sees (a busy machine lost the tar's first 64 KiB that way).
+  const total = onProgress
+    ? await stat(path).then(
+        (info) => info.size,
+        () => 0,
+      )
+    : 0;
   // Only a regular file, never waited on, read through the handle that was checked.
   const file = await openArtifactForLoad(path, signal);
   file.on("data", progress);
-  const onProgress = options.onProgress;
   if (onProgress) {
-    const total = await stat(path).then(
-      (info) => info.size,
-      () => 0,
-    );
     let sent = 0;
     let reported = 0;
     file.on("data", (chunk: Buffer | string) => {
