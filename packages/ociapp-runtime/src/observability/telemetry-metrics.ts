@@ -97,7 +97,14 @@ export class Instruments {
   /** Every artifact the gauges reported (digest and path), by "digest\npath": one per pool ever run. */
   private readonly artifacts = new Map<string, Attributes>();
 
-  constructor(meter: Meter) {
+  /**
+   * `beforeCollect` records the calls whose records are still pending (telemetry.ts batches them),
+   * so a collection counts every call settled before it.
+   */
+  constructor(
+    meter: Meter,
+    private readonly beforeCollect: () => void,
+  ) {
     this.calls = meter.createObservableCounter(METRICS.calls, {
       unit: "{call}",
       description: "Calls settled",
@@ -189,6 +196,7 @@ export class Instruments {
   }
 
   private readonly observe: BatchObservableCallback = (observer) => {
+    this.beforeCollect();
     for (const { attributes, count } of this.tallies.values())
       observer.observe(this.calls, count, attributes);
     let dropped = this.retiredDropped;
@@ -259,10 +267,10 @@ function droppedOf(source: TelemetrySource): number {
 const byMeter = new WeakMap<Meter, Instruments>();
 
 /** The instruments of a Meter, created once (a Meter's instruments cannot be removed, so they are reused). */
-export function instrumentsFor(meter: Meter): Instruments {
+export function instrumentsFor(meter: Meter, beforeCollect: () => void): Instruments {
   let instruments = byMeter.get(meter);
   if (instruments === undefined) {
-    instruments = new Instruments(meter);
+    instruments = new Instruments(meter, beforeCollect);
     byMeter.set(meter, instruments);
   }
   return instruments;

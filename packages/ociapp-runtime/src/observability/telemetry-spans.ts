@@ -1,5 +1,8 @@
 import {
   type Attributes,
+  type Context,
+  INVALID_SPANID,
+  INVALID_TRACEID,
   ROOT_CONTEXT,
   type Span,
   type SpanContext,
@@ -100,10 +103,28 @@ export class CallTrace {
   ) {}
 }
 
-/** W3C Trace Context (https://www.w3.org/TR/trace-context/): version 00, lowercase hex. */
-export function traceContext(spanContext: SpanContext): { traceparent: string; tracestate?: string } {
-  const flags = (spanContext.traceFlags & 0xff).toString(16).padStart(2, "0");
-  const traceparent = `00-${spanContext.traceId}-${spanContext.spanId}-${flags}`;
+/** The traceparent's flags field for each value of a byte: built once, not per call. */
+const FLAGS = Array.from({ length: 256 }, (_, flags) => flags.toString(16).padStart(2, "0"));
+
+/**
+ * W3C Trace Context (https://www.w3.org/TR/trace-context/): version 00, lowercase hex. Undefined for
+ * an invalid span context (a no-op tracer's with no caller's span: all zeros). Ids are checked by
+ * length and against all zeros only, not character by character (isSpanContextValid's two regular
+ * expressions, on the call's path): the app checks the traceparent's form itself and drops a
+ * malformed one (ociapp/protocol's parseTraceContext).
+ */
+export function traceContext(
+  spanContext: SpanContext,
+): { traceparent: string; tracestate?: string } | undefined {
+  const { traceId, spanId } = spanContext;
+  if (
+    traceId.length !== 32 ||
+    spanId.length !== 16 ||
+    traceId === INVALID_TRACEID ||
+    spanId === INVALID_SPANID
+  )
+    return undefined;
+  const traceparent = `00-${traceId}-${spanId}-${FLAGS[spanContext.traceFlags & 0xff]}`;
   const tracestate = spanContext.traceState?.serialize();
   // The app drops a tracestate past 512 chars (ociapp/protocol); sending it would only cost bytes.
   return tracestate && tracestate.length <= MAX_TRACESTATE_CHARS
@@ -140,8 +161,10 @@ function endSpan(call: CallTrace, span: Span, message: CallSettledMessage): void
   if (outcome !== "ok") span.setAttribute(SPAN_ATTR.errorType, outcome);
 
   const tracer = call.registration.tracer;
-  const parent = trace.setSpan(ROOT_CONTEXT, span);
+  // Built only for a call with phases: a warm call (most calls) has none.
+  let parent: Context | undefined;
   const child = (name: string, start: number, end: number, attributes: Attributes, failed = false) => {
+    parent ??= trace.setSpan(ROOT_CONTEXT, span);
     const phase = tracer.startSpan(name, { startTime: start, attributes }, parent);
     if (failed) phase.setStatus({ code: SpanStatusCode.ERROR });
     phase.end(end);

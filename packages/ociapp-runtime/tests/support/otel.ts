@@ -13,6 +13,7 @@ import {
   type ReadableSpan,
   SimpleSpanProcessor,
 } from "@opentelemetry/sdk-trace-base";
+import { recordSettled } from "../../src/observability/telemetry.js";
 
 /** A reader that collects when asked (the test's own export cycle). */
 class TestReader extends MetricReader {
@@ -39,11 +40,11 @@ export class TestTelemetry {
   }
 
   /**
-   * The spans ended so far. A settled call's span ends at the next check phase (the runtime records
-   * it off the call's path), so this first lets one turn of the event loop pass.
+   * The spans ended so far. A settled call's span ends with the runtime's next batch (recorded off the
+   * call's path, a few ms later), so this first records what is pending, as close() does.
    */
   async spans(name?: string): Promise<ReadableSpan[]> {
-    await new Promise((resolve) => setImmediate(resolve));
+    recordSettled();
     const spans = this.exporter.getFinishedSpans();
     return name === undefined ? spans : spans.filter((span) => span.name === name);
   }
@@ -59,8 +60,8 @@ export class TestTelemetry {
     );
   }
 
+  /** A collection: the runtime records its pending calls first (its observable callback does). */
   async collect(): Promise<ResourceMetrics> {
-    await new Promise((resolve) => setImmediate(resolve));
     const { resourceMetrics, errors } = await this.reader.collect();
     if (errors.length > 0) throw errors[0];
     return resourceMetrics;
