@@ -31,6 +31,8 @@ const AGENT_ENTRY = join(ROOT, "packages/ociapp-runtime/tests/remote/support/age
 const PAYLOAD = { value: "hello" };
 const LATENCY_CALLS = 5_000;
 const THROUGHPUT_CALLS = 20_000;
+/** Calls each side gets before round 1, as an agent in service has had (its JIT; the container's). */
+const WARMUP_CALLS = 5_000;
 const TOKEN = "bench-token-0123456789abcdef";
 
 /** CPU per call, us: the client (this process), the agent process, the container's cgroup. */
@@ -71,6 +73,8 @@ export async function startAgent(
   host: string,
   pki: { certPath: string; keyPath: string },
   wrap: (command: string[]) => string[] = (command) => command,
+  /** The agent program (another build of the agent, to compare two in one run). */
+  entry = AGENT_ENTRY,
 ): Promise<{ url: string; process: ChildProcess }> {
   const config = join(work, `${name}.json`);
   await writeFile(
@@ -91,7 +95,7 @@ export async function startAgent(
     "--conditions=source",
     "--import",
     "tsx",
-    AGENT_ENTRY,
+    entry,
     "serve",
     "--config",
     config,
@@ -313,6 +317,8 @@ export async function measureRemote(
       sides.push(hop);
     }
 
+    log(`remote: ${WARMUP_CALLS} warm-up calls on each side`);
+    for (const side of sides) await measureLatency(side.call, 0, WARMUP_CALLS);
     const samples = { local: [] as Sample[], loopback: [] as Sample[], hop: [] as Sample[] };
     for (let round = 1; round <= rounds; round++) {
       log(`remote: round ${round}/${rounds}: local, loopback${hop ? ", hop" : ""} p50 and CPU per call`);
