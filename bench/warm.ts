@@ -60,7 +60,7 @@ export interface WarmFigures {
 }
 
 /** Nanoseconds of CPU the container's cgroup has used (cgroup v1 or v2, cgroupfs or systemd). */
-function containerCpuNs(id: string): number {
+export function containerCpuNs(id: string): number {
   const candidates = [
     `/sys/fs/cgroup/cpuacct/docker/${id}/cpuacct.usage`,
     `/sys/fs/cgroup/cpu,cpuacct/docker/${id}/cpuacct.usage`,

@@ -18,7 +18,7 @@ import { Runtime } from "../../runtime.js";
 import { Tokens } from "./auth.js";
 import { type AgentConfig, isLoopback } from "./config.js";
 import { AgentHandlers, type ArtifactPuller } from "./handlers.js";
-import { AgentMetrics, type AuditSink, stderrAudit } from "./metrics.js";
+import { AgentMetrics, type AuditSink, flushAudit, stderrAudit } from "./metrics.js";
 import { registryPuller } from "./pull.js";
 import { ArtifactStore } from "./store.js";
 
@@ -181,6 +181,8 @@ export class Agent {
         const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
         for (const session of this.sessions) session.destroy();
         await closed;
+        // The last calls' audit lines go out before the agent says it has drained.
+        flushAudit();
       })();
     }
     return this.draining;

@@ -20,6 +20,8 @@ export interface Principal {
  */
 export class Tokens {
   private readonly entries: { hash: Buffer; principal: Principal }[];
+  /** Per connection, the last `authorization` value that authenticated on it, and its principal. */
+  private readonly lastOn = new WeakMap<object, { header: string; principal: Principal }>();
 
   constructor(tokens: readonly TokenConfig[], now = () => performance.now()) {
     this.entries = tokens.map((config) => ({
@@ -42,6 +44,33 @@ export class Tokens {
     }
     return found;
   }
+
+  /**
+   * authenticate(), remembering per connection (an HTTP/2 session) the last value that
+   * authenticated on it: a client sends the same header on every stream, and hashing it again (a
+   * new Hash object each time) was a few microseconds of every call. The remembered value is
+   * compared without an early exit, and it only ever holds a header this connection itself
+   * presented and that authenticated, so a guess sent on the connection learns nothing but whether
+   * its length is that header's. Tokens are fixed at start: nothing remembered can go stale.
+   */
+  authenticateOn(connection: object | undefined, header: string | undefined): Principal | undefined {
+    if (connection === undefined) return this.authenticate(header);
+    const last = this.lastOn.get(connection);
+    if (last !== undefined && typeof header === "string" && sameText(last.header, header)) {
+      return last.principal;
+    }
+    const principal = this.authenticate(header);
+    if (principal !== undefined) this.lastOn.set(connection, { header: header as string, principal });
+    return principal;
+  }
+}
+
+/** Equal strings, found without an early exit: the time taken depends on the length alone. */
+function sameText(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let difference = 0;
+  for (let i = 0; i < a.length; i++) difference |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return difference === 0;
 }
 
 /** sha256 hex of a token, as the configuration stores it. */

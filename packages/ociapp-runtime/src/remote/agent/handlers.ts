@@ -82,7 +82,7 @@ export class AgentHandlers {
       headers,
       route: match ? `${method} /v1/artifacts/${match[2] ?? ""}` : `${method} ${path.slice(0, 64)}`,
       digest: match?.[1] ?? null,
-      principal: this.context.tokens.authenticate(headers.authorization),
+      principal: this.context.tokens.authenticateOn(stream.session, headers.authorization),
       started,
     };
     if (exchange.principal === undefined) {

@@ -106,27 +106,40 @@ export interface AuditRecord {
 
 export type AuditSink = (record: AuditRecord) => void;
 
-let pending = "";
-let flushing = false;
+/** How long an audit line may wait for others to share its write, ms. */
+const AUDIT_DELAY_MS = 20;
+/** Records held at most: this many are written at once, without waiting. */
+const AUDIT_BATCH_RECORDS = 128;
 
-function flush(): void {
-  flushing = false;
-  if (pending === "") return;
-  const lines = pending;
-  pending = "";
+let pending: AuditRecord[] = [];
+let timer: NodeJS.Timeout | undefined;
+
+/** Writes the audit lines still pending (the agent does so when it has drained). */
+export function flushAudit(): void {
+  if (timer !== undefined) clearTimeout(timer);
+  timer = undefined;
+  if (pending.length === 0) return;
+  const records = pending;
+  pending = [];
+  let lines = "";
+  for (const record of records) lines += `${JSON.stringify({ audit: "ociapp-agent", ...record })}\n`;
   process.stderr.write(lines);
 }
 
 /**
- * The default sink: one JSON line per record on stderr. The lines of one event-loop turn go out in
- * one write (stderr is synchronous for files and pipes), and whatever is pending when the process
- * exits is written then.
+ * The default sink: one JSON line per record on stderr. Records are gathered for up to 20 ms (or
+ * 128 records) and written together: one write per call was a system call (stderr is synchronous
+ * for files and pipes) in each call's path, and the lines are made at that write, not in the tick
+ * that sends an answer. The timer does not keep the process alive, and whatever is pending when
+ * the process exits (a drained agent, an uncaught error, process.exit) is written then; only a
+ * process killed outright (SIGKILL) loses its last 20 ms of lines.
  */
 export const stderrAudit: AuditSink = (record) => {
-  pending += `${JSON.stringify({ audit: "ociapp-agent", ...record })}\n`;
-  if (!flushing) {
-    flushing = true;
-    setImmediate(flush);
+  pending.push(record);
+  if (pending.length >= AUDIT_BATCH_RECORDS) flushAudit();
+  else if (timer === undefined) {
+    timer = setTimeout(flushAudit, AUDIT_DELAY_MS);
+    timer.unref();
   }
 };
-process.once("exit", flush);
+process.once("exit", flushAudit);

@@ -47,6 +47,14 @@ export function sendText(
     return;
   }
   stream.respond(head);
+  if (stream.readableEnded) {
+    // The whole request was read (every call's case): nothing to refuse, so no callback. A callback
+    // given to end() is called with one more new ERR_STREAM_DESTROYED (a stack captured each time)
+    // whenever the stream closes before its write is reported done, which is the usual order once
+    // the client has its answer: about 7 us of the agent's CPU per call.
+    stream.end(payload);
+    return;
+  }
   stream.end(payload, () => {
     // The request body, if the client is still sending one, is not wanted.
     if (!stream.closed && !stream.readableEnded) stream.close(constants.NGHTTP2_NO_ERROR);
