@@ -774,7 +774,13 @@ describe("Runtime against the Docker engine", () => {
       lines: ["from execute"],
       child: "from a child process",
     });
-    await eventually(async () => records.some((record) => record.text === "from a child process"));
+    // The app's console lines come over the connection, a child's output through the engine's
+    // stream: which arrives first is not ordered, so wait for both.
+    await eventually(
+      async () =>
+        records.some((record) => record.text === "from a child process") &&
+        records.some((record) => record.text === "from execute"),
+    );
     expect(records.find((record) => record.text === "from execute")).toMatchObject({
       stream: "app",
       level: "info",
