@@ -31,14 +31,7 @@ export function createProgram(): Command {
     .description(
       "load an Application and answer requests on a Unix socket (listening, or connected to the host) until SIGTERM/SIGINT or, connected, until the host closes",
     )
-    .addOption(
-      new Option(
-        "--app <module#export>",
-        "module path (from the working directory) and export, default export app",
-      )
-        .env("OCIAPP_APP")
-        .makeOptionMandatory(),
-    )
+    .addOption(appOption())
     .addOption(
       new Option(
         "--socket <path>",
@@ -55,14 +48,17 @@ export function createProgram(): Command {
     .description(
       "load an Application as serve would and exit: 0 when it is one, 1 with the reason in one line",
     )
-    .addOption(
-      new Option(
-        "--app <module#export>",
-        "module path (from the working directory) and export, default export app",
-      )
-        .env("OCIAPP_APP")
-        .makeOptionMandatory(),
-    )
+    .addOption(appOption())
     .action(runCheck);
   return program;
+}
+
+/** `--app`, the same for serve and check (a commander Option belongs to one command: made per use). */
+function appOption(): Option {
+  return new Option(
+    "--app <module#export>",
+    "module path (from the working directory) and export, default export app",
+  )
+    .env("OCIAPP_APP")
+    .makeOptionMandatory();
 }
