@@ -36,9 +36,9 @@ const LATENCY_CALLS = 2_000;
  * Node runs its request path unoptimised for its first ~2,000 calls (p50 35 to 75 us there, 22 us
  * after, on the 2-core host), and switching modes deoptimises the runtime's own hot functions
  * (execute, send, succeed: the node:diagnostics_channel channels change their prototype when their
- * first subscriber comes or their last one goes), which take about as long to be optimised again.
- * With 200 calls the timed ones fell in that warm-up, which is longer with tracing on (more code to
- * optimise again): it measured the JIT, not what observability costs a warm call.
+ * first subscriber comes or their last one goes), which then run slower until optimised again.
+ * With 200 calls the timed ones fell in that warm-up, which was longer with tracing on (p50 per
+ * 1,000 calls): it measured the JIT, not what observability costs a warm call.
  */
 const LATENCY_WARMUP = 3_000;
 const THROUGHPUT_CALLS = 10_000;
