@@ -3,15 +3,19 @@
 // disabled; each half alone (a logs sink only: the app then runs execute inside an AsyncLocalStorage
 // to tag its console lines; OpenTelemetry only); logs with 1 trace in 10 sampled (the SDK's
 // ParentBased(TraceIdRatioBased) sampler, as a busy service would run it); and `telemetry: true`
-// with no SDK installed (the global no-op providers). Interleaved rounds of one run (the order
-// rotates each round), each mode a new Runtime.
-// Issue 14's target: enabled costs at most 10% at p50, read against the run's spread.
+// with no SDK installed (the global no-op providers); and disabled with the context manager's
+// async hooks off ("bare": a process without an OpenTelemetry SDK). Interleaved rounds of one run
+// (the order rotates each round), each mode a new Runtime, measured once warm (see LATENCY_WARMUP).
+// Issue 14's target: enabled costs at most 10% at p50, read against the run's spread, on enabled
+// over disabled with the context manager installed and active in both: a service that installs the
+// SDK pays the manager's async hooks on all of its promises whether ociapp traces or not, so that
+// is not ociapp's cost (enabledVsBare gives the figure against a process without the SDK).
 // Run alone (merges its figures into bench/results.json under "observability"):
 //   node --expose-gc --conditions=source --import tsx bench/observability.ts <artifact.ociapp> [rounds]
 
 import { readFile, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import { context } from "@opentelemetry/api";
+import { context, ROOT_CONTEXT } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { MeterProvider, MetricReader } from "@opentelemetry/sdk-metrics";
 import {
@@ -27,11 +31,21 @@ import { measureLatency, measureThroughput, ratio, round } from "./measure.js";
 
 const PAYLOAD = { value: "hello" };
 const LATENCY_CALLS = 2_000;
+/**
+ * Calls before the timed ones, on each new Runtime. Warm means the JIT is warm too: a new container's
+ * Node runs its request path unoptimised for its first ~2,000 calls (p50 35 to 75 us there, 22 us
+ * after, on the 2-core host), and switching modes deoptimises the runtime's own hot functions
+ * (execute, send, succeed: the node:diagnostics_channel channels change their prototype when their
+ * first subscriber comes or their last one goes), which then run slower until optimised again.
+ * With 200 calls the timed ones fell in that warm-up, which was longer with tracing on (p50 per
+ * 1,000 calls): it measured the JIT, not what observability costs a warm call.
+ */
+const LATENCY_WARMUP = 3_000;
 const THROUGHPUT_CALLS = 10_000;
 const CALLERS = 256;
 
-export type Mode = "disabled" | "enabled" | "logs" | "tracing" | "sampled" | "noSdk";
-const MODES: Mode[] = ["disabled", "enabled", "logs", "tracing", "sampled", "noSdk"];
+export type Mode = "disabled" | "enabled" | "logs" | "tracing" | "sampled" | "noSdk" | "bare";
+const MODES: Mode[] = ["disabled", "enabled", "logs", "tracing", "sampled", "noSdk", "bare"];
 
 export interface Spread {
   median: number;
@@ -48,14 +62,32 @@ export interface Versus {
 
 export interface ObservabilityFigures {
   rounds: number;
-  /** hostCpuPerCallUs: this process's CPU (user + system, all threads) over the latency loop, per call. */
-  modes: Record<Mode, { warmP50Us: Spread; hostCpuPerCallUs: Spread; throughput256PerSecond: Spread }>;
+  /**
+   * hostCpuPerCallUs: this process's CPU (user + system, all threads) over the latency loop, per call;
+   * throughputCpuPerCallUs: the same over the throughput run (its 1,000 warm-up calls included).
+   */
+  modes: Record<
+    Mode,
+    {
+      warmP50Us: Spread;
+      hostCpuPerCallUs: Spread;
+      throughput256PerSecond: Spread;
+      throughputCpuPerCallUs: Spread;
+    }
+  >;
   enabledVsDisabled: Versus;
   /** The two halves of enabled alone: the logs sink (the app then runs execute in an AsyncLocalStorage), OpenTelemetry. */
   logsVsDisabled: Versus;
   tracingVsDisabled: Versus;
   sampledVsDisabled: Versus;
   noSdkVsDisabled: Versus;
+  /**
+   * Enabled over bare (disabled with the context manager's async hooks off): what a process that
+   * installs the SDK for ociapp alone pays, the manager's hooks on every promise included.
+   */
+  enabledVsBare: Versus;
+  /** Disabled over bare: the context manager's async hooks alone, with ociapp's telemetry off. */
+  contextManagerVsBare: Versus;
   /** (max - min) / median of the disabled rounds' p50: the noise a ratio is read against. */
   disabledP50Spread: number;
   /**
@@ -163,6 +195,11 @@ export async function measureObservability(
   // What a service with an OpenTelemetry SDK has: a context manager, a batching span processor.
   const contextManager = new AsyncLocalStorageContextManager().enable();
   context.setGlobalContextManager(contextManager);
+  // Its AsyncLocalStorage turns Node's promise hooks on at its first run() (and the batching span
+  // processor's first export would do it mid-run): on from the start, as a service's own
+  // instrumentation has them, so that every round of every mode but "bare" runs with them.
+  const hooksOn = () => context.with(ROOT_CONTEXT, () => undefined);
+  hooksOn();
   const exporter = new CountingExporter();
   const tracerProvider = new BasicTracerProvider({
     spanProcessors: [new BatchSpanProcessor(exporter)],
@@ -198,35 +235,47 @@ export async function measureObservability(
     },
     // The global providers, which nothing registered: what `telemetry: true` costs without an SDK.
     noSdk: { telemetry: true },
+    // Run with the context manager disabled (its async hooks off), as in a process with no SDK.
+    bare: {},
   };
   const cpu = { noSdk: [] as number[], sdk: [] as number[], sampled: [] as number[] };
   const samples = Object.fromEntries(
-    MODES.map((mode) => [mode, { p50: [] as number[], cpu: [] as number[], perSecond: [] as number[] }]),
-  ) as Record<Mode, { p50: number[]; cpu: number[]; perSecond: number[] }>;
+    MODES.map((mode) => [
+      mode,
+      { p50: [] as number[], cpu: [] as number[], perSecond: [] as number[], throughputCpu: [] as number[] },
+    ]),
+  ) as Record<Mode, { p50: number[]; cpu: number[]; perSecond: number[]; throughputCpu: number[] }>;
   try {
     for (let i = 0; i < rounds; i++) {
       const order = MODES.map((_, k) => MODES[(k + i) % MODES.length] as Mode);
       for (const mode of order) {
+        if (mode === "bare") contextManager.disable();
         const runtime = new Runtime(options[mode]);
         try {
-          await runtime.execute(artifact, PAYLOAD);
+          for (let k = 0; k < LATENCY_WARMUP; k++) await runtime.execute(artifact, PAYLOAD);
           const cpuBefore = process.cpuUsage();
-          const latency = await measureLatency(() => runtime.execute(artifact, PAYLOAD), LATENCY_CALLS);
+          const latency = await measureLatency(() => runtime.execute(artifact, PAYLOAD), LATENCY_CALLS, 0);
           const cpuUsed = process.cpuUsage(cpuBefore);
+          const throughputCpuBefore = process.cpuUsage();
           const throughput = await measureThroughput(
             () => runtime.execute(artifact, PAYLOAD),
             CALLERS,
             THROUGHPUT_CALLS,
           );
+          const throughputCpu = process.cpuUsage(throughputCpuBefore);
           samples[mode].p50.push(latency.p50Us);
-          // The warm-up calls are inside the measured loop's CPU too: per call over both.
-          samples[mode].cpu.push((cpuUsed.user + cpuUsed.system) / (LATENCY_CALLS + 200));
+          samples[mode].cpu.push((cpuUsed.user + cpuUsed.system) / LATENCY_CALLS);
           samples[mode].perSecond.push(throughput.callsPerSecond);
+          // measureThroughput's 1,000 warm-up calls are inside this CPU time too.
+          samples[mode].throughputCpu.push(
+            (throughputCpu.user + throughputCpu.system) / (THROUGHPUT_CALLS + 1_000),
+          );
           log(
-            `observability: round ${i + 1} ${mode}: p50 ${latency.p50Us} us, host CPU ${round(samples[mode].cpu.at(-1) ?? 0)} us per call, ${throughput.callsPerSecond}/s`,
+            `observability: round ${i + 1} ${mode}: p50 ${latency.p50Us} us, host CPU ${round(samples[mode].cpu.at(-1) ?? 0)} us per call, ${throughput.callsPerSecond}/s (${round(samples[mode].throughputCpu.at(-1) ?? 0)} us of CPU per call)`,
           );
         } finally {
           await runtime.close();
+          if (mode === "bare") hooksOn();
         }
         await tracerProvider.forceFlush();
         await sampledProvider.forceFlush();
@@ -254,15 +303,16 @@ export async function measureObservability(
         warmP50Us: spread(samples[mode].p50),
         hostCpuPerCallUs: spread(samples[mode].cpu),
         throughput256PerSecond: spread(samples[mode].perSecond),
+        throughputCpuPerCallUs: spread(samples[mode].throughputCpu),
       },
     ]),
   ) as ObservabilityFigures["modes"];
-  const versus = (mode: Mode): Versus => ({
-    warmP50: ratio(modes[mode].warmP50Us.median, modes.disabled.warmP50Us.median),
-    warmP50PerRound: spread(samples[mode].p50.map((p50, i) => p50 / (samples.disabled.p50[i] ?? Number.NaN))),
+  const versus = (mode: Mode, base: Mode = "disabled"): Versus => ({
+    warmP50: ratio(modes[mode].warmP50Us.median, modes[base].warmP50Us.median),
+    warmP50PerRound: spread(samples[mode].p50.map((p50, i) => p50 / (samples[base].p50[i] ?? Number.NaN))),
     throughput256: ratio(
       modes[mode].throughput256PerSecond.median,
-      modes.disabled.throughput256PerSecond.median,
+      modes[base].throughput256PerSecond.median,
     ),
   });
   const disabled = modes.disabled.warmP50Us;
@@ -276,6 +326,8 @@ export async function measureObservability(
     tracingVsDisabled: versus("tracing"),
     sampledVsDisabled: versus("sampled"),
     noSdkVsDisabled: versus("noSdk"),
+    enabledVsBare: versus("enabled", "bare"),
+    contextManagerVsBare: versus("disabled", "bare"),
     disabledP50Spread: round((disabled.max - disabled.min) / disabled.median, 3),
     target: perRound.max <= 1.1 ? "met" : perRound.min > 1.1 ? "missed" : "within the spread",
     spansExported: exporter.exported + sampledExporter.exported,

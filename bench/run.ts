@@ -440,6 +440,12 @@ try {
     `${observability.noSdkVsDisabled.warmP50}x`,
   ]);
   rows.push([
+    "warm p50, logs + OpenTelemetry on, vs no context manager",
+    `${obs.enabled.warmP50Us.median} us`,
+    `bare ${obs.bare.warmP50Us.median} us`,
+    `${observability.enabledVsBare.warmP50}x`,
+  ]);
+  rows.push([
     "telemetry subscribers' CPU per call, SDK / none",
     `${observability.subscriberCpuUs.sdk.median} us`,
     `${observability.subscriberCpuUs.noSdk.median} us`,
