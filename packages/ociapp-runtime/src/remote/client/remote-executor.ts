@@ -57,6 +57,8 @@ export interface RemoteExecutorOptions {
 }
 
 const MiB = 1024 * 1024;
+/** The set of agents already tried for a call's first attempt. */
+const NONE_TRIED: ReadonlySet<AgentLink> = new Set();
 
 function positive(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -85,7 +87,9 @@ export class RemoteExecutor implements Executor {
   private readonly maxOutstanding: number;
   private readonly authorization: string;
   private readonly uploads = new Map<string, Promise<void>>();
-  private readonly inFlight = new Set<Promise<unknown>>();
+  /** Calls and warms not yet settled, and close()'s wait for the count to reach 0. */
+  private inFlight = 0;
+  private settledAll: (() => void) | undefined;
   private closing: Promise<void> | undefined;
 
   constructor(options: RemoteExecutorOptions) {
@@ -154,7 +158,7 @@ export class RemoteExecutor implements Executor {
       "content-type": "application/json",
       ...(settings === undefined ? {} : { [HEADERS.settings]: settings }),
     };
-    const call = this.withArtifact(artifact, signal, async (digest, path) => {
+    const run = (digest: string, path: string | undefined): Promise<Res> => {
       const exchange: Exchange = {
         method: "POST",
         path: artifactPath(digest, "execute"),
@@ -164,11 +168,15 @@ export class RemoteExecutor implements Executor {
         timeoutMs,
         ...(signal === undefined ? {} : { signal }),
       };
-      const { answer, agent } = await this.send(digest, path, exchange);
-      agent.warm.add(digest);
-      return JSON.parse(answer.body.toString("utf8")) as Res;
-    });
-    return this.track(call);
+      return this.send(digest, path, exchange).then(({ answer, agent }) => {
+        agent.warm.add(digest);
+        return JSON.parse(answer.body.toString("utf8")) as Res;
+      });
+    };
+    // A digest needs no lookup: no async step of withArtifact's in every call's path.
+    return this.track(
+      isDigest(artifact) ? run(artifact, undefined) : this.withArtifact(artifact, signal, run),
+    );
   }
 
   async warm(artifact: string, options?: WarmOptions): Promise<void> {
@@ -247,7 +255,7 @@ export class RemoteExecutor implements Executor {
   close(): Promise<void> {
     if (!this.closing) {
       this.closing = (async () => {
-        await Promise.allSettled([...this.inFlight]);
+        if (this.inFlight > 0) await new Promise<void>((resolve) => (this.settledAll = resolve));
         this.directory.close();
       })();
     }
@@ -258,11 +266,26 @@ export class RemoteExecutor implements Executor {
     return this.close();
   }
 
+  /** Counts the call until it settles: the promise handed back is this one step on `promise`. */
   private track<T>(promise: Promise<T>): Promise<T> {
-    this.inFlight.add(promise);
-    const forget = () => this.inFlight.delete(promise);
-    promise.then(forget, forget);
-    return promise;
+    this.inFlight++;
+    return promise.then(
+      (value) => {
+        this.untrack();
+        return value;
+      },
+      (error: unknown) => {
+        this.untrack();
+        throw error;
+      },
+    );
+  }
+
+  private untrack(): void {
+    if (--this.inFlight === 0 && this.settledAll !== undefined) {
+      this.settledAll();
+      this.settledAll = undefined;
+    }
   }
 
   /** Resolves a path to its digest (read from the file, cached per file identity); a digest is used as it is. */
@@ -282,39 +305,75 @@ export class RemoteExecutor implements Executor {
    * (NeverSent, 503 draining or closed) are left out and the next is picked; an agent that lacks the
    * artifact gets it uploaded (when the caller named a path) and the call again (it never ran there).
    */
-  private async send(
+  private send(
     digest: string,
     path: string | undefined,
     exchange: Exchange,
   ): Promise<{ answer: Answer; agent: AgentLink }> {
+    // The usual case, one agent answering 200 at once, without the retry loop's set and async frame.
+    const agent = this.directory.pick(digest, NONE_TRIED, this.maxOutstanding);
+    if (agent === undefined) {
+      return this.sendEach(digest, path, exchange);
+    }
+    return agent.request(exchange).then(
+      (answer) =>
+        answer.status === 200 ? { answer, agent } : this.sendEach(digest, path, exchange, agent, answer),
+      (error: unknown) => {
+        if (!(error instanceof NeverSent)) throw error;
+        return this.sendEach(digest, path, exchange, agent, error);
+      },
+    );
+  }
+
+  /**
+   * The retry loop: `first` is the agent already tried and what it gave (an answer that was not 200,
+   * or NeverSent); without one, the loop starts by picking.
+   */
+  private async sendEach(
+    digest: string,
+    path: string | undefined,
+    exchange: Exchange,
+    first?: AgentLink,
+    firstOutcome?: Answer | NeverSent,
+  ): Promise<{ answer: Answer; agent: AgentLink }> {
     const tried = new Set<AgentLink>();
     let lastReason: unknown;
+    let given = first;
     for (;;) {
-      const agent = this.directory.pick(digest, tried, this.maxOutstanding);
-      if (agent === undefined) {
-        if (tried.size === 0 && this.directory.size > 0)
-          throw new QueueFullError(
-            this.maxOutstanding,
-            `every agent has ${this.maxOutstanding} calls outstanding (maxOutstanding); RemoteExecutor has no queue of its own`,
+      let agent: AgentLink | undefined;
+      let outcome: Answer | NeverSent;
+      if (given !== undefined) {
+        agent = given;
+        outcome = firstOutcome as Answer | NeverSent;
+        given = undefined;
+      } else {
+        agent = this.directory.pick(digest, tried, this.maxOutstanding);
+        if (agent === undefined) {
+          if (tried.size === 0 && this.directory.size > 0)
+            throw new QueueFullError(
+              this.maxOutstanding,
+              `every agent has ${this.maxOutstanding} calls outstanding (maxOutstanding); RemoteExecutor has no queue of its own`,
+            );
+          throw new AgentUnavailableError(
+            `no agent could take the call (${tried.size} tried): ${(lastReason as Error)?.message ?? "none reachable"}`,
+            { cause: lastReason },
           );
-        throw new AgentUnavailableError(
-          `no agent could take the call (${tried.size} tried): ${(lastReason as Error)?.message ?? "none reachable"}`,
-          { cause: lastReason },
-        );
+        }
+        try {
+          outcome = await agent.request(exchange);
+        } catch (error) {
+          if (!(error instanceof NeverSent)) throw error;
+          outcome = error;
+        }
       }
       tried.add(agent);
-      let answer: Answer;
-      try {
-        answer = await agent.request(exchange);
-      } catch (error) {
-        if (error instanceof NeverSent) {
-          agent.healthy = false;
-          agent.lastError = error.message;
-          lastReason = error;
-          continue;
-        }
-        throw error;
+      if (outcome instanceof NeverSent) {
+        agent.healthy = false;
+        agent.lastError = outcome.message;
+        lastReason = outcome;
+        continue;
       }
+      const answer = outcome;
       if (answer.status === 200) return { answer, agent };
       const failure = this.failure(answer, agent, digest);
       if (failure.code === "OCIAPP_AGENT_UNAVAILABLE" || failure.code === "OCIAPP_RUNTIME_CLOSED") {
