@@ -1,13 +1,7 @@
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { ArtifactCache } from "../../artifacts/artifact-cache.js";
-import {
-  InvalidRequestError,
-  type OciappRuntimeError,
-  OptionsError,
-  QueueFullError,
-  RuntimeClosedError,
-} from "../../errors.js";
+import { InvalidRequestError, OptionsError, RuntimeClosedError } from "../../errors.js";
 import {
   type DrainOptions,
   type ExecuteOptions,
@@ -18,10 +12,10 @@ import {
 } from "../../executor.js";
 import type { ArtifactStats } from "../../pool/pool.js";
 import { untilAborted } from "../../util/bounded.js";
-import { AgentUnavailableError, UnknownArtifactError } from "../errors.js";
-import { artifactPath, errorFromBody, HEADERS, ROUTES } from "../http/wire.js";
-import { type AgentLink, type Answer, type Exchange, NeverSent } from "./agent-link.js";
+import { artifactPath, HEADERS, ROUTES } from "../http/wire.js";
+import { type AgentLink, type Exchange, NeverSent } from "./agent-link.js";
 import { AgentDirectory, type AgentStats } from "./directory.js";
+import { answerError, type DispatchContext, send } from "./dispatch.js";
 
 export interface RemoteExecutorOptions {
   /**
@@ -57,8 +51,6 @@ export interface RemoteExecutorOptions {
 }
 
 const MiB = 1024 * 1024;
-/** The set of agents already tried for a call's first attempt. */
-const NONE_TRIED: ReadonlySet<AgentLink> = new Set();
 
 function positive(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -84,7 +76,7 @@ export class RemoteExecutor implements Executor {
   private readonly cache: ArtifactCache;
   private readonly requestTimeout: number;
   private readonly deadlineMargin: number;
-  private readonly maxOutstanding: number;
+  private readonly dispatch: DispatchContext;
   private readonly authorization: string;
   private readonly uploads = new Map<string, Promise<void>>();
   /** Calls and warms not yet settled, and close()'s wait for the count to reach 0. */
@@ -104,7 +96,6 @@ export class RemoteExecutor implements Executor {
     this.authorization = `Bearer ${options.token}`;
     this.requestTimeout = positive("requestTimeout", options.requestTimeout, 30_000);
     this.deadlineMargin = positive("deadlineMargin", options.deadlineMargin, 5_000);
-    this.maxOutstanding = positive("maxOutstanding", options.maxOutstanding, 1024);
     const link = {
       connectTimeout: positive("connectTimeout", options.connectTimeout, 10_000),
       keepaliveInterval: positive("keepaliveInterval", options.keepaliveInterval, 5_000),
@@ -119,6 +110,11 @@ export class RemoteExecutor implements Executor {
       resolveInterval: positive("resolveInterval", options.resolveInterval, 30_000),
       check: (agent) => this.check(agent),
     });
+    this.dispatch = {
+      directory: this.directory,
+      maxOutstanding: positive("maxOutstanding", options.maxOutstanding, 1024),
+      upload: (agent, digest, path, signal) => this.upload(agent, digest, path, signal),
+    };
     this.cache = new ArtifactCache({
       readIndex: async (path, readOptions) =>
         (await import("ociapp/artifact")).readArtifactIndex(path, readOptions),
@@ -168,7 +164,7 @@ export class RemoteExecutor implements Executor {
         timeoutMs,
         ...(signal === undefined ? {} : { signal }),
       };
-      return this.send(digest, path, exchange).then(({ answer, agent }) => {
+      return send(this.dispatch, digest, path, exchange).then(({ answer, agent }) => {
         agent.warm.add(digest);
         return JSON.parse(answer.body.toString("utf8")) as Res;
       });
@@ -190,7 +186,7 @@ export class RemoteExecutor implements Executor {
           headers: { authorization: this.authorization },
           ...(signal === undefined ? {} : { signal }),
         };
-        const { agent } = await this.send(digest, path, exchange);
+        const { agent } = await send(this.dispatch, digest, path, exchange);
         agent.warm.add(digest);
       }),
     );
@@ -210,7 +206,7 @@ export class RemoteExecutor implements Executor {
             ...(signal === undefined ? {} : { signal }),
           });
           agent.warm.delete(digest);
-          if (answer.status !== 200) throw this.failure(answer, agent, digest);
+          if (answer.status !== 200) throw answerError(answer, agent, digest);
         }),
       );
       const failed = results.find(
@@ -301,108 +297,6 @@ export class RemoteExecutor implements Executor {
   }
 
   /**
-   * Sends `exchange` to one agent after another until one answers: agents where it was never sent
-   * (NeverSent, 503 draining or closed) are left out and the next is picked; an agent that lacks the
-   * artifact gets it uploaded (when the caller named a path) and the call again (it never ran there).
-   */
-  private send(
-    digest: string,
-    path: string | undefined,
-    exchange: Exchange,
-  ): Promise<{ answer: Answer; agent: AgentLink }> {
-    // The usual case, one agent answering 200 at once, without the retry loop's set and async frame.
-    const agent = this.directory.pick(digest, NONE_TRIED, this.maxOutstanding);
-    if (agent === undefined) {
-      return this.sendEach(digest, path, exchange);
-    }
-    return agent.request(exchange).then(
-      (answer) =>
-        answer.status === 200 ? { answer, agent } : this.sendEach(digest, path, exchange, agent, answer),
-      (error: unknown) => {
-        if (!(error instanceof NeverSent)) throw error;
-        return this.sendEach(digest, path, exchange, agent, error);
-      },
-    );
-  }
-
-  /**
-   * The retry loop: `first` is the agent already tried and what it gave (an answer that was not 200,
-   * or NeverSent); without one, the loop starts by picking.
-   */
-  private async sendEach(
-    digest: string,
-    path: string | undefined,
-    exchange: Exchange,
-    first?: AgentLink,
-    firstOutcome?: Answer | NeverSent,
-  ): Promise<{ answer: Answer; agent: AgentLink }> {
-    const tried = new Set<AgentLink>();
-    let lastReason: unknown;
-    let given = first;
-    for (;;) {
-      let agent: AgentLink | undefined;
-      let outcome: Answer | NeverSent;
-      if (given !== undefined) {
-        agent = given;
-        outcome = firstOutcome as Answer | NeverSent;
-        given = undefined;
-      } else {
-        agent = this.directory.pick(digest, tried, this.maxOutstanding);
-        if (agent === undefined) {
-          if (tried.size === 0 && this.directory.size > 0)
-            throw new QueueFullError(
-              this.maxOutstanding,
-              `every agent has ${this.maxOutstanding} calls outstanding (maxOutstanding); RemoteExecutor has no queue of its own`,
-            );
-          throw new AgentUnavailableError(
-            `no agent could take the call (${tried.size} tried): ${(lastReason as Error)?.message ?? "none reachable"}`,
-            { cause: lastReason },
-          );
-        }
-        try {
-          outcome = await agent.request(exchange);
-        } catch (error) {
-          if (!(error instanceof NeverSent)) throw error;
-          outcome = error;
-        }
-      }
-      tried.add(agent);
-      if (outcome instanceof NeverSent) {
-        agent.healthy = false;
-        agent.lastError = outcome.message;
-        lastReason = outcome;
-        continue;
-      }
-      const answer = outcome;
-      if (answer.status === 200) return { answer, agent };
-      const failure = this.failure(answer, agent, digest);
-      if (failure.code === "OCIAPP_AGENT_UNAVAILABLE" || failure.code === "OCIAPP_RUNTIME_CLOSED") {
-        // Draining or closing: not picked again until a health check says otherwise.
-        agent.healthy = false;
-        lastReason = failure;
-        continue; // the agent says the call did not run
-      }
-      if (failure instanceof UnknownArtifactError && path !== undefined) {
-        await this.upload(agent, digest, path, exchange.signal);
-        const again = await agent.request(exchange);
-        if (again.status === 200) return { answer: again, agent };
-        throw this.failure(again, agent, digest);
-      }
-      throw failure;
-    }
-  }
-
-  private failure(answer: Answer, agent: AgentLink, digest: string): OciappRuntimeError {
-    let body: unknown;
-    try {
-      body = JSON.parse(answer.body.toString("utf8"));
-    } catch {
-      body = undefined;
-    }
-    return errorFromBody(answer.status, body, agent.url, digest);
-  }
-
-  /**
    * Uploads the file once per agent and digest: concurrent callers share the upload, which therefore
    * follows no caller's signal (an abort ends only that caller's wait; the agent bounds the upload by
    * its size limit and stall timeout).
@@ -428,7 +322,7 @@ export class RemoteExecutor implements Executor {
           },
           body: createReadStream(path),
         });
-        if (answer.status !== 200 && answer.status !== 201) throw this.failure(answer, agent, digest);
+        if (answer.status !== 200 && answer.status !== 201) throw answerError(answer, agent, digest);
       })();
       this.uploads.set(key, pending);
       const forget = () => this.uploads.delete(key);
@@ -446,7 +340,7 @@ export class RemoteExecutor implements Executor {
       deadline: 10_000,
       background: true,
     });
-    if (answer.status !== 200) throw this.failure(answer, agent, "");
+    if (answer.status !== 200) throw answerError(answer, agent, "");
     return JSON.parse(answer.body.toString("utf8")) as StatusReport;
   }
 }
