@@ -4,12 +4,13 @@
 // each alike), each with the CPU per call of the client (this process), the agent process and the
 // container (its cgroup), which move far less with load than wall time does. Runnable alone
 // (`node --conditions=source --import tsx bench/remote.ts [rounds]`: builds echo-app first; WRITE=1
-// records the figures in bench/results.json as "remote") or from bench/run.ts (measureRemote). The
-// agent is its own process, as in production.
+// records the figures in bench/results.json as "remote"; it needs `pnpm build` first) or from
+// bench/run.ts (measureRemote). The agent is its own process running the package's bin on its
+// built dist, as in production (AGENT_FROM=source runs it from the sources through tsx instead).
 
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, open, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { connect, createSecureServer } from "node:http2";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -27,7 +28,10 @@ import { containerCpuNs, imageOf } from "./warm.js";
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const AGENT_ENTRY = join(ROOT, "packages/ociapp-runtime/tests/remote/support/agent-entry.ts");
+/** The agent as it ships: the package's bin on its built dist (`pnpm bench` builds first). */
+const AGENT_BIN = join(ROOT, "packages/ociapp-runtime/bin/ociapp-runtime.js");
+/** The agent from the sources through tsx (AGENT_FROM=source): it costs the agent about 13 us more CPU per call. */
+const AGENT_SOURCE = join(ROOT, "packages/ociapp-runtime/tests/remote/support/agent-entry.ts");
 const PAYLOAD = { value: "hello" };
 const LATENCY_CALLS = 5_000;
 const THROUGHPUT_CALLS = 20_000;
@@ -73,9 +77,10 @@ export async function startAgent(
   host: string,
   pki: { certPath: string; keyPath: string },
   wrap: (command: string[]) => string[] = (command) => command,
-  /** The agent program (another build of the agent, to compare two in one run). */
-  entry = AGENT_ENTRY,
+  /** The agent program: a .js runs on plain node, a .ts through tsx (another build, to compare two in one run). */
+  entry = process.env.AGENT_FROM === "source" ? AGENT_SOURCE : AGENT_BIN,
 ): Promise<{ url: string; process: ChildProcess }> {
+  if (entry === AGENT_BIN) await assertBuilt();
   const config = join(work, `${name}.json`);
   await writeFile(
     config,
@@ -92,9 +97,7 @@ export async function startAgent(
     process.execPath,
     // AGENT_NODE_FLAGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/agent-prof") profiles the agent.
     ...(process.env.AGENT_NODE_FLAGS?.split(" ").filter(Boolean) ?? []),
-    "--conditions=source",
-    "--import",
-    "tsx",
+    ...(entry.endsWith(".ts") ? ["--conditions=source", "--import", "tsx"] : []),
     entry,
     "serve",
     "--config",
@@ -118,6 +121,21 @@ export async function startAgent(
     void poll();
   });
   return { url, process: child };
+}
+
+/**
+ * Refuses to measure a dist older than the sources it is built from (bench/remote.ts run alone
+ * after an edit, without `pnpm build`): the figures would be another agent's.
+ */
+async function assertBuilt(): Promise<void> {
+  const pkg = join(ROOT, "packages/ociapp-runtime");
+  const built = await stat(join(pkg, "dist/remote/agent/cli.js")).catch(() => undefined);
+  if (built === undefined) throw new Error("packages/ociapp-runtime/dist is missing: run pnpm build first");
+  for (const name of await readdir(join(pkg, "src"), { recursive: true })) {
+    if (name.endsWith(".ts") && (await stat(join(pkg, "src", name))).mtimeMs > built.mtimeMs) {
+      throw new Error(`packages/ociapp-runtime/src/${name} is newer than dist: run pnpm build first`);
+    }
+  }
 }
 
 export async function stopAgent(child: ChildProcess): Promise<void> {

@@ -24,7 +24,11 @@ import { ArtifactStore } from "./store.js";
 
 export interface AgentOptions {
   config: AgentConfig;
-  /** The executor calls run on. Default: `new Runtime(config.runtime)`. The agent closes it on drain. */
+  /**
+   * The executor calls run on. Default: `new Runtime(config.runtime)`. The agent closes it on drain.
+   * A call's `signal` is reused for a later call once the call settled without an abort and with no
+   * listener left (see CallAborts): the executor must not use it after the call settled.
+   */
   executor?: Executor;
   /**
    * Serve plain HTTP/2 without TLS (h2c, RFC 9113 §3.3, prior knowledge). Refused unless

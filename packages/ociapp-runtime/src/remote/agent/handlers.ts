@@ -12,6 +12,7 @@ import {
 import { answerable, ClientGone, readBody, sendError, sendJson, sendText } from "../http/respond.js";
 import { ARTIFACT_ROUTE, asRuntimeError, HEADERS, ROUTES, statusOf } from "../http/wire.js";
 import { admit, callOptions, digestInScope, type Principal, release, type Tokens } from "./auth.js";
+import { CallAborts } from "./call-aborts.js";
 import type { AgentConfig } from "./config.js";
 import type { AgentMetrics, AuditSink } from "./metrics.js";
 import type { ArtifactStore } from "./store.js";
@@ -53,6 +54,7 @@ interface Exchange {
  */
 export class AgentHandlers {
   private transfers = 0;
+  private readonly aborts = new CallAborts();
 
   constructor(private readonly context: HandlerContext) {}
 
@@ -140,7 +142,7 @@ export class AgentHandlers {
       path !== undefined && this.mayRun(principal, digest) ? path : await this.obtain(principal, digest);
     admit(principal, exchange.started);
     context.metrics.inFlight++;
-    const abort = new AbortController();
+    const abort = this.aborts.take();
     // A stream that closes before the call has settled was reset by the client: the call is aborted
     // (its container gets a cancel frame). writableEnded is no guide: a reset ends the writable side too.
     let settled = false;
@@ -172,6 +174,7 @@ export class AgentHandlers {
       stream.off("close", onClose);
       context.metrics.inFlight--;
       release(principal);
+      this.aborts.give(abort);
     }
   }
 

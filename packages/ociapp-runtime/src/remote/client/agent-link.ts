@@ -8,6 +8,7 @@ import {
 } from "node:http2";
 import type { Readable } from "node:stream";
 import { RequestTimeoutError } from "../../errors.js";
+import { type DeadlineEntry, Deadlines } from "../deadlines.js";
 import { AgentError, CallLostError } from "../errors.js";
 
 /** Sessions on which the agent's SETTINGS frame arrived: only there can a request have been processed. */
@@ -73,6 +74,8 @@ export class AgentLink {
   readonly warm = new Set<string>();
   private session: ClientHttp2Session | undefined;
   private closed = false;
+  /** Deadlines of the calls outstanding here (health checks have a timer each: they are unref'd). */
+  private readonly deadlines = new Deadlines();
 
   constructor(
     /** `https://host:port` as configured. */
@@ -104,11 +107,13 @@ export class AgentLink {
       let status = 0;
       let settled = false;
       let timer: NodeJS.Timeout | undefined;
+      let deadline: DeadlineEntry | undefined;
       const { signal } = exchange;
       const finish = (error: unknown, answer?: Answer) => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
+        if (timer !== undefined) clearTimeout(timer);
+        if (deadline !== undefined) this.deadlines.cancel(deadline);
         signal?.removeEventListener("abort", onAbort);
         if (counted) this.end();
         if (error !== undefined) {
@@ -123,11 +128,12 @@ export class AgentLink {
       }
       signal?.addEventListener("abort", onAbort, { once: true });
       if (exchange.deadline !== undefined) {
-        timer = setTimeout(
-          () => finish(new RequestTimeoutError(exchange.timeoutMs ?? exchange.deadline ?? 0)),
-          exchange.deadline,
-        );
-        if (!counted) timer.unref();
+        const expire = () => finish(new RequestTimeoutError(exchange.timeoutMs ?? exchange.deadline ?? 0));
+        if (counted) deadline = this.deadlines.add(exchange.deadline, expire);
+        else {
+          timer = setTimeout(expire, exchange.deadline);
+          timer.unref();
+        }
       }
       stream.on("response", (headers) => {
         status = Number(headers[":status"]);

@@ -37,6 +37,8 @@ interface Target {
 export class AgentDirectory {
   private readonly targets: Target[];
   private readonly byAddress = new Map<string, AgentLink>();
+  /** byAddress's links as an array, made again only when the set changes (pick() runs per call). */
+  private linkList: AgentLink[] | undefined;
   private readonly statuses = new Map<AgentLink, StatusReport>();
   private readonly checking = new Set<AgentLink>();
   private readonly healthTimer: NodeJS.Timeout;
@@ -72,8 +74,9 @@ export class AgentDirectory {
     return this.byAddress.size;
   }
 
-  links(): AgentLink[] {
-    return [...this.byAddress.values()];
+  links(): readonly AgentLink[] {
+    this.linkList ??= [...this.byAddress.values()];
+    return this.linkList;
   }
 
   reports(): StatusReport[] {
@@ -127,6 +130,7 @@ export class AgentDirectory {
   private add(target: Target, address: string, servername: string | undefined): void {
     if (this.byAddress.has(address)) return;
     this.byAddress.set(address, new AgentLink(target.url, address, servername, this.link));
+    this.linkList = undefined;
   }
 
   private async checkAll(): Promise<void> {
@@ -178,6 +182,7 @@ export class AgentDirectory {
         if (link.url === target.url && !wanted.has(address) && link.outstanding === 0) {
           link.close();
           this.byAddress.delete(address);
+          this.linkList = undefined;
           this.statuses.delete(link);
         }
       }

@@ -1,13 +1,7 @@
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { ArtifactCache } from "../../artifacts/artifact-cache.js";
-import {
-  InvalidRequestError,
-  type OciappRuntimeError,
-  OptionsError,
-  QueueFullError,
-  RuntimeClosedError,
-} from "../../errors.js";
+import { InvalidRequestError, OptionsError, RuntimeClosedError } from "../../errors.js";
 import {
   type DrainOptions,
   type ExecuteOptions,
@@ -18,10 +12,10 @@ import {
 } from "../../executor.js";
 import type { ArtifactStats } from "../../pool/pool.js";
 import { untilAborted } from "../../util/bounded.js";
-import { AgentUnavailableError, UnknownArtifactError } from "../errors.js";
-import { artifactPath, errorFromBody, HEADERS, ROUTES } from "../http/wire.js";
-import { type AgentLink, type Answer, type Exchange, NeverSent } from "./agent-link.js";
+import { artifactPath, HEADERS, ROUTES } from "../http/wire.js";
+import { type AgentLink, type Exchange, NeverSent } from "./agent-link.js";
 import { AgentDirectory, type AgentStats } from "./directory.js";
+import { answerError, type DispatchContext, send } from "./dispatch.js";
 
 export interface RemoteExecutorOptions {
   /**
@@ -82,10 +76,12 @@ export class RemoteExecutor implements Executor {
   private readonly cache: ArtifactCache;
   private readonly requestTimeout: number;
   private readonly deadlineMargin: number;
-  private readonly maxOutstanding: number;
+  private readonly dispatch: DispatchContext;
   private readonly authorization: string;
   private readonly uploads = new Map<string, Promise<void>>();
-  private readonly inFlight = new Set<Promise<unknown>>();
+  /** Calls and warms not yet settled, and close()'s wait for the count to reach 0. */
+  private inFlight = 0;
+  private settledAll: (() => void) | undefined;
   private closing: Promise<void> | undefined;
 
   constructor(options: RemoteExecutorOptions) {
@@ -100,7 +96,6 @@ export class RemoteExecutor implements Executor {
     this.authorization = `Bearer ${options.token}`;
     this.requestTimeout = positive("requestTimeout", options.requestTimeout, 30_000);
     this.deadlineMargin = positive("deadlineMargin", options.deadlineMargin, 5_000);
-    this.maxOutstanding = positive("maxOutstanding", options.maxOutstanding, 1024);
     const link = {
       connectTimeout: positive("connectTimeout", options.connectTimeout, 10_000),
       keepaliveInterval: positive("keepaliveInterval", options.keepaliveInterval, 5_000),
@@ -115,6 +110,11 @@ export class RemoteExecutor implements Executor {
       resolveInterval: positive("resolveInterval", options.resolveInterval, 30_000),
       check: (agent) => this.check(agent),
     });
+    this.dispatch = {
+      directory: this.directory,
+      maxOutstanding: positive("maxOutstanding", options.maxOutstanding, 1024),
+      upload: (agent, digest, path, signal) => this.upload(agent, digest, path, signal),
+    };
     this.cache = new ArtifactCache({
       readIndex: async (path, readOptions) =>
         (await import("ociapp/artifact")).readArtifactIndex(path, readOptions),
@@ -154,7 +154,7 @@ export class RemoteExecutor implements Executor {
       "content-type": "application/json",
       ...(settings === undefined ? {} : { [HEADERS.settings]: settings }),
     };
-    const call = this.withArtifact(artifact, signal, async (digest, path) => {
+    const run = (digest: string, path: string | undefined): Promise<Res> => {
       const exchange: Exchange = {
         method: "POST",
         path: artifactPath(digest, "execute"),
@@ -164,11 +164,15 @@ export class RemoteExecutor implements Executor {
         timeoutMs,
         ...(signal === undefined ? {} : { signal }),
       };
-      const { answer, agent } = await this.send(digest, path, exchange);
-      agent.warm.add(digest);
-      return JSON.parse(answer.body.toString("utf8")) as Res;
-    });
-    return this.track(call);
+      return send(this.dispatch, digest, path, exchange).then(({ answer, agent }) => {
+        agent.warm.add(digest);
+        return JSON.parse(answer.body.toString("utf8")) as Res;
+      });
+    };
+    // A digest needs no lookup: no async step of withArtifact's in every call's path.
+    return this.track(
+      isDigest(artifact) ? run(artifact, undefined) : this.withArtifact(artifact, signal, run),
+    );
   }
 
   async warm(artifact: string, options?: WarmOptions): Promise<void> {
@@ -182,7 +186,7 @@ export class RemoteExecutor implements Executor {
           headers: { authorization: this.authorization },
           ...(signal === undefined ? {} : { signal }),
         };
-        const { agent } = await this.send(digest, path, exchange);
+        const { agent } = await send(this.dispatch, digest, path, exchange);
         agent.warm.add(digest);
       }),
     );
@@ -202,7 +206,7 @@ export class RemoteExecutor implements Executor {
             ...(signal === undefined ? {} : { signal }),
           });
           agent.warm.delete(digest);
-          if (answer.status !== 200) throw this.failure(answer, agent, digest);
+          if (answer.status !== 200) throw answerError(answer, agent, digest);
         }),
       );
       const failed = results.find(
@@ -247,7 +251,7 @@ export class RemoteExecutor implements Executor {
   close(): Promise<void> {
     if (!this.closing) {
       this.closing = (async () => {
-        await Promise.allSettled([...this.inFlight]);
+        if (this.inFlight > 0) await new Promise<void>((resolve) => (this.settledAll = resolve));
         this.directory.close();
       })();
     }
@@ -258,11 +262,26 @@ export class RemoteExecutor implements Executor {
     return this.close();
   }
 
+  /** Counts the call until it settles: the promise handed back is this one step on `promise`. */
   private track<T>(promise: Promise<T>): Promise<T> {
-    this.inFlight.add(promise);
-    const forget = () => this.inFlight.delete(promise);
-    promise.then(forget, forget);
-    return promise;
+    this.inFlight++;
+    return promise.then(
+      (value) => {
+        this.untrack();
+        return value;
+      },
+      (error: unknown) => {
+        this.untrack();
+        throw error;
+      },
+    );
+  }
+
+  private untrack(): void {
+    if (--this.inFlight === 0 && this.settledAll !== undefined) {
+      this.settledAll();
+      this.settledAll = undefined;
+    }
   }
 
   /** Resolves a path to its digest (read from the file, cached per file identity); a digest is used as it is. */
@@ -275,72 +294,6 @@ export class RemoteExecutor implements Executor {
     const digest = this.cache.lookup(artifact) ?? (await this.cache.resolve(artifact));
     signal?.throwIfAborted();
     return run(digest, artifact);
-  }
-
-  /**
-   * Sends `exchange` to one agent after another until one answers: agents where it was never sent
-   * (NeverSent, 503 draining or closed) are left out and the next is picked; an agent that lacks the
-   * artifact gets it uploaded (when the caller named a path) and the call again (it never ran there).
-   */
-  private async send(
-    digest: string,
-    path: string | undefined,
-    exchange: Exchange,
-  ): Promise<{ answer: Answer; agent: AgentLink }> {
-    const tried = new Set<AgentLink>();
-    let lastReason: unknown;
-    for (;;) {
-      const agent = this.directory.pick(digest, tried, this.maxOutstanding);
-      if (agent === undefined) {
-        if (tried.size === 0 && this.directory.size > 0)
-          throw new QueueFullError(
-            this.maxOutstanding,
-            `every agent has ${this.maxOutstanding} calls outstanding (maxOutstanding); RemoteExecutor has no queue of its own`,
-          );
-        throw new AgentUnavailableError(
-          `no agent could take the call (${tried.size} tried): ${(lastReason as Error)?.message ?? "none reachable"}`,
-          { cause: lastReason },
-        );
-      }
-      tried.add(agent);
-      let answer: Answer;
-      try {
-        answer = await agent.request(exchange);
-      } catch (error) {
-        if (error instanceof NeverSent) {
-          agent.healthy = false;
-          agent.lastError = error.message;
-          lastReason = error;
-          continue;
-        }
-        throw error;
-      }
-      if (answer.status === 200) return { answer, agent };
-      const failure = this.failure(answer, agent, digest);
-      if (failure.code === "OCIAPP_AGENT_UNAVAILABLE" || failure.code === "OCIAPP_RUNTIME_CLOSED") {
-        // Draining or closing: not picked again until a health check says otherwise.
-        agent.healthy = false;
-        lastReason = failure;
-        continue; // the agent says the call did not run
-      }
-      if (failure instanceof UnknownArtifactError && path !== undefined) {
-        await this.upload(agent, digest, path, exchange.signal);
-        const again = await agent.request(exchange);
-        if (again.status === 200) return { answer: again, agent };
-        throw this.failure(again, agent, digest);
-      }
-      throw failure;
-    }
-  }
-
-  private failure(answer: Answer, agent: AgentLink, digest: string): OciappRuntimeError {
-    let body: unknown;
-    try {
-      body = JSON.parse(answer.body.toString("utf8"));
-    } catch {
-      body = undefined;
-    }
-    return errorFromBody(answer.status, body, agent.url, digest);
   }
 
   /**
@@ -369,7 +322,7 @@ export class RemoteExecutor implements Executor {
           },
           body: createReadStream(path),
         });
-        if (answer.status !== 200 && answer.status !== 201) throw this.failure(answer, agent, digest);
+        if (answer.status !== 200 && answer.status !== 201) throw answerError(answer, agent, digest);
       })();
       this.uploads.set(key, pending);
       const forget = () => this.uploads.delete(key);
@@ -387,7 +340,7 @@ export class RemoteExecutor implements Executor {
       deadline: 10_000,
       background: true,
     });
-    if (answer.status !== 200) throw this.failure(answer, agent, "");
+    if (answer.status !== 200) throw answerError(answer, agent, "");
     return JSON.parse(answer.body.toString("utf8")) as StatusReport;
   }
 }

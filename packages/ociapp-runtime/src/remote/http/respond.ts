@@ -1,5 +1,6 @@
 import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import { InvalidRequestError, type OciappRuntimeError } from "../../errors.js";
+import { Deadlines } from "../deadlines.js";
 import { PayloadTooLargeError } from "../errors.js";
 import { errorBody, statusOf } from "./wire.js";
 
@@ -66,6 +67,9 @@ export function sendError(stream: ServerHttp2Stream, error: OciappRuntimeError, 
   sendJson(stream, status ?? statusOf(error), errorBody(error));
 }
 
+/** The deadlines of body reads under way: every read of an agent has the same bodyTimeout. */
+const bodyDeadlines = new Deadlines();
+
 /**
  * Reads a request body of at most `limit` bytes within `timeoutMs`: a declared content-length over
  * the limit is refused before a byte is read, and the count is checked on every chunk, so at most
@@ -83,9 +87,9 @@ export function readBody(
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    const timer = setTimeout(() => {
+    const deadline = bodyDeadlines.add(timeoutMs, () => {
       finish(new InvalidRequestError(`the request body did not arrive within ${timeoutMs} ms`));
-    }, timeoutMs);
+    });
     const onData = (chunk: Buffer) => {
       size += chunk.length;
       if (size > limit) finish(new PayloadTooLargeError(limit));
@@ -94,7 +98,7 @@ export function readBody(
     const onEnd = () => finish(undefined);
     const onClose = () => finish(new ClientGone("the client reset the stream"));
     const finish = (error: Error | undefined) => {
-      clearTimeout(timer);
+      bodyDeadlines.cancel(deadline);
       stream.off("data", onData);
       stream.off("end", onEnd);
       stream.off("close", onClose);
