@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { encodeFrame } from "ociapp/protocol";
 import { ArtifactCache, readArtifactIndex } from "./artifacts/artifact-cache.js";
 import { effectiveOptions } from "./artifacts/artifact-settings.js";
 import { DockerEngine } from "./engines/docker/docker-engine.js";
@@ -23,6 +24,7 @@ import {
 } from "./options.js";
 import { Call, CallDeadlines } from "./pool/call.js";
 import { type ArtifactStats, Pool } from "./pool/pool.js";
+import { sendPrimeRequests } from "./pool/prime.js";
 import { Reaper } from "./pool/reaper.js";
 import { encodeRequest } from "./pool/request-frame.js";
 import { ReceiveBudget } from "./protocol/receive-budget.js";
@@ -150,6 +152,34 @@ export class Runtime implements Executor {
     }
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
+    return this.dispatch<Res>(id, frame, path, timeout, signal, false);
+  }
+
+  /**
+   * warm()'s prime request (pool/prime.ts): execute()'s own path from the Call on, with a "prime"
+   * frame the app answers without running execute. It is never queued (see Pool.submit).
+   */
+  private primeCall(path: string): Promise<unknown> {
+    const id = (++callIds).toString(36);
+    return this.dispatch(
+      id,
+      encodeFrame({ type: "prime", id }),
+      path,
+      this.options.requestTimeout,
+      undefined,
+      true,
+    );
+  }
+
+  /** A call's life from its Call to its pool: the artifact's digest, then the pool's dispatch. */
+  private dispatch<Res>(
+    id: string,
+    frame: Buffer,
+    path: string,
+    timeout: number,
+    signal: AbortSignal | undefined,
+    prime: boolean,
+  ): Promise<Res> {
     return new Promise<Res>((resolve, reject) => {
       const call = new Call(
         id,
@@ -160,6 +190,7 @@ export class Runtime implements Executor {
         timeout,
         timeout === this.options.requestTimeout ? this.deadlines : undefined,
       );
+      call.prime = prime;
       // An alias the service bound (artifacts option) names a path or a digest, and a pool of its own.
       const alias = this.aliases.get(path);
       const target = alias ? alias.path : path;
@@ -203,6 +234,12 @@ export class Runtime implements Executor {
     const digest = await untilAborted(this.cache.resolve(target), signal);
     if (this.closing) throw new RuntimeClosedError();
     await this.poolFor(digest, target, alias?.name).warm(signal);
+    // Both sides' request path, run until V8 has optimised it (bounded; a failure leaves it as primed
+    // as it got).
+    await untilAborted(
+      sendPrimeRequests(() => this.primeCall(path)),
+      signal,
+    ).catch(() => undefined);
   }
 
   /**
