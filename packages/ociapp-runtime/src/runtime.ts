@@ -216,9 +216,10 @@ export class Runtime implements Executor {
   }
 
   /**
-   * Loads the artifact's image when the engine lacks it and starts max(1, minInstances) containers.
-   * An abort of `signal` rejects with its reason at once; starts already under way go on and serve
-   * later calls.
+   * Loads the artifact's image when the engine lacks it and starts max(1, minInstances) containers,
+   * then primes the request path on both sides (a prime ping to each container, then up to 2,000
+   * prime requests, at most 500 ms; none runs the app's execute). An abort of `signal` rejects with
+   * its reason at once; starts already under way go on and serve later calls.
    */
   async warm(path: string, options?: WarmOptions): Promise<void> {
     const signal = options?.signal;
