@@ -311,6 +311,34 @@ describe("ping and prime", () => {
 });
 
 describe("prime requests", () => {
+  it("prime with a sample the schemas refuse, or too large for the limits: the ping still pongs", async () => {
+    const Small = z.object({ text: z.string().max(4) });
+    class Refused extends Application<typeof Small, typeof Small> {
+      readonly request = Small;
+      readonly response = Small;
+      override prime() {
+        return { request: { text: "x".repeat(5_000) }, response: { text: "ok" } };
+      }
+      execute() {
+        return { text: "no" };
+      }
+    }
+    const handle = await serve({
+      app: new Refused(),
+      socketPath: join(dir, "refused.sock"),
+      maxFrameBytes: 1024,
+      log: () => undefined,
+    });
+    handles.push(handle);
+    const client = await TestClient.connect(handle.socketPath);
+    expect(await client.ping("p", true)).toEqual({ type: "pong", id: "p" });
+    expect(handle.stats()).toMatchObject({ pending: 0, running: 0 });
+    const answer = client.answer("q1");
+    client.write(encodeFrame({ type: "prime", id: "q1" }));
+    expect(await answer).toMatchObject({ type: "error", id: "q1", error: { type: "ValidationError" } });
+    client.close();
+  });
+
   it("answer with the sample's response after both schemas, taking the request's path but never execute", async () => {
     let executes = 0;
     const Doubled = z.object({ n: z.number() }).transform(({ n }) => ({ n: n * 2 }));

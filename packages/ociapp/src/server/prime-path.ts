@@ -34,6 +34,8 @@ export const PRIME_REQUESTS = 2_000;
 export const PRIME_REQUESTS_IN_MEMORY = 30;
 /** Upper bound on the priming's own time, in ms: a slow schema does not hold the prime ping long. */
 export const PRIME_BUDGET_MS = 250;
+/** How long making the socket pair may take, in ms (it takes well under one). */
+const PAIR_TIMEOUT_MS = 1_000;
 
 /** Schemas that take anything: the path of an app that gives no sample, without its schemas. */
 const PASS_THROUGH = {
@@ -65,15 +67,21 @@ export async function primeRequestPath(
   server: ConnectionContext,
   sample: PrimeSample | undefined,
 ): Promise<void> {
-  const deadline = performance.now() + PRIME_BUDGET_MS;
+  let over = false;
+  let answered: (() => void) | undefined;
+  // The budget ends every wait, an answer that never comes (a stand-in connection gone) included.
+  const timer = setTimeout(() => {
+    over = true;
+    answered?.();
+  }, PRIME_BUDGET_MS);
   const pair = await socketPair().catch(() => undefined);
   const standIn = pair ?? inMemory();
   const requests = pair ? PRIME_REQUESTS : PRIME_REQUESTS_IN_MEMORY;
-  let answered: (() => void) | undefined;
   standIn.listen(() => answered?.());
   const nextAnswer = (): Promise<void> =>
     new Promise<void>((resolve) => {
-      answered = resolve;
+      answered = over ? undefined : resolve;
+      if (over) resolve();
     });
   try {
     const helloSent = nextAnswer();
@@ -93,7 +101,7 @@ export async function primeRequestPath(
       }),
     );
     const payload = sample === undefined ? {} : sample.request;
-    for (let i = 0; i < requests && performance.now() < deadline; i++) {
+    for (let i = 0; i < requests && !over; i++) {
       // One request at a time, as a sequential caller's would come: its answer ends the wait.
       const written = nextAnswer();
       standIn.send(encodeFrame({ type: "request", id: `~prime${i.toString(36)}`, payload }));
@@ -103,6 +111,7 @@ export async function primeRequestPath(
   } catch {
     // A sample that does not encode within the limits: the path is as primed as it got.
   } finally {
+    clearTimeout(timer);
     answered = undefined;
     standIn.close();
   }
@@ -147,24 +156,33 @@ function standInContext(server: ConnectionContext, sample: PrimeSample | undefin
 /** Two connected sockets through a listener in the abstract namespace, closed once they connect. */
 async function socketPair(): Promise<StandIn> {
   if (process.platform !== "linux") throw new Error("abstract Unix sockets are Linux's");
+  const signal = AbortSignal.timeout(PAIR_TIMEOUT_MS);
   const listener = createServer();
+  let client: Socket | undefined;
   try {
     listener.listen(`\0ociapp-prime-${process.pid}-${randomBytes(12).toString("hex")}`);
-    await once(listener, "listening");
-    const client = connect(listener.address() as string);
+    await once(listener, "listening", { signal });
+    client = connect(listener.address() as string);
+    // Errors after the pair is made (the peer reset) only end the priming: never the process.
+    client.on("error", () => undefined);
     const [[server]] = await Promise.all([
-      once(listener, "connection") as Promise<[Socket]>,
-      once(client, "connect"),
+      once(listener, "connection", { signal }) as Promise<[Socket]>,
+      once(client, "connect", { signal }),
     ]);
+    server.on("error", () => undefined);
+    const end = client;
     return {
       socket: server,
-      send: (frame) => client.write(frame),
-      listen: (onAnswer) => client.on("data", onAnswer),
+      send: (frame) => end.write(frame),
+      listen: (onAnswer) => end.on("data", onAnswer),
       close: () => {
-        client.destroy();
+        end.destroy();
         server.destroy();
       },
     };
+  } catch (error) {
+    client?.destroy();
+    throw error;
   } finally {
     listener.close();
   }
