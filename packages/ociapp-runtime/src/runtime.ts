@@ -52,6 +52,9 @@ export interface RuntimeStats {
  */
 let callIds = 0;
 
+/** warm()'s prime requests pass this as their request: module-private, so no caller can. */
+const PRIME_REQUEST: unknown = Object.freeze({});
+
 /**
  * Runs .ociapp artifacts: `execute(path, request)` answers from a warm container of that artifact,
  * starting one when needed. See the package README for the model.
@@ -128,6 +131,7 @@ export class Runtime implements Executor {
     if (this.closing) return Promise.reject(new RuntimeClosedError());
     let timeout: number;
     let frame: Buffer;
+    let prime = false;
     const id = (++callIds).toString(36);
     try {
       if (typeof path !== "string" || path === "") {
@@ -139,47 +143,24 @@ export class Runtime implements Executor {
           : resolveCallTimeout(options, this.options.requestTimeout);
       if (request === undefined)
         throw new InvalidRequestError("the request payload is undefined; send null or a value");
-      // A subscriber (the OpenTelemetry integration) may give the call a trace context to carry.
-      let trace: CallCreatedMessage["trace"];
-      if (channels.callCreated.hasSubscribers) {
-        const created: CallCreatedMessage = { id, runtimeId: this.id, artifact: path };
-        channels.callCreated.publish(created);
-        trace = created.trace;
+      if (request === PRIME_REQUEST) {
+        prime = true;
+        frame = encodeFrame({ type: "prime", id });
+      } else {
+        // A subscriber (the OpenTelemetry integration) may give the call a trace context to carry.
+        let trace: CallCreatedMessage["trace"];
+        if (channels.callCreated.hasSubscribers) {
+          const created: CallCreatedMessage = { id, runtimeId: this.id, artifact: path };
+          channels.callCreated.publish(created);
+          trace = created.trace;
+        }
+        frame = encodeRequest(id, request, this.options.maxFrameBytes, trace);
       }
-      frame = encodeRequest(id, request, this.options.maxFrameBytes, trace);
     } catch (error) {
       return Promise.reject(error);
     }
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
-    return this.dispatch<Res>(id, frame, path, timeout, signal, false);
-  }
-
-  /**
-   * warm()'s prime request (pool/prime.ts): execute()'s own path from the Call on, with a "prime"
-   * frame the app answers without running execute. It is never queued (see Pool.submit).
-   */
-  private primeCall(path: string): Promise<unknown> {
-    const id = (++callIds).toString(36);
-    return this.dispatch(
-      id,
-      encodeFrame({ type: "prime", id }),
-      path,
-      this.options.requestTimeout,
-      undefined,
-      true,
-    );
-  }
-
-  /** A call's life from its Call to its pool: the artifact's digest, then the pool's dispatch. */
-  private dispatch<Res>(
-    id: string,
-    frame: Buffer,
-    path: string,
-    timeout: number,
-    signal: AbortSignal | undefined,
-    prime: boolean,
-  ): Promise<Res> {
     return new Promise<Res>((resolve, reject) => {
       const call = new Call(
         id,
@@ -213,6 +194,14 @@ export class Runtime implements Executor {
         (error: unknown) => call.fail(error),
       );
     });
+  }
+
+  /**
+   * warm()'s prime request (pool/prime.ts): execute()'s own path with a "prime" frame, which the app
+   * answers without running execute. It is never queued (see Pool.submit).
+   */
+  private primeCall(path: string): Promise<unknown> {
+    return this.execute(path, PRIME_REQUEST);
   }
 
   /**
