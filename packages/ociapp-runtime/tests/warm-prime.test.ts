@@ -2,19 +2,21 @@ import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import type { Runtime, RuntimeOptions } from "../src/index.js";
+import { ProtocolError, type Runtime, type RuntimeOptions } from "../src/index.js";
 import { createRuntime } from "../src/internal/create-runtime.js";
 import type { Call } from "../src/pool/call.js";
 import { Instance } from "../src/pool/instance.js";
 import { PRIME_REQUESTS } from "../src/pool/prime.js";
-import type { Reply } from "./support/outcomes.js";
+import { type Reply, rejection } from "./support/outcomes.js";
 import { ProcessEngine } from "./support/process-engine.js";
 
 // warm()'s priming against real `ociapp serve` processes (the process engine): prime requests run
 // both sides' request path without the app's execute, and leave no trace in counts or events.
 
 const DIGEST = `sha256:${"a".repeat(64)}`;
+const HOSTILE = fileURLToPath(new URL("./support/hostile-server.mjs", import.meta.url));
 
 describe("warm() priming over the process engine", () => {
   let socketDir: string;
@@ -75,6 +77,16 @@ describe("warm() priming over the process engine", () => {
     } finally {
       for (const name of ["ociapp:call:sent", "ociapp:call:settled"]) unsubscribe(name, record);
     }
+  });
+
+  it("sends no prime frame to an app that does not list prime-request (an older SDK)", async () => {
+    // It breaks the protocol at the first request or prime frame it reads.
+    engine.command = (_spec, socketPath) => [process.execPath, HOSTILE, "unknown-id", socketPath];
+    const rt = runtime({ startupTimeout: 2_000 });
+    await rt.warm(artifact);
+    expect(rt.stats().artifacts[0]?.instances.ready).toBe(1);
+    // The first frame it takes for a request is the first real call's.
+    expect(await rejection(rt.execute(artifact, { op: "echo", value: 1 }))).toBeInstanceOf(ProtocolError);
   });
 
   it("stops at the first prime request that finds no free slot, without queueing or starting anything", async () => {

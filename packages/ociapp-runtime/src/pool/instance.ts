@@ -356,20 +356,13 @@ export class Instance implements CallHolder {
 
   /**
    * warm()'s priming, once per container: a protocol v2 ping with `prime` (the app's prime() hook
-   * runs and returns its sample), then, when the app lists "prime-request", prime requests that run
-   * both sides' request path without the app's execute (see sendPrimeRequests), so the path is
-   * compiled and optimised before the first call. A failed prime costs that call the compilation
-   * only; the container serves.
+   * runs and returns its sample, then `ociapp serve` runs its request path on it in process), so the
+   * container's path is compiled and optimised before the first call; Runtime.warm's prime requests
+   * follow (pool/prime.ts). A failed prime costs that call the compilation only; the container serves.
    */
   prime(): Promise<void> {
-    this.primed ??= this.runPrime().catch(() => undefined);
+    this.primed ??= (this.connection?.ping(true) ?? Promise.resolve()).catch(() => undefined);
     return this.primed;
-  }
-
-  private async runPrime(): Promise<void> {
-    const connection = this.connection;
-    if (!connection) return;
-    await connection.ping(true);
   }
 
   /** What stats() shows of it. */

@@ -1,6 +1,6 @@
 /**
- * warm()'s prime requests: each runs both sides' request path for real (this side: the Call, the
- * pool's dispatch to a container, the frame's write, reading and parsing the answer, settling; the
+ * warm()'s prime requests: each runs both sides' request path for real (this side: execute(), the
+ * Call, the pool's dispatch to a container, the frame's write, reading and parsing the answer, settling; the
  * container's: reading, dispatch, a concurrency slot, the app's schemas on its prime sample, the
  * answer's encoding and write) but never the app's execute. V8 compiles a function at its first run
  * and moves it to its faster tiers as it keeps running (TurboFan after about a thousand runs on Node
