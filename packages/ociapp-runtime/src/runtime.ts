@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { encodeFrame } from "ociapp/protocol";
 import { ArtifactCache, readArtifactIndex } from "./artifacts/artifact-cache.js";
 import { effectiveOptions } from "./artifacts/artifact-settings.js";
 import { DockerEngine } from "./engines/docker/docker-engine.js";
@@ -23,6 +24,7 @@ import {
 } from "./options.js";
 import { Call, CallDeadlines } from "./pool/call.js";
 import { type ArtifactStats, Pool } from "./pool/pool.js";
+import { sendPrimeRequests } from "./pool/prime.js";
 import { Reaper } from "./pool/reaper.js";
 import { encodeRequest } from "./pool/request-frame.js";
 import { ReceiveBudget } from "./protocol/receive-budget.js";
@@ -49,6 +51,9 @@ export interface RuntimeStats {
  * its id alone, so a subscriber that serves several Runtimes (telemetry) must never see two alike.
  */
 let callIds = 0;
+
+/** warm()'s prime requests pass this as their request: module-private, so no caller can. */
+const PRIME_REQUEST: unknown = Object.freeze({});
 
 /**
  * Runs .ociapp artifacts: `execute(path, request)` answers from a warm container of that artifact,
@@ -126,6 +131,7 @@ export class Runtime implements Executor {
     if (this.closing) return Promise.reject(new RuntimeClosedError());
     let timeout: number;
     let frame: Buffer;
+    let prime = false;
     const id = (++callIds).toString(36);
     try {
       if (typeof path !== "string" || path === "") {
@@ -137,14 +143,19 @@ export class Runtime implements Executor {
           : resolveCallTimeout(options, this.options.requestTimeout);
       if (request === undefined)
         throw new InvalidRequestError("the request payload is undefined; send null or a value");
-      // A subscriber (the OpenTelemetry integration) may give the call a trace context to carry.
-      let trace: CallCreatedMessage["trace"];
-      if (channels.callCreated.hasSubscribers) {
-        const created: CallCreatedMessage = { id, runtimeId: this.id, artifact: path };
-        channels.callCreated.publish(created);
-        trace = created.trace;
+      if (request === PRIME_REQUEST) {
+        prime = true;
+        frame = encodeFrame({ type: "prime", id });
+      } else {
+        // A subscriber (the OpenTelemetry integration) may give the call a trace context to carry.
+        let trace: CallCreatedMessage["trace"];
+        if (channels.callCreated.hasSubscribers) {
+          const created: CallCreatedMessage = { id, runtimeId: this.id, artifact: path };
+          channels.callCreated.publish(created);
+          trace = created.trace;
+        }
+        frame = encodeRequest(id, request, this.options.maxFrameBytes, trace);
       }
-      frame = encodeRequest(id, request, this.options.maxFrameBytes, trace);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -160,6 +171,7 @@ export class Runtime implements Executor {
         timeout,
         timeout === this.options.requestTimeout ? this.deadlines : undefined,
       );
+      call.prime = prime;
       // An alias the service bound (artifacts option) names a path or a digest, and a pool of its own.
       const alias = this.aliases.get(path);
       const target = alias ? alias.path : path;
@@ -185,9 +197,18 @@ export class Runtime implements Executor {
   }
 
   /**
-   * Loads the artifact's image when the engine lacks it and starts max(1, minInstances) containers.
-   * An abort of `signal` rejects with its reason at once; starts already under way go on and serve
-   * later calls.
+   * warm()'s prime request (pool/prime.ts): execute()'s own path with a "prime" frame, which the app
+   * answers without running execute. It is never queued (see Pool.submit).
+   */
+  private primeCall(path: string): Promise<unknown> {
+    return this.execute(path, PRIME_REQUEST);
+  }
+
+  /**
+   * Loads the artifact's image when the engine lacks it and starts max(1, minInstances) containers,
+   * then primes the request path on both sides (a prime ping to each container, then up to 2,000
+   * prime requests, at most 500 ms; none runs the app's execute). An abort of `signal` rejects with
+   * its reason at once; starts already under way go on and serve later calls.
    */
   async warm(path: string, options?: WarmOptions): Promise<void> {
     const signal = options?.signal;
@@ -203,6 +224,12 @@ export class Runtime implements Executor {
     const digest = await untilAborted(this.cache.resolve(target), signal);
     if (this.closing) throw new RuntimeClosedError();
     await this.poolFor(digest, target, alias?.name).warm(signal);
+    // Both sides' request path, run until V8 has optimised it (bounded; a failure leaves it as primed
+    // as it got).
+    await untilAborted(
+      sendPrimeRequests(() => this.primeCall(path)),
+      signal,
+    ).catch(() => undefined);
   }
 
   /**

@@ -438,6 +438,17 @@ describe("Runtime against the Docker engine", () => {
     await rm(copied);
   });
 
+  it("warm() primes the container's request path with prime requests that never run execute", async () => {
+    const rt = runtime();
+    await rt.warm(artifact.path);
+    // In the container, the prime ping ran the path in process and the prime requests over the
+    // connection: neither ran the app's execute, and neither counts as a call served.
+    expect(rt.stats().artifacts[0]?.containers[0]?.callsServed).toBe(0);
+    const reply = await rt.execute<Reply>(artifact.path, { op: "executes" });
+    expect(reply.value).toBe(1);
+    expect(rt.stats().artifacts[0]?.containers[0]?.callsServed).toBe(1);
+  });
+
   it("gives a rebuilt artifact at the same path a new pool", async () => {
     const rt = runtime();
     const before = await rt.execute<Reply>(artifact.path, { op: "echo", value: "old" });

@@ -1,4 +1,4 @@
-export type { AnyApplication, ExecutionContext } from "./application.js";
+export type { AnyApplication, ExecutionContext, PrimeSample } from "./application.js";
 export { APPLICATION_BRAND, Application, isApplication } from "./application.js";
 export { OciappError, OciappUsageError } from "./errors.js";
 export { PROTOCOL_VERSION } from "./protocol/constants.js";

@@ -1,6 +1,6 @@
 import { describe, expectTypeOf, it } from "vitest";
 import { z } from "zod";
-import { Application, type ExecutionContext } from "../src/index.js";
+import { Application, type ExecutionContext, type PrimeSample } from "../src/index.js";
 
 // The app code of the issue, verbatim: it must type-check and run.
 const EchoRequest = z.object({ value: z.string() });
@@ -41,7 +41,24 @@ describe("Application types", () => {
     }
     expectTypeOf<Primed["prime"]>().toEqualTypeOf<() => Promise<void>>();
     expectTypeOf<SyncPrimed["prime"]>().toEqualTypeOf<() => void>();
-    expectTypeOf<EchoApplication["prime"]>().toEqualTypeOf<(() => void | Promise<void>) | undefined>();
+    class SamplePrimed extends EchoApplication {
+      override prime() {
+        return { request: { value: "prime" }, response: { value: "prime" } };
+      }
+    }
+    class WrongSample extends EchoApplication {
+      // @ts-expect-error the sample must fit the schemas' input types
+      override prime() {
+        return { request: { value: 1 }, response: { value: "prime" } };
+      }
+    }
+    type Sample = PrimeSample<typeof EchoRequest, typeof EchoResponse>;
+    expectTypeOf<SamplePrimed["prime"]>().returns.toExtend<Sample>();
+    expectTypeOf<WrongSample>().not.toBeAny();
+    expectTypeOf<EchoApplication["prime"]>().toEqualTypeOf<
+      // biome-ignore lint/suspicious/noConfusingVoidType: a hook with no return statement returns void (Promise<void> when async), which undefined would refuse.
+      (() => void | Sample | Promise<void | Sample>) | undefined
+    >();
     expectTypeOf<EchoApplication["errorStacks"]>().toEqualTypeOf<boolean | undefined>();
   });
 

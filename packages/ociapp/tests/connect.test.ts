@@ -47,7 +47,7 @@ describe.concurrent("ociapp serve --connect (child process)", () => {
       role: "app",
       maxConcurrency: 64,
       limits: { maxFrameBytes: 16 * 1024 * 1024, maxDepth: 16, maxValues: 100_000 },
-      capabilities: ["cancel", "ping", "prime", "log", "trace"],
+      capabilities: ["cancel", "ping", "prime", "prime-request", "log", "trace"],
       app: { name: "behaviour", version: "1.2.3" },
       sdk: { name: "ociapp", version: VERSION },
     });
@@ -132,7 +132,15 @@ describe.concurrent("ociapp serve --connect (child process)", () => {
     const host = await listeningHost();
     const server = await startCli(["--app", `${BEHAVIOUR_APP}#failingPrime`], { connect: host.socketPath });
     const client = await host.accept();
-    expect((await client.hello).capabilities).toEqual(["cancel", "ping", "prime", "log", "trace", "stack"]);
+    expect((await client.hello).capabilities).toEqual([
+      "cancel",
+      "ping",
+      "prime",
+      "prime-request",
+      "log",
+      "trace",
+      "stack",
+    ]);
     const failed = await client.ping("p", true);
     expect(failed).toMatchObject({
       type: "error",

@@ -50,6 +50,7 @@ describe("parseHostMessage", () => {
       { type: "cancel", id: "42", extra: true },
       { type: "ping", id: "p1" },
       { type: "ping", id: "p1", prime: true },
+      { type: "prime", id: "q1" },
     ]) {
       expect(parseHostMessage(message)).toBe(message);
     }
@@ -70,6 +71,7 @@ describe("parseHostMessage", () => {
     ["a cancel without id", { type: "cancel" }],
     ["a ping without id", { type: "ping" }],
     ["a ping with a string prime", { type: "ping", id: "p", prime: "yes" }],
+    ["a prime without id", { type: "prime" }],
     ["a hello of protocol 1", { type: "hello", protocol: 1 }],
     ["a hello without a protocol", { ...hostHello, protocol: undefined }],
     ["a hello with the app's role", { ...hostHello, role: "app" }],

@@ -33,7 +33,7 @@ beforeAll(async () => {
 afterAll(killAll);
 
 describe("ociapp serve (child process)", () => {
-  it("greets every connection with its v2 hello, listing prime since the app has a prime hook", async () => {
+  it("greets every connection with its v2 hello, listing prime and prime-request", async () => {
     const client = await TestClient.connect(server.socketPath);
     expect(await client.hello).toEqual({
       type: "hello",
@@ -41,7 +41,7 @@ describe("ociapp serve (child process)", () => {
       role: "app",
       maxConcurrency: 64,
       limits: { maxFrameBytes: 4096, maxDepth: 64, maxValues: 1000 },
-      capabilities: ["cancel", "ping", "prime", "log", "trace"],
+      capabilities: ["cancel", "ping", "prime", "prime-request", "log", "trace"],
       app: { name: "behaviour", version: "1.2.3" },
       sdk: { name: "ociapp", version: VERSION },
     });

@@ -7,9 +7,11 @@ import {
   Application,
   type ExecutionContext,
   OciappConnectError,
+  type PrimeSample,
   type ServerHandle,
   serve,
 } from "../src/index.js";
+import { encodeFrame } from "../src/protocol/index.js";
 import { boundText, cutText } from "../src/server/invoke.js";
 import { app as behaviour } from "./fixtures/behaviour-app.js";
 import { hostHello, TestClient, TestHost } from "./helpers/client.js";
@@ -43,7 +45,8 @@ type Anything = z.infer<typeof Anything>;
 /** An app whose execute is the test's: each test says what it does. */
 function appOf(
   execute: (request: Anything, context: ExecutionContext) => unknown,
-  fields: { errorStacks?: boolean; prime?: () => void | Promise<void> } = {},
+  // biome-ignore lint/suspicious/noConfusingVoidType: a hook with no return statement returns void (Promise<void> when async), which undefined would refuse.
+  fields: { errorStacks?: boolean; prime?: () => void | PrimeSample | Promise<void | PrimeSample> } = {},
 ): Application {
   class Custom extends Application<typeof Anything, z.ZodType> {
     readonly request = Anything;
@@ -242,7 +245,14 @@ describe("ping and prime", () => {
       }),
     );
     const clients = await Promise.all([1, 2, 3].map(() => TestClient.connect(handle.socketPath)));
-    expect((await clients[0]!.hello).capabilities).toEqual(["cancel", "ping", "prime", "log", "trace"]);
+    expect((await clients[0]!.hello).capabilities).toEqual([
+      "cancel",
+      "ping",
+      "prime",
+      "prime-request",
+      "log",
+      "trace",
+    ]);
     const pongs = clients.map((client, i) => client.ping(`p${i}`, true));
     // A plain ping does not wait for prime.
     expect(await clients[0]!.ping("plain")).toEqual({ type: "pong", id: "plain" });
@@ -253,11 +263,120 @@ describe("ping and prime", () => {
     for (const client of clients) client.close();
   });
 
-  it("answer a prime ping with pong when the app has no prime hook (and do not list prime)", async () => {
-    const handle = await listen(appOf(() => ({})));
+  it("prime the request path of an app without a prime hook too (listing prime), never running execute", async () => {
+    let executes = 0;
+    const handle = await listen(appOf(() => ({ n: ++executes })));
     const client = await TestClient.connect(handle.socketPath);
-    expect((await client.hello).capabilities).toEqual(["cancel", "ping", "log", "trace"]);
+    expect((await client.hello).capabilities).toEqual([
+      "cancel",
+      "ping",
+      "prime",
+      "prime-request",
+      "log",
+      "trace",
+    ]);
     expect(await client.ping("p", true)).toEqual({ type: "pong", id: "p" });
+    // The in-process run left nothing behind: no request pending, no slot held, no execute.
+    expect(handle.stats()).toMatchObject({ connections: 1, pending: 0, running: 0, queued: 0 });
+    expect(executes).toBe(0);
+    expect(await client.request("r", {})).toMatchObject({ type: "response", payload: { n: 1 } });
+    client.close();
+  });
+
+  it("run the prime ping's path on the prime() hook's sample: both schemas, never execute", async () => {
+    let executes = 0;
+    let requestChecks = 0;
+    let responseChecks = 0;
+    const Checked = z.object({ n: z.number() }).refine(() => ++requestChecks > 0);
+    const Answer = z.object({ n: z.number() }).refine(() => ++responseChecks > 0);
+    class Sampled extends Application<typeof Checked, typeof Answer> {
+      readonly request = Checked;
+      readonly response = Answer;
+      override prime() {
+        return { request: { n: 1 }, response: { n: 2 } };
+      }
+      execute() {
+        return { n: ++executes };
+      }
+    }
+    const handle = await listen(new Sampled());
+    const client = await TestClient.connect(handle.socketPath);
+    expect(await client.ping("p", true)).toEqual({ type: "pong", id: "p" });
+    expect(executes).toBe(0);
+    expect(requestChecks).toBeGreaterThan(1);
+    expect(responseChecks).toBe(requestChecks);
+    expect(handle.stats()).toMatchObject({ pending: 0, running: 0 });
+    client.close();
+  });
+});
+
+describe("prime requests", () => {
+  it("prime with a sample the schemas refuse, or too large for the limits: the ping still pongs", async () => {
+    const Small = z.object({ text: z.string().max(4) });
+    class Refused extends Application<typeof Small, typeof Small> {
+      readonly request = Small;
+      readonly response = Small;
+      override prime() {
+        return { request: { text: "x".repeat(5_000) }, response: { text: "ok" } };
+      }
+      execute() {
+        return { text: "no" };
+      }
+    }
+    const handle = await serve({
+      app: new Refused(),
+      socketPath: join(dir, "refused.sock"),
+      maxFrameBytes: 1024,
+      log: () => undefined,
+    });
+    handles.push(handle);
+    const client = await TestClient.connect(handle.socketPath);
+    expect(await client.ping("p", true)).toEqual({ type: "pong", id: "p" });
+    expect(handle.stats()).toMatchObject({ pending: 0, running: 0 });
+    const answer = client.answer("q1");
+    client.write(encodeFrame({ type: "prime", id: "q1" }));
+    expect(await answer).toMatchObject({ type: "error", id: "q1", error: { type: "ValidationError" } });
+    client.close();
+  });
+
+  it("answer with the sample's response after both schemas, taking the request's path but never execute", async () => {
+    let executes = 0;
+    const Doubled = z.object({ n: z.number() }).transform(({ n }) => ({ n: n * 2 }));
+    class Sampled extends Application<typeof Doubled, typeof Doubled> {
+      readonly request = Doubled;
+      readonly response = Doubled;
+      override prime() {
+        return { request: { n: 1 }, response: { n: 5 } };
+      }
+      execute() {
+        return { n: ++executes };
+      }
+    }
+    const handle = await listen(new Sampled());
+    const client = await TestClient.connect(handle.socketPath);
+    await client.ping("p", true);
+    const answer = client.answer("q1");
+    client.write(encodeFrame({ type: "prime", id: "q1" }));
+    expect(await answer).toEqual({ type: "response", id: "q1", payload: { n: 10 } });
+    expect(executes).toBe(0);
+    expect(await client.request("r", { n: 3 })).toEqual({ type: "response", id: "r", payload: { n: 2 } });
+    expect(executes).toBe(1);
+    client.close();
+  });
+
+  it("answer null without a sample (no prime hook, or one before the prime ping), never running execute", async () => {
+    let executes = 0;
+    const handle = await listen(appOf(() => ({ n: ++executes })));
+    const client = await TestClient.connect(handle.socketPath);
+    const answers = [client.answer("q1"), client.answer("q2")];
+    client.write(encodeFrame({ type: "prime", id: "q1" }));
+    client.write(encodeFrame({ type: "prime", id: "q2" }));
+    expect(await Promise.all(answers)).toEqual([
+      { type: "response", id: "q1", payload: null },
+      { type: "response", id: "q2", payload: null },
+    ]);
+    expect(executes).toBe(0);
+    expect(handle.stats()).toMatchObject({ pending: 0, running: 0 });
     client.close();
   });
 });

@@ -27,6 +27,8 @@ export const RUNNING = 2;
 export class Call {
   stage = PENDING;
   settled = false;
+  /** warm()'s prime request (pool/prime.ts): not a caller's call, so no event or count reports it. */
+  prime = false;
   /** performance.now() at execute(): latency is measured from here, queue time included. */
   readonly createdAt = performance.now();
   /** performance.now() when its request was written to a container. */
@@ -123,7 +125,7 @@ export class Call {
   /** `outcome` is for the callSettled event. */
   private finish(outcome: { ok: true } | { ok: false; error: unknown }): void {
     this.settled = true;
-    if (channels.callSettled.hasSubscribers) publishSettled(this, outcome);
+    if (channels.callSettled.hasSubscribers && !this.prime) publishSettled(this, outcome);
     if (this.deadlines !== undefined) {
       this.deadlines.remove(this);
       this.deadlines = undefined;

@@ -179,6 +179,11 @@ export class Instance implements CallHolder {
 
   /** Sends the call (the pool checked there is a free slot). */
   send(call: Call): void {
+    if (call.prime && this.hello?.capabilities.includes("prime-request") !== true) {
+      // An app that does not list it would take the frame for a protocol violation.
+      call.fail(new Error("the app does not take prime requests"));
+      return;
+    }
     // The runtime framed the request for its own limits; a container may announce smaller ones.
     const misfit = requestMisfit(call.frame, this.maxFrameBytes, (this.hello as AppHelloMessage).limits);
     if (misfit) {
@@ -190,7 +195,7 @@ export class Instance implements CallHolder {
     // Only the callSettled event reports it: no clock read per call without a subscriber.
     if (channels.callSettled.hasSubscribers) call.sentAt = performance.now();
     (this.connection as Connection).send(call);
-    if (channels.callSent.hasSubscribers) {
+    if (channels.callSent.hasSubscribers && !call.prime) {
       channels.callSent.publish({
         id: call.id,
         artifact: call.artifact,
@@ -350,9 +355,10 @@ export class Instance implements CallHolder {
   private primed: Promise<void> | undefined;
 
   /**
-   * warm()'s priming, once per container: a protocol v2 ping with `prime` (the app's prime() hook,
-   * when it has one, runs its schemas on a sample), so the container's request path is compiled
-   * before the first call. A failed prime costs that call the compilation only; the container serves.
+   * warm()'s priming, once per container: a protocol v2 ping with `prime` (the app's prime() hook
+   * runs and returns its sample, then `ociapp serve` runs its request path on it in process), so the
+   * container's path is compiled and optimised before the first call; Runtime.warm's prime requests
+   * follow (pool/prime.ts). A failed prime costs that call the compilation only; the container serves.
    */
   prime(): Promise<void> {
     this.primed ??= (this.connection?.ping(true) ?? Promise.resolve()).catch(() => undefined);

@@ -9,7 +9,6 @@ import { within } from "../util/timers.js";
 import { type Call, type CallHolder, CallQueue, PENDING, QUEUED } from "./call.js";
 import { type ContainerStats, Instance, type InstanceEvents, type InstanceState } from "./instance.js";
 import { type LatencyStats, LatencyWindow } from "./latency.js";
-import { primeHostPath } from "./prime.js";
 import { Standby } from "./standby.js";
 
 /** Starts in flight per artifact at most: a burst should not fork a thundering herd of containers. */
@@ -144,6 +143,11 @@ export class Pool implements CallHolder, InstanceEvents {
       best.send(call);
       return;
     }
+    if (call.prime) {
+      // warm()'s prime requests only use a free slot: they never queue or start a container.
+      call.fail(new Error("no free slot for a prime request"));
+      return;
+    }
     if (this.closed) {
       call.fail(new RuntimeClosedError());
       return;
@@ -176,9 +180,8 @@ export class Pool implements CallHolder, InstanceEvents {
       if (this.closed) throw new RuntimeClosedError();
       signal?.throwIfAborted();
       if (this.ready.length >= target) {
-        // The first call after warm() should cost what a warm one does: both sides' request paths
-        // are compiled now (bounded: an app's prime() hook that hangs does not hold warm()).
-        primeHostPath();
+        // The app primes itself (its prime() hook and its request path, in the container; bounded:
+        // a hook that hangs does not hold warm()); Runtime.warm then sends prime requests.
         const { startupTimeout } = this.config.options;
         await within(Promise.all(this.ready.map((instance) => instance.prime())), startupTimeout);
         return;
@@ -354,8 +357,10 @@ export class Pool implements CallHolder, InstanceEvents {
   }
 
   onFinal(instance: Instance, call: Call): void {
-    instance.callsServed++;
-    this.latency.record(performance.now() - call.createdAt);
+    if (!call.prime) {
+      instance.callsServed++;
+      this.latency.record(performance.now() - call.createdAt);
+    }
     const { maxCallsPerContainer } = this.config.options;
     // Recycled after so many calls (a leaky app's memory, say): it finishes what it holds.
     if (maxCallsPerContainer > 0 && instance.callsServed >= maxCallsPerContainer) instance.drain();

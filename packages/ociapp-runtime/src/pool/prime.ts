@@ -1,45 +1,21 @@
-import { PassThrough } from "node:stream";
-import { encodeFrame, MessageReader, parseAppMessage } from "ociapp/protocol";
-import { Call } from "./call.js";
-import { LatencyWindow } from "./latency.js";
-
-let primed = false;
+/**
+ * warm()'s prime requests: each runs both sides' request path for real (this side: execute(), the
+ * Call, the pool's dispatch to a container, the frame's write, reading and parsing the answer, settling; the
+ * container's: reading, dispatch, a concurrency slot, the app's schemas on its prime sample, the
+ * answer's encoding and write) but never the app's execute. V8 compiles a function at its first run
+ * and moves it to its faster tiers as it keeps running (TurboFan after about a thousand runs on Node
+ * 20), so the first call after warm() then costs about what a warm one does.
+ */
+export const PRIME_REQUESTS = 2_000;
+/** Upper bound on the prime requests' time, in ms (warm() runs ahead of demand). */
+export const PRIME_BUDGET_MS = 500;
 
 /**
- * warm()'s priming of this process's side of a call, once per process: the first execute otherwise
- * pays V8's first compilation of the request path (encoding the request, the Call, reading and
- * parsing the answer frame with its bounds, settling the call). Runs those functions on a sample,
- * off any connection: nothing is sent, nothing stays (the stand-in stream is dropped).
+ * Sends up to PRIME_REQUESTS prime requests through `primeCall`, each once the last was answered,
+ * for at most PRIME_BUDGET_MS. Rejects at the first that fails (no free slot, an app without
+ * "prime-request", an error frame, the connection's end): the path is as primed as it got.
  */
-export function primeHostPath(): void {
-  if (primed) return;
-  primed = true;
-  const payload = { value: "prime" };
-  const call = new Call(
-    "~prime",
-    encodeFrame({ type: "request", id: "~prime", payload }),
-    noop,
-    noop,
-    undefined,
-    1_000,
-  );
-  const answer = encodeFrame({ type: "response", id: "~prime", payload });
-  const stream = new PassThrough();
-  const reader = new MessageReader(stream, {
-    maxFrameBytes: answer.length,
-    maxDepth: 8,
-    maxValues: 16,
-    frameTimeoutMs: 1_000,
-    onMessage: (value) => {
-      const message = parseAppMessage(value);
-      if (message.type === "response") call.succeed(message.payload);
-    },
-    onViolation: noop,
-  });
-  stream.emit("data", answer);
-  reader.dispose();
-  stream.destroy();
-  new LatencyWindow().record(performance.now() - call.createdAt);
+export async function sendPrimeRequests(primeCall: () => Promise<unknown>): Promise<void> {
+  const deadline = performance.now() + PRIME_BUDGET_MS;
+  for (let i = 0; i < PRIME_REQUESTS && performance.now() < deadline; i++) await primeCall();
 }
-
-function noop(): void {}

@@ -80,7 +80,8 @@ socket.on("connect", () => {
         );
         continue;
       }
-      if (message.type === "request") {
+      // A prime frame too: a host must not send one to an app that does not list "prime-request".
+      if (message.type === "request" || message.type === "prime") {
         socket.removeListener("data", onData);
         misbehave(socket);
         return;

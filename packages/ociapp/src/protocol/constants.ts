@@ -42,9 +42,11 @@ export const MAX_STACK_CHARS = 16 * 1024;
  * Optional features a side lists in its hello's capabilities. A side uses one only when the peer
  * listed it, and ignores names it does not know.
  * - cancel: the app honours cancel frames. ping: the app answers ping with pong.
- * - prime: the app has a prime() hook that `ping` with `prime: true` runs.
+ * - prime: `ping` with `prime: true` primes the app's request path (once per process), running its
+ *   prime() hook first when it has one.
+ * - prime-request: the app answers `prime` frames (its request path without execute).
  * - log: the app sends console output as log frames when the host asks (logRecords).
  * - trace: the app hands a request's trace context to execute.
  * - stack: the app's error frames carry stacks (its errorStacks field is on).
  */
-export type Capability = "cancel" | "ping" | "prime" | "log" | "trace" | "stack";
+export type Capability = "cancel" | "ping" | "prime" | "prime-request" | "log" | "trace" | "stack";

@@ -41,6 +41,7 @@ export type {
   NameAndVersion,
   PingMessage,
   PongMessage,
+  PrimeMessage,
   RemoteError,
   RequestMessage,
   ResponseMessage,

@@ -58,6 +58,16 @@ export interface RequestMessage {
   /** As sent: a receiver reads it with parseTraceContext (a malformed one is dropped, not an error). */
   trace?: TraceContext;
 }
+/**
+ * A prime request (sent only when the app listed "prime-request"): the app runs its request path as
+ * for a request (framing, dispatch, a concurrency slot, its schemas on the sample its prime() hook
+ * gave, the answer's encoding) but never execute, and answers with a response or error frame.
+ */
+export interface PrimeMessage {
+  type: "prime";
+  /** As a request's: unique among the ids in flight on the connection. */
+  id: string;
+}
 export interface CancelMessage {
   type: "cancel";
   id: string;
@@ -65,7 +75,10 @@ export interface CancelMessage {
 export interface PingMessage {
   type: "ping";
   id: string;
-  /** Run the app's prime() hook first (once per process). Sent only when the app listed "prime". */
+  /**
+   * Prime the app's request path first (its prime() hook, then the path run on a sample; once per
+   * process). Sent only when the app listed "prime".
+   */
   prime?: boolean;
 }
 export interface ResponseMessage {
@@ -106,7 +119,7 @@ export interface LogMessage {
 }
 
 /** Frames the host sends and the app receives. */
-export type HostMessage = HostHelloMessage | RequestMessage | CancelMessage | PingMessage;
+export type HostMessage = HostHelloMessage | RequestMessage | PrimeMessage | CancelMessage | PingMessage;
 /** Frames the app sends and the host receives. */
 export type AppMessage = AppHelloMessage | ResponseMessage | ErrorMessage | PongMessage | LogMessage;
 

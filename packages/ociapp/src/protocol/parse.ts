@@ -19,6 +19,7 @@ import type {
   LogMessage,
   PingMessage,
   PongMessage,
+  PrimeMessage,
   RequestMessage,
   ResponseMessage,
   TraceContext,
@@ -66,6 +67,9 @@ export function parseHostMessage(value: unknown): HostMessage {
       requireId(message, "request");
       requirePayload(message, "request");
       return message as unknown as RequestMessage;
+    case "prime":
+      requireId(message, "prime");
+      return message as unknown as PrimeMessage;
     case "cancel":
       requireId(message, "cancel");
       return message as unknown as CancelMessage;

@@ -167,7 +167,10 @@ export class Connection implements RunnerOwner {
       return;
     }
     switch (message.type) {
-      case "request": {
+      // A prime request takes the request's path in full (its slot, flow control and accounting
+      // included); only the runner tells them apart, and never runs execute for it.
+      case "request":
+      case "prime": {
         const id = message.id;
         this.#checkNotInFlight(id);
         if (this.#context.shuttingDown) {
@@ -178,11 +181,16 @@ export class Connection implements RunnerOwner {
           return;
         }
         const request = new ServerRequest(this.#runner, id, frameBytes);
-        if (message.trace !== undefined) request.trace = parseTraceContext(message.trace);
+        let payload: unknown;
+        if (message.type === "prime") request.prime = true;
+        else {
+          payload = message.payload;
+          if (message.trace !== undefined) request.trace = parseTraceContext(message.trace);
+        }
         this.#pending.set(id, request);
         this.#pendingBytes += frameBytes;
         this.#context.requestAccepted();
-        this.#runner.accept(request, message.payload);
+        this.#runner.accept(request, payload);
         this.#updateFlow();
         return;
       }

@@ -7,13 +7,11 @@ import { cutText } from "./invoke.js";
 import type { ServerSettings } from "./options.js";
 
 /**
- * What this app can do, for its hello: "prime" only when it has a prime() hook (a prime ping would
- * otherwise be a plain ping) and "stack" only when its errorStacks field is on.
+ * What this app can do, for its hello: "prime" always (a prime ping primes the server's request
+ * path, and runs the app's prime() hook when it has one), "stack" only when its errorStacks field is on.
  */
 export function appCapabilities(app: AnyApplication): Capability[] {
-  const capabilities: Capability[] = ["cancel", "ping"];
-  if (typeof app.prime === "function") capabilities.push("prime");
-  capabilities.push("log", "trace");
+  const capabilities: Capability[] = ["cancel", "ping", "prime", "prime-request", "log", "trace"];
   if (app.errorStacks === true) capabilities.push("stack");
   return capabilities;
 }

@@ -28,6 +28,8 @@ export class ServerRequest implements ExecutionContext, Waiter {
   queued = false;
   /** true once its final frame has been decided. */
   done = false;
+  /** A prime request: the path runs on the prime sample, never execute. */
+  prime = false;
   /** From the request frame's trace, when well-formed. */
   trace: TraceContext | undefined = undefined;
   readonly #owner: RequestOwner;

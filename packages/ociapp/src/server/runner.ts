@@ -11,7 +11,11 @@ import {
 } from "./invoke.js";
 import type { ConcurrencyLimiter } from "./limiter.js";
 import type { LogTarget } from "./log-records.js";
+import type { PrimeSample } from "./prime-path.js";
 import type { RequestOwner, ServerRequest } from "./request.js";
+
+/** A prime request's schema step when the app gave no sample: nothing checked, null answered. */
+const SKIPPED: ParseResult = { success: true, data: null };
 
 /** What the runner needs from the server: the app, its schemas and the process-wide limiter. */
 export interface RunnerContext {
@@ -21,6 +25,8 @@ export interface RunnerContext {
   readonly responseParser: SchemaParser;
   /** The app's errorStacks field: error frames carry stacks. */
   readonly errorStacks: boolean;
+  /** What prime requests run on: the sample the app's prime() hook returned, once it has run. */
+  readonly primeSample: PrimeSample | undefined;
 }
 
 /** What the runner needs from its connection. */
@@ -52,10 +58,21 @@ export class RequestRunner implements RequestOwner {
     this.#logStorage = storage;
   }
 
-  /** A new request with its payload: validated, then run now or once a slot frees up. */
+  /**
+   * A new request with its payload: validated, then run now or once a slot frees up. A prime request
+   * brings none: it runs on the prime sample's request, or skips the schemas when there is no sample.
+   */
   accept(request: ServerRequest, payload: unknown): void {
     let parsed: ParseResult | Promise<ParseResult>;
     try {
+      if (request.prime) {
+        const sample = this.#context.primeSample;
+        if (sample === undefined) {
+          this.#start(request, SKIPPED);
+          return;
+        }
+        payload = sample.request;
+      }
       parsed = this.#context.requestParser.parse(payload);
     } catch (error) {
       this.#owner.finish(request, false, thrownError(error, "request validation"));
@@ -117,6 +134,11 @@ export class RequestRunner implements RequestOwner {
     request.input = undefined;
     const app = this.#context.app;
     const storage = this.#logStorage;
+    if (request.prime) {
+      // Never the app's execute: the sample's response stands in for what it would return.
+      this.#validateResponse(request, this.#context.primeSample?.response);
+      return;
+    }
     let result: unknown;
     try {
       result =
@@ -149,6 +171,10 @@ export class RequestRunner implements RequestOwner {
     }
     let parsed: ParseResult | Promise<ParseResult>;
     try {
+      if (request.prime && this.#context.primeSample === undefined) {
+        this.#responseParsed(request, SKIPPED);
+        return;
+      }
       parsed = this.#context.responseParser.parse(result);
     } catch (error) {
       this.#settle(request, false, thrownError(error, "response validation"));

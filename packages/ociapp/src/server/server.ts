@@ -13,6 +13,7 @@ import {
   type ServeOptions,
   type ServerSettings,
 } from "./options.js";
+import { type PrimeSample, primeRequestPath, primeSample } from "./prime-path.js";
 import { type BoundSocket, bindSocket } from "./socket-file.js";
 
 export interface ServerStats {
@@ -111,6 +112,7 @@ class AppServer implements ServerHandle, ConnectionContext {
   #closing: Promise<void> | undefined;
   #orphanTimer: ReturnType<typeof setTimeout> | undefined;
   #priming: Promise<RemoteError | undefined> | undefined;
+  primeSample: PrimeSample | undefined;
   #primed = false;
   /** Woken whenever a request settles or a connection closes, during shutdown. */
   #wake: (() => void) | undefined;
@@ -204,26 +206,32 @@ class AppServer implements ServerHandle, ConnectionContext {
   }
 
   prime(): Promise<RemoteError | undefined> | undefined {
-    if (this.#primed || typeof this.app.prime !== "function") return undefined;
+    if (this.#primed) return undefined;
     this.#priming ??= this.#runPrime();
     return this.#priming;
   }
 
+  /** The app's prime() hook, then the request path run on its sample (see primeRequestPath). */
   async #runPrime(): Promise<RemoteError | undefined> {
+    let failure: RemoteError | undefined;
+    let sample: PrimeSample | undefined;
     try {
-      await this.app.prime?.();
-      return undefined;
+      sample = primeSample(await this.app.prime?.());
+      this.primeSample = sample;
     } catch (error) {
       const thrown = thrownError(error, "prime", this.errorStacks);
-      const failure: RemoteError = {
+      failure = {
         ...thrown,
         type: "PrimeError",
         message: boundText(`prime() failed: ${thrown.type}: ${thrown.message}`, MAX_ERROR_MESSAGE_CHARS),
       };
-      return failure;
+    }
+    try {
+      await primeRequestPath(this, sample);
     } finally {
       this.#primed = true;
     }
+    return failure;
   }
 
   connectionClosed(connection: Connection): void {
