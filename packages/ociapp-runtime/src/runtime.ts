@@ -7,13 +7,12 @@ import { type Engine, isEngine } from "./engines/engine.js";
 import { ArtifactError, InvalidRequestError, OptionsError, RuntimeClosedError } from "./errors.js";
 import { type DrainOptions, type Executor, isDigest, type WarmOptions } from "./executor.js";
 import { formatOwner, ownIdentity } from "./host/owner.js";
-import { removeOwnerRecord, writeOwnerRecord } from "./host/runtime-dir.js";
-import { sweepOrphans } from "./host/sweep.js";
+import { HostPreparation } from "./host/prepare.js";
 import { ImageRetention, type ImageRetentionStats } from "./images/retention-runner.js";
 import { seamsOf } from "./internal/seams.js";
 import { LABELS } from "./labels.js";
 import { type CallCreatedMessage, channels } from "./observability/channels.js";
-import { LogDispatcher, type LogStats } from "./observability/logs.js";
+import { LogDispatcher } from "./observability/logs.js";
 import { attachTelemetry, resolveTelemetry, type TelemetryHandle } from "./observability/telemetry.js";
 import {
   type CallOptions,
@@ -23,28 +22,17 @@ import {
   resolveOptions,
 } from "./options.js";
 import { Call, CallDeadlines } from "./pool/call.js";
-import { type ArtifactStats, Pool } from "./pool/pool.js";
+import { Pool } from "./pool/pool.js";
 import { sendPrimeRequests } from "./pool/prime.js";
 import { Reaper } from "./pool/reaper.js";
 import { encodeRequest } from "./pool/request-frame.js";
 import { ReceiveBudget } from "./protocol/receive-budget.js";
-import { engineCall, untilAborted } from "./util/bounded.js";
-import { within } from "./util/timers.js";
+import type { RuntimeStats } from "./runtime-stats.js";
+import { untilAborted } from "./util/bounded.js";
 
 export { LABELS } from "./labels.js";
 
-export interface RuntimeStats {
-  /** The runtime's id: the value of every container's dev.ociapp.runtime label. */
-  runtimeId: string;
-  closed: boolean;
-  /** Log records handed to the sink, dropped (queue full, sink behind) and sink errors; all 0 without a sink. */
-  logs: LogStats;
-  /** Bytes of partly received frames held now and at most, over all containers (see maxBufferedBytes). */
-  receiveBuffer: { bytes: number; peakBytes: number; limit: number; pausedConnections: number };
-  artifacts: ArtifactStats[];
-  /** Image retention: passes run, images removed, the last pass's error (retention is best effort). */
-  images: ImageRetentionStats;
-}
+export type { RuntimeStats } from "./runtime-stats.js";
 
 /**
  * Call ids come from one counter per process, not per Runtime: the lifecycle events name a call by
@@ -82,7 +70,7 @@ export class Runtime implements Executor {
   private readonly deadlines = new CallDeadlines();
   private containers = 0;
   private closing: Promise<void> | undefined;
-  private swept: Promise<void> | undefined;
+  private readonly preparation: HostPreparation;
   private readonly retention: ImageRetention;
   /** When retention last asked which artifacts were used (the runtime's clock). */
   private usageCheckedAt: number;
@@ -111,6 +99,15 @@ export class Runtime implements Executor {
       now: this.now,
     });
     this.short = this.id.replaceAll("-", "").slice(0, 12);
+    this.preparation = new HostPreparation(
+      this.engine,
+      {
+        socketDir: this.options.socketDir,
+        ociRuntime: this.options.container.runtime,
+        startupTimeout: this.options.startupTimeout,
+      },
+      this.short,
+    );
     this.budget = new ReceiveBudget(this.options.maxBufferedBytes);
     this.logs = options.logs ? new LogDispatcher(options.logs) : undefined;
     this.usageCheckedAt = this.now();
@@ -230,6 +227,8 @@ export class Runtime implements Executor {
       sendPrimeRequests(() => this.primeCall(path)),
       signal,
     ).catch(() => undefined);
+    // A failed prime leaves the path as primed as it got; an abort is the caller's, as documented.
+    signal?.throwIfAborted();
   }
 
   /**
@@ -297,7 +296,7 @@ export class Runtime implements Executor {
       const retention = this.retention.close();
       this.closing = Promise.all([...[...this.pools.values()].map((pool) => pool.close()), retention]).then(
         async () => {
-          if (this.swept) await removeOwnerRecord(this.options.socketDir, this.short);
+          await this.preparation.release();
         },
       );
       // Its calls have all settled: the process-wide subscribers go once the last runtime has closed.
@@ -310,10 +309,6 @@ export class Runtime implements Executor {
     return this.close();
   }
 
-  /**
-   * A digest names an artifact this runtime has already resolved from a path (a pool knows its
-   * file); any other digest fails the call with ArtifactError and gives null.
-   */
   /** A path this runtime ran the digest from (the newest), if any. */
   private knownPath(digest: string): string | undefined {
     for (const pool of this.pools.values()) if (pool.digest === digest) return pool.path;
@@ -324,6 +319,10 @@ export class Runtime implements Executor {
     return this.knownPath(digest) ?? fallback;
   }
 
+  /**
+   * A digest names an artifact this runtime has already resolved from a path (a pool knows its
+   * file); any other digest fails the call with ArtifactError and gives null.
+   */
   private knownDigest(digest: string, call: Call): string | null {
     if (this.knownPath(digest) !== undefined) return digest;
     call.fail(
@@ -370,7 +369,7 @@ export class Runtime implements Executor {
           budget: this.budget,
           ...(alias === undefined ? {} : { alias }),
           logs: this.logs,
-          prepare: () => this.sweepOnce(),
+          prepare: () => this.preparation.run(),
           now: this.now,
         },
         path,
@@ -380,38 +379,6 @@ export class Runtime implements Executor {
       pool.path = path;
     }
     return pool;
-  }
-
-  /**
-   * Before its first container, a runtime removes what dead runtimes of this host left behind
-   * (containers and folders; best effort, bounded by startupTimeout: a failure here never fails a
-   * call), then records itself as the owner of its own folders. A socketDir that is not private is
-   * an OptionsError for the calls that wait on it.
-   */
-  private sweepOnce(): Promise<void> {
-    if (!this.swept) {
-      // Bounded: a wedged engine's list must not hold every first start.
-      const sweep = sweepOrphans(this.engine, this.options.socketDir).then(
-        () => undefined,
-        () => undefined,
-      );
-      const { runtime } = this.options.container;
-      const checked =
-        runtime === "runc"
-          ? Promise.resolve()
-          : engineCall(
-              (signal) => this.engine.checkRuntime(runtime, signal),
-              this.options.startupTimeout,
-              `say whether it has the OCI runtime ${runtime}`,
-            );
-      this.swept = checked
-        .then(() => within(sweep, this.options.startupTimeout))
-        .then(() => writeOwnerRecord(this.options.socketDir, this.short, ownIdentity()));
-      this.swept.catch(() => {
-        this.swept = undefined;
-      });
-    }
-    return this.swept;
   }
 
   private reap(): void {

@@ -79,6 +79,20 @@ describe("warm() priming over the process engine", () => {
     }
   });
 
+  it("rejects with the signal's reason when it is aborted while priming", async () => {
+    const controller = new AbortController();
+    const reason = new Error("the caller gave up");
+    const send = Instance.prototype.send;
+    vi.spyOn(Instance.prototype, "send").mockImplementation(function (this: Instance, call: Call) {
+      if (call.prime && !controller.signal.aborted) controller.abort(reason);
+      send.call(this, call);
+    });
+    const rt = runtime();
+    expect(await rejection(rt.warm(artifact, { signal: controller.signal }))).toBe(reason);
+    // The container it started serves later calls.
+    expect((await rt.execute<Reply>(artifact, { op: "echo", value: 1 })).value).toBe(1);
+  });
+
   it("sends no prime frame to an app that does not list prime-request (an older SDK)", async () => {
     // It breaks the protocol at the first request or prime frame it reads.
     engine.command = (_spec, socketPath) => [process.execPath, HOSTILE, "unknown-id", socketPath];
