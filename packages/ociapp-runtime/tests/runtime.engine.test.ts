@@ -1,4 +1,5 @@
 import { execFile, spawn } from "node:child_process";
+import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { copyFile, link, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,6 +14,7 @@ import { KubernetesEngine } from "../src/engines/kubernetes/index.js";
 import { formatOwner, ownIdentity } from "../src/host/owner.js";
 import { artifactReference } from "../src/images/names.js";
 import {
+  type CallSentMessage,
   DockerEngine,
   InstanceStartupError,
   LABELS,
@@ -1031,15 +1033,27 @@ describe("Runtime against the Docker engine", () => {
     for (let batch = 0; batch < 40; batch++) {
       const calls: [Kind, Promise<unknown>][] = [];
       const killBatch = batch % 10 === 5;
+      // Pinned calls sleep far longer than any kill takes to land (a Kubernetes kill lists pods, reads
+      // one and execs ctr): the victim's cannot answer first; the survivor's are called off after it.
+      const pinnedStop = new AbortController();
+      // Where the first pinned call went (calls are sent in the order they came): the victim.
+      let victim: string | undefined;
+      const onSent = (message: unknown) => {
+        victim ??= (message as CallSentMessage).containerId;
+      };
       if (killBatch) {
         // Both containers up (the last kill's replacement included), so no start races the kill.
         await eventually(async () => {
           const stats = rt.stats().artifacts[0];
           return stats?.instances.ready === 2 && stats.instances.starting === 0;
         }, 30_000);
-        // Long calls sent first, spread over the ready containers, so the victim surely holds some.
+        // Long calls sent first, spread over the ready containers.
+        subscribe("ociapp:call:sent", onSent);
         for (let k = 0; k < 4; k++) {
-          calls.push(["pinned", rt.execute(artifact.path, { op: "sleep", ms: 3_000, value: k })]);
+          calls.push([
+            "pinned",
+            rt.execute(artifact.path, { op: "sleep", ms: 60_000, value: k }, { signal: pinnedStop.signal }),
+          ]);
         }
       }
       for (let j = 0; j < 500; j++) {
@@ -1065,10 +1079,14 @@ describe("Runtime against the Docker engine", () => {
       }
       const settled = Promise.allSettled(calls.map(([, call]) => call));
       if (killBatch) {
-        const running = (await containersOf(rt)).filter((container) => container.state === "running");
-        expect(running.length).toBeGreaterThan(0);
-        await killFromOutside((running[0] as { id: string }).id);
+        await eventually(async () => victim !== undefined);
+        unsubscribe("ociapp:call:sent", onSent);
+        await killFromOutside(victim as string);
         kills++;
+        // The first pinned call to settle is the victim's (its exit); then the survivor's are released.
+        const pinned = calls.filter(([kind]) => kind === "pinned").map(([, call]) => call);
+        await Promise.race(pinned.map((call) => call.catch(() => undefined)));
+        pinnedStop.abort(new CallerGaveUp("pinned calls released after the kill"));
       }
       const outcomes = await settled;
       outcomes.forEach((outcome, index) => {
@@ -1085,7 +1103,7 @@ describe("Runtime against the Docker engine", () => {
       echo: ["answered", "WorkerExitedError"],
       timeout: ["RequestTimeoutError", "WorkerExitedError"],
       abort: ["abort-reason", "WorkerExitedError"],
-      pinned: ["answered", "WorkerExitedError"],
+      pinned: ["WorkerExitedError", "abort-reason"],
     };
     for (const key of tally.keys()) {
       const [kind, outcome] = key.split(":") as [Kind, string];
@@ -1096,7 +1114,7 @@ describe("Runtime against the Docker engine", () => {
       19_200, 400, 400, 16,
     ]);
     expect(kills).toBe(4);
-    // Each kill cut off at least one pinned call on the victim.
+    // Each kill cut off at least one pinned call on the victim; the survivor's were released.
     expect(of("pinned:WorkerExitedError")).toBeGreaterThanOrEqual(4);
     expect(of("timeout:RequestTimeoutError")).toBeGreaterThanOrEqual(300);
     expect(of("abort:abort-reason")).toBeGreaterThanOrEqual(300);
