@@ -15,6 +15,9 @@ interface DeadlineList {
   timer: NodeJS.Timeout | undefined;
 }
 
+/** The largest delay Node's setTimeout honours, ms (a larger one fires after 1 ms). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /**
  * Deadlines, one list and one timer per distinct duration instead of a timer each: entries given
  * the same duration expire in the order they were added, so each list only ever appends at its
@@ -66,19 +69,28 @@ export class Deadlines {
 
   private arm(list: DeadlineList): void {
     const head = list.head as DeadlineEntry;
-    list.timer = setTimeout(() => this.fire(list), Math.max(1, Math.ceil(head.at - performance.now())));
+    // Node takes at most 2^31 - 1 ms and fires a larger delay after 1 ms (TimeoutOverflowWarning):
+    // a longer deadline wakes once at the bound, finds its head not due, and is armed again.
+    const delay = Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(head.at - performance.now())));
+    list.timer = setTimeout(() => this.fire(list), delay);
   }
 
   private fire(list: DeadlineList): void {
     list.timer = undefined;
     const now = performance.now();
-    while (list.head !== undefined && list.head.at <= now) {
-      const entry = list.head;
-      this.cancel(entry);
-      entry.expire();
+    try {
+      while (list.head !== undefined && list.head.at <= now) {
+        const entry = list.head;
+        this.cancel(entry);
+        entry.expire();
+      }
+    } finally {
+      // Even after an expire() that threw: the entries left must still expire, and later ones too.
+      if (list.timer === undefined) {
+        if (list.head !== undefined) this.arm(list);
+        else this.lists.delete(list.ms);
+      }
+      // else an expire() added to the emptied list and armed it
     }
-    if (list.timer !== undefined) return; // an expire() added to the emptied list and armed it
-    if (list.head !== undefined) this.arm(list);
-    else this.lists.delete(list.ms);
   }
 }

@@ -58,4 +58,36 @@ describe("Deadlines", () => {
     deadlines.cancel(next);
     clearTimeout(timer);
   });
+
+  it("waits out a deadline longer than Node's largest timer (2^31 - 1 ms) without waking every millisecond", () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance"] });
+    const deadlines = new Deadlines();
+    const expired: string[] = [];
+    deadlines.add(3e9, () => expired.push("long"));
+    const start = performance.now();
+    // One timer at the bound (a larger delay would fire after 1 ms), armed again for what is left.
+    vi.advanceTimersToNextTimer();
+    expect(performance.now() - start).toBe(2 ** 31 - 1);
+    expect(expired).toEqual([]);
+    vi.advanceTimersToNextTimer();
+    expect(performance.now() - start).toBe(3e9);
+    expect(expired).toEqual(["long"]);
+  });
+
+  it("goes on expiring after an expire() that throws: the entries left and those added later", () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance"] });
+    const deadlines = new Deadlines();
+    const expired: string[] = [];
+    deadlines.add(50, () => {
+      throw new Error("boom");
+    });
+    vi.advanceTimersByTime(10);
+    deadlines.add(50, () => expired.push("second"));
+    expect(() => vi.advanceTimersByTime(41)).toThrow("boom");
+    vi.advanceTimersByTime(10);
+    expect(expired).toEqual(["second"]);
+    deadlines.add(50, () => expired.push("later"));
+    vi.advanceTimersByTime(51);
+    expect(expired).toEqual(["second", "later"]);
+  });
 });
