@@ -188,6 +188,27 @@ describe("agent over TLS", () => {
     );
     expect(header.status).toBe(403);
     expect(header.json).toMatchObject({ error: { code: "OCIAPP_FORBIDDEN" } });
+    // A header that is not a settings object at all is a bad request, not a forbidden one; the
+    // scheme name is case-insensitive (RFC 9110 §11.1), so a lowercase `bearer` authenticates.
+    for (const malformed of ["{", "[1]", JSON.stringify({ timeout: "soon" })]) {
+      const bad = await raw(
+        test.agent.url,
+        pki.ca,
+        {
+          ":method": "POST",
+          ":path": `/v1/artifacts/${artifact.digest}/execute`,
+          authorization: `bearer ${TOKENS.admin}`,
+          "ociapp-settings": malformed,
+        },
+        Buffer.from("{}"),
+      );
+      expect([malformed, bad.status, bad.json]).toMatchObject([
+        malformed,
+        400,
+        { error: { code: "OCIAPP_INVALID_REQUEST" } },
+      ]);
+    }
+    expect(test.engine.created).toBe(1);
   });
 
   it("verifies uploads: a tampered blob or another artifact's file is 409 and nothing is kept", async () => {

@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from "node:crypto";
+import { InvalidRequestError } from "../../errors.js";
 import type { ExecuteOptions } from "../../executor.js";
 import { ForbiddenError, QuotaExceededError } from "../errors.js";
 import { CLIENT_SETTINGS, type ClientSetting, type TokenConfig } from "./config.js";
@@ -33,7 +34,8 @@ export class Tokens {
   /** The principal for an `authorization` header value, or undefined. */
   authenticate(header: string | undefined): Principal | undefined {
     if (typeof header !== "string" || header.length > 4096) return undefined;
-    const match = /^Bearer ([\x21-\x7e]+)$/.exec(header);
+    // The scheme name is case-insensitive (RFC 9110 §11.1); the token is not.
+    const match = /^bearer ([\x21-\x7e]+)$/i.exec(header);
     if (!match) return undefined;
     const presented = createHash("sha256")
       .update(match[1] as string)
@@ -122,15 +124,19 @@ export function callOptions(
   caps: { maxTimeout: number },
 ): Omit<ExecuteOptions, "signal"> {
   if (header === undefined || header === "") return {};
-  if (header.length > MAX_SETTINGS_BYTES) throw new ForbiddenError("ociapp-settings is too long");
+  // A malformed header is a bad request (400); a well-formed one asking for what the token or the
+  // policy does not allow is forbidden (403).
+  if (header.length > MAX_SETTINGS_BYTES) {
+    throw new InvalidRequestError(`ociapp-settings is longer than ${MAX_SETTINGS_BYTES} bytes`);
+  }
   let settings: unknown;
   try {
     settings = JSON.parse(header);
   } catch {
-    throw new ForbiddenError("ociapp-settings is not a JSON object");
+    throw new InvalidRequestError("ociapp-settings is not a JSON object");
   }
   if (typeof settings !== "object" || settings === null || Array.isArray(settings)) {
-    throw new ForbiddenError("ociapp-settings is not a JSON object");
+    throw new InvalidRequestError("ociapp-settings is not a JSON object");
   }
   const options: Omit<ExecuteOptions, "signal"> = {};
   for (const [name, value] of Object.entries(settings)) {
@@ -141,9 +147,12 @@ export function callOptions(
       throw new ForbiddenError(`token ${principal.id} may not change setting ${name}`);
     }
     if (name === "timeout") {
-      if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > caps.maxTimeout) {
+      if (typeof value !== "number" || !Number.isInteger(value) || value < 1) {
+        throw new InvalidRequestError("setting timeout must be an integer >= 1 (ms)");
+      }
+      if (value > caps.maxTimeout) {
         throw new ForbiddenError(
-          `setting timeout must be an integer from 1 to ${caps.maxTimeout} ms (the policy's cap)`,
+          `setting timeout ${value} ms is over the policy's cap of ${caps.maxTimeout} ms`,
         );
       }
       options.timeout = value;

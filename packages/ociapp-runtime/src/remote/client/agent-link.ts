@@ -11,10 +11,28 @@ import { RequestTimeoutError } from "../../errors.js";
 import { type DeadlineEntry, Deadlines } from "../deadlines.js";
 import { AgentError, CallLostError } from "../errors.js";
 
-/** Sessions on which the agent's SETTINGS frame arrived: only there can a request have been processed. */
-const established = new WeakSet<ClientHttp2Session>();
-/** The last stream id an agent's GOAWAY says it processed (RFC 9113 §6.8): later streams never ran. */
-const goawayLast = new WeakMap<ClientHttp2Session, number>();
+/**
+ * Streams one session may reset (RST_STREAM, one per aborted or timed-out call) before the link moves
+ * new calls to a new session and lets the old one finish. HTTP/2 servers bound the resets a client
+ * sends, against the "rapid reset" attack (CVE-2023-44487): nghttp2, which node:http2 servers run,
+ * allows a burst of 1,000 and 33 more per second (nghttp2 1.57 `stream_reset_rate_limit`), then ends
+ * the session with GOAWAY, failing every call on it. Half the burst leaves room for the refill's
+ * absence and for resets the server counts that the client does not (a stream reset as it completed).
+ */
+export const RESETS_PER_SESSION = 500;
+
+/** One HTTP/2 session to the agent and what the link knows of it. */
+interface Connection {
+  readonly session: ClientHttp2Session;
+  /** Counted calls outstanding on this session: it is ref'd while there are any, and PINGed. */
+  calls: number;
+  /** Streams this client reset on it. */
+  resets: number;
+  /** The agent's SETTINGS frame arrived: only then can a request on it have been processed. */
+  established: boolean;
+  /** The last stream id the agent's GOAWAY says it processed (RFC 9113 §6.8): later streams never ran. */
+  goawayLast: number | undefined;
+}
 
 /** TLS and keepalive settings shared by every link of one RemoteExecutor. */
 export interface LinkOptions {
@@ -33,7 +51,19 @@ export interface LinkOptions {
 }
 
 /** The call did not reach the agent, so it may be sent to another one. */
-export class NeverSent extends Error {}
+export class NeverSent extends Error {
+  constructor(
+    message: string,
+    /**
+     * The agent refused it on a session that was up (GOAWAY, REFUSED_STREAM) rather than being
+     * unreachable: a new session to the same agent may take it.
+     */
+    readonly freshSession = false,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
 
 export interface Answer {
   status: number;
@@ -72,7 +102,10 @@ export class AgentLink {
   lastError: string | undefined;
   /** Digests this agent has ready containers for (its status, and calls it answered). */
   readonly warm = new Set<string>();
-  private session: ClientHttp2Session | undefined;
+  /** Sessions opened so far (a new one after the last ended, went away or used its reset budget). */
+  sessions = 0;
+  /** The session new calls go on. */
+  private connection: Connection | undefined;
   private closed = false;
   /** Deadlines of the calls outstanding here (health checks have a timer each: they are unref'd). */
   private readonly deadlines = new Deadlines();
@@ -89,18 +122,25 @@ export class AgentLink {
   /** Sends one request and reads the whole answer (bounded). Rejects with NeverSent, CallLostError, RequestTimeoutError or the signal's reason. */
   request(exchange: Exchange): Promise<Answer> {
     if (this.closed) return Promise.reject(new NeverSent(`the link to ${this.url} is closed`));
-    let session: ClientHttp2Session;
+    let connection: Connection;
     let stream: ClientHttp2Stream;
     try {
-      session = this.open();
-      stream = session.request({ ":method": exchange.method, ":path": exchange.path, ...exchange.headers });
+      connection = this.open();
+      stream = connection.session.request({
+        ":method": exchange.method,
+        ":path": exchange.path,
+        ...exchange.headers,
+      });
     } catch (error) {
-      // A session that got GOAWAY or was destroyed refuses new streams synchronously.
+      // A session that got GOAWAY, was destroyed or ran out of stream ids refuses new streams
+      // synchronously: nothing was sent, and a new session may take the call.
       this.drop();
-      return Promise.reject(new NeverSent(`${this.url}: ${(error as Error).message}`, { cause: error }));
+      return Promise.reject(
+        new NeverSent(`${this.url}: ${(error as Error).message}`, true, { cause: error }),
+      );
     }
     const counted = exchange.background !== true;
-    if (counted) this.begin();
+    if (counted) this.begin(connection);
     return new Promise<Answer>((resolve, reject) => {
       const chunks: Buffer[] = [];
       let size = 0;
@@ -115,9 +155,12 @@ export class AgentLink {
         if (timer !== undefined) clearTimeout(timer);
         if (deadline !== undefined) this.deadlines.cancel(deadline);
         signal?.removeEventListener("abort", onAbort);
-        if (counted) this.end();
+        if (counted) this.end(connection);
         if (error !== undefined) {
-          if (!stream.closed) stream.close(constants.NGHTTP2_CANCEL);
+          if (!stream.closed) {
+            stream.close(constants.NGHTTP2_CANCEL);
+            this.reset(connection);
+          }
           reject(error);
         } else resolve(answer as Answer);
       };
@@ -161,15 +204,20 @@ export class AgentLink {
         // Never processed (RFC 9113 §8.7): a stream the agent refused, one that never got an id, or one
         // on a connection where the agent never sent its SETTINGS (a TLS 1.3 server rejects a client
         // certificate after the client has already written its request).
-        const last = goawayLast.get(session);
+        const last = connection.goawayLast;
         const refused =
           stream.rstCode === constants.NGHTTP2_REFUSED_STREAM ||
           stream.id === undefined ||
-          !established.has(session) ||
+          !connection.established ||
           (last !== undefined && stream.id > last);
         finish(
           refused
-            ? new NeverSent(`agent ${this.url} refused the stream (it is going away)`)
+            ? new NeverSent(
+                connection.established
+                  ? `agent ${this.url} refused the stream (its session is going away)`
+                  : `agent ${this.url} closed the connection before it was set up (${this.lastError ?? "no error given"})`,
+                connection.established,
+              )
             : new CallLostError(
                 this.url,
                 `the connection to agent ${this.url} ended during the call (${this.lastError ?? `stream reset with code ${stream.rstCode}`}); it may or may not have run`,
@@ -194,14 +242,14 @@ export class AgentLink {
 
   /** Destroys the current session, if any: the next request opens a new one. */
   drop(error?: Error): void {
-    const session = this.session;
-    this.session = undefined;
+    const session = this.connection?.session;
+    this.connection = undefined;
     if (session && !session.destroyed) session.destroy(error);
   }
 
-  private open(): ClientHttp2Session {
-    const current = this.session;
-    if (current && !current.closed && !current.destroyed) return current;
+  private open(): Connection {
+    const current = this.connection;
+    if (current && !current.session.closed && !current.session.destroyed) return current;
     const { ca, cert, key, connectTimeout } = this.options;
     const tls: SecureClientSessionOptions = { ALPNProtocols: ["h2"], maxSessionMemory: 64 };
     if (ca !== undefined) tls.ca = ca;
@@ -210,7 +258,15 @@ export class AgentLink {
     if (this.servername !== undefined) tls.servername = this.servername;
     // noDelay: calls are small request/answer exchanges (net.connect's option, passed through by tls).
     const session = connect(this.address, { ...tls, noDelay: true } as SecureClientSessionOptions);
-    this.session = session;
+    const connection: Connection = {
+      session,
+      calls: 0,
+      resets: 0,
+      established: false,
+      goawayLast: undefined,
+    };
+    this.connection = connection;
+    this.sessions++;
     session.unref();
     const connecting = setTimeout(() => {
       if (!session.connecting) return;
@@ -218,41 +274,61 @@ export class AgentLink {
     }, connectTimeout);
     connecting.unref();
     session.once("connect", () => clearTimeout(connecting));
-    session.once("remoteSettings", () => established.add(session));
+    session.once("remoteSettings", () => {
+      connection.established = true;
+    });
     session.on("error", (error: Error) => {
       this.lastError = error.message;
     });
     session.on("close", () => {
       clearTimeout(connecting);
-      if (this.session === session) this.session = undefined;
+      if (this.connection === connection) this.connection = undefined;
     });
-    session.on("goaway", (_code: number, lastStreamID: number) => {
-      goawayLast.set(session, lastStreamID);
-      // The agent is draining: new calls go elsewhere; calls in flight on this session finish.
-      if (this.session === session) this.session = undefined;
-      this.healthy = false;
+    session.on("goaway", (code: number, lastStreamID: number) => {
+      connection.goawayLast = lastStreamID;
+      // A session this link already retired (its reset budget used) says nothing of the agent.
+      if (this.connection !== connection) return;
+      this.connection = undefined;
+      // NO_ERROR is a graceful shutdown (the agent drains): new calls go to other agents until a
+      // health check says otherwise. Another code ends this session only (the agent's protection
+      // against a client's misbehaviour, such as too many resets): the next call opens a new one.
+      if (code === constants.NGHTTP2_NO_ERROR) this.healthy = false;
+      else this.lastError = `the agent ended the session with GOAWAY code ${code}`;
     });
-    this.startPings(session);
-    return session;
+    this.startPings(connection);
+    return connection;
   }
 
-  private begin(): void {
-    if (this.outstanding++ === 0) this.session?.ref();
+  private begin(connection: Connection): void {
+    this.outstanding++;
+    if (connection.calls++ === 0) connection.session.ref();
   }
 
-  private end(): void {
-    if (--this.outstanding === 0) this.session?.unref();
+  private end(connection: Connection): void {
+    this.outstanding--;
+    if (--connection.calls === 0) connection.session.unref();
   }
 
   /**
-   * One PING timer per session (not per call): each tick pings only while calls are outstanding, and
-   * destroys the session when the answer does not come within keepaliveTimeout.
+   * Counts a stream this client reset: at RESETS_PER_SESSION the session stops taking new calls
+   * (the next one opens a new session) and is closed gracefully, its calls in flight finishing on it.
    */
-  private startPings(session: ClientHttp2Session): void {
+  private reset(connection: Connection): void {
+    if (++connection.resets < RESETS_PER_SESSION || this.connection !== connection) return;
+    this.connection = undefined;
+    connection.session.close();
+  }
+
+  /**
+   * One PING timer per session (not per call): each tick pings only while calls are outstanding on
+   * it, and destroys the session when the answer does not come within keepaliveTimeout.
+   */
+  private startPings(connection: Connection): void {
+    const { session } = connection;
     const { keepaliveInterval, keepaliveTimeout } = this.options;
     let waiting = false;
     const timer = setInterval(() => {
-      if (this.outstanding === 0 || waiting || session.destroyed || session.connecting) return;
+      if (connection.calls === 0 || waiting || session.destroyed || session.connecting) return;
       waiting = true;
       const silent = setTimeout(() => {
         this.lastError = `no PING answer within ${keepaliveTimeout} ms`;

@@ -17,6 +17,8 @@ export interface AgentStats {
   agentId: string | undefined;
   healthy: boolean;
   outstanding: number;
+  /** HTTP/2 sessions opened to it so far: one, plus one after each that ended, went away or used its reset budget. */
+  sessions: number;
   warm: string[];
   lastError: string | undefined;
 }
@@ -115,6 +117,7 @@ export class AgentDirectory {
       agentId: link.agentId,
       healthy: link.healthy,
       outstanding: link.outstanding,
+      sessions: link.sessions,
       warm: [...link.warm],
       lastError: link.lastError,
     }));

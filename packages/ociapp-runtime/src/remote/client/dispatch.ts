@@ -26,6 +26,8 @@ const NONE_TRIED: ReadonlySet<AgentLink> = new Set();
  * Sends `exchange` to one agent after another until one answers: agents where it was never sent
  * (NeverSent, 503 draining or closed) are left out and the next is picked; an agent that lacks the
  * artifact gets it uploaded (when the caller named a path) and the call again (it never ran there).
+ * An agent that refused the call on a session that was up (its GOAWAY: the session, not the agent,
+ * is going away) gets it once more on a new session before it is left out.
  */
 export function send(
   context: DispatchContext,
@@ -48,6 +50,16 @@ export function send(
   );
 }
 
+/** One request to `agent`: its answer, or NeverSent when it certainly did not run there. */
+async function attempt(agent: AgentLink, exchange: Exchange): Promise<Answer | NeverSent> {
+  try {
+    return await agent.request(exchange);
+  } catch (error) {
+    if (!(error instanceof NeverSent)) throw error;
+    return error;
+  }
+}
+
 /**
  * The retry loop: `first` is the agent already tried and what it gave (an answer that was not 200,
  * or NeverSent); without one, the loop starts by picking.
@@ -61,6 +73,8 @@ async function sendEach(
   firstOutcome?: Answer | NeverSent,
 ): Promise<Sent> {
   const tried = new Set<AgentLink>();
+  /** Agents already given the call again on a new session (once each). */
+  let renewed: Set<AgentLink> | undefined;
   let lastReason: unknown;
   let given = first;
   for (;;) {
@@ -83,12 +97,13 @@ async function sendEach(
           { cause: lastReason },
         );
       }
-      try {
-        outcome = await agent.request(exchange);
-      } catch (error) {
-        if (!(error instanceof NeverSent)) throw error;
-        outcome = error;
-      }
+      outcome = await attempt(agent, exchange);
+    }
+    if (outcome instanceof NeverSent && outcome.freshSession && !renewed?.has(agent)) {
+      renewed ??= new Set();
+      renewed.add(agent);
+      lastReason = outcome;
+      outcome = await attempt(agent, exchange);
     }
     tried.add(agent);
     if (outcome instanceof NeverSent) {
@@ -108,7 +123,13 @@ async function sendEach(
     }
     if (failure instanceof UnknownArtifactError && path !== undefined) {
       await context.upload(agent, digest, path, exchange.signal);
-      const again = await agent.request(exchange);
+      const again = await attempt(agent, exchange);
+      if (again instanceof NeverSent) {
+        // Refused after the upload: the call still never ran, so another agent may take it.
+        agent.healthy = false;
+        lastReason = again;
+        continue;
+      }
       if (again.status === 200) return { answer: again, agent };
       throw answerError(again, agent, digest);
     }
