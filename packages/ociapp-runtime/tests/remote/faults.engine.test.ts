@@ -310,6 +310,24 @@ describe("remote execution across network namespaces", () => {
     }
   });
 
+  it("a client cancelling 1,200 calls on one agent over the hop: every other call succeeds and runs once", async () => {
+    // One agent only, so all 1,200 resets reach one HTTP/2 server: past its rapid-reset burst (1,000).
+    const [target] = agents as [AgentProcess];
+    const flooder = startDriver({ agents: [target.url] });
+    const before = target.executes("ok").length;
+    // Uploaded (if need be) and warm first: a call aborted while it waits for an upload resets nothing.
+    expect(await flooder.send({ op: "warm", artifact: artifact.path })).toMatchObject({ ok: true });
+    const answer = await flooder.send({ op: "flood", artifact: artifact.digest, rounds: 10, perRound: 240 });
+    expect(answer).toMatchObject({ ok: true, value: { answered: 1_200, aborted: 1_200, failed: 0 } });
+    const { agents: seen } = answer.value as { agents: { sessions: number; healthy: boolean }[] };
+    // 1,200 resets: a new session after the first 500 (and one after the next 500 when a call follows).
+    expect(seen[0]?.sessions).toBeGreaterThanOrEqual(2);
+    // The 1,200 echoes ran once each (the audit line follows the answer); aborted sleeps never answer ok.
+    await eventually(() => target.executes("ok").length - before >= 1_200);
+    expect(target.executes("ok").length - before).toBe(1_200);
+    await flooder.stop();
+  }, 300_000);
+
   it("an agent restarted (SIGTERM, then started again): calls in flight finish, calls meanwhile run elsewhere", async () => {
     // By path: a call that reaches the agent after its SIGTERM is refused (503, it never ran) and sent
     // to the other agent, which may need the file uploaded first.

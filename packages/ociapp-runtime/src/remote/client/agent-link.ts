@@ -32,6 +32,8 @@ interface Connection {
   established: boolean;
   /** The last stream id the agent's GOAWAY says it processed (RFC 9113 §6.8): later streams never ran. */
   goawayLast: number | undefined;
+  /** Its reset budget is used: it takes no new calls and is closed when its last call ends. */
+  retired: boolean;
 }
 
 /** TLS and keepalive settings shared by every link of one RemoteExecutor. */
@@ -264,6 +266,7 @@ export class AgentLink {
       resets: 0,
       established: false,
       goawayLast: undefined,
+      retired: false,
     };
     this.connection = connection;
     this.sessions++;
@@ -306,17 +309,22 @@ export class AgentLink {
 
   private end(connection: Connection): void {
     this.outstanding--;
-    if (--connection.calls === 0) connection.session.unref();
+    if (--connection.calls > 0) return;
+    connection.session.unref();
+    if (connection.retired) connection.session.close();
   }
 
   /**
    * Counts a stream this client reset: at RESETS_PER_SESSION the session stops taking new calls
-   * (the next one opens a new session) and is closed gracefully, its calls in flight finishing on it.
+   * (the next one opens a new session) and is closed once its calls in flight have finished on it.
+   * It is not closed before: a closing session takes no PING, so a cut link would hold those calls
+   * until their deadlines instead of keepaliveTimeout.
    */
   private reset(connection: Connection): void {
-    if (++connection.resets < RESETS_PER_SESSION || this.connection !== connection) return;
-    this.connection = undefined;
-    connection.session.close();
+    if (++connection.resets < RESETS_PER_SESSION || connection.retired) return;
+    connection.retired = true;
+    if (this.connection === connection) this.connection = undefined;
+    if (connection.calls === 0) connection.session.close();
   }
 
   /**
@@ -336,12 +344,13 @@ export class AgentLink {
         session.destroy();
       }, keepaliveTimeout);
       try {
-        session.ping((error) => {
+        // An error here is a PING cancelled (the session is closing or gone), not a silent link.
+        session.ping(() => {
           waiting = false;
           clearTimeout(silent);
-          if (error && !session.destroyed) session.destroy();
         });
       } catch {
+        // A closing session takes no PING (ERR_HTTP2_INVALID_SESSION).
         waiting = false;
         clearTimeout(silent);
       }

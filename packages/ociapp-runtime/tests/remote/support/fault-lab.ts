@@ -37,6 +37,19 @@ export class Driver {
     });
     process.stderr?.on("data", () => undefined);
     this.exited = new Promise((resolve) => process.once("exit", () => resolve()));
+    // A driver that dies (a crash, a syntax error in what it loads) answers what it was sent with an
+    // error, instead of leaving the test waiting for its timeout.
+    void this.exited.then(() => {
+      for (const [id, resolve] of this.waiting) {
+        resolve({
+          id,
+          ok: false,
+          error: { name: "DriverExited", message: "the driver process exited" },
+          ms: 0,
+        });
+      }
+      this.waiting.clear();
+    });
   }
 
   static start(namespace: Namespace, options: Record<string, unknown>): Driver {
@@ -50,6 +63,14 @@ export class Driver {
 
   send(command: Record<string, unknown>): Promise<DriverAnswer> {
     const id = ++this.next;
+    if (this.process.exitCode !== null || this.process.signalCode !== null) {
+      return Promise.resolve({
+        id,
+        ok: false,
+        error: { name: "DriverExited", message: "the driver process exited" },
+        ms: 0,
+      });
+    }
     return new Promise((resolve) => {
       this.waiting.set(id, resolve);
       this.process.stdin?.write(`${JSON.stringify({ id, ...command })}\n`);
