@@ -6,6 +6,9 @@
 // with no SDK installed (the global no-op providers); and disabled with the context manager's
 // async hooks off ("bare": a process without an OpenTelemetry SDK). Interleaved rounds of one run
 // (the order rotates each round), each mode a new Runtime, measured once warm (see LATENCY_WARMUP).
+// Every call but bare's is made inside a caller's span (its own trace, made ahead as an incoming
+// request's context would be; 1 in 10 sampled in "sampled"), so that the request frame carries a
+// trace context, as a service's calls do.
 // Issue 14's target: enabled costs at most 10% at p50, read against the run's spread, on enabled
 // over disabled with the context manager installed and active in both: a service that installs the
 // SDK pays the manager's async hooks on all of its promises whether ociapp traces or not, so that
@@ -13,9 +16,10 @@
 // Run alone (merges its figures into bench/results.json under "observability"):
 //   node --expose-gc --conditions=source --import tsx bench/observability.ts <artifact.ociapp> [rounds]
 
+import { randomBytes } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import { context, ROOT_CONTEXT } from "@opentelemetry/api";
+import { type Context, context, ROOT_CONTEXT, TraceFlags, trace } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { MeterProvider, MetricReader } from "@opentelemetry/sdk-metrics";
 import {
@@ -129,10 +133,11 @@ class IdleReader extends MetricReader {
  * The events of `calls` warm calls (created, sent, settled), published as the runtime does for a
  * Runtime with telemetry on, in batches of 1,000, each followed by a wait past the runtime's batched
  * recording (10 ms) so that it is inside the batch's CPU time; minus the same loop with nothing
- * subscribed (what a Runtime without telemetry does: a hasSubscribers check per event). This
+ * subscribed (what a Runtime without telemetry does: a hasSubscribers check per event). Each call's
+ * created event is published inside a caller's context, as execute() is called (both loops). This
  * process's CPU (user + system), not wall time: the waits cost none. Microseconds per call.
  */
-async function subscriberCost(options: RuntimeOptions, calls = 20_000): Promise<number> {
+async function subscriberCost(options: RuntimeOptions, callers: Context[], calls = 20_000): Promise<number> {
   const artifact: ArtifactRef = { digest: `sha256:${"e".repeat(64)}`, path: "/srv/echo.ociapp" };
   const containerId = "c".repeat(64);
   let next = 0;
@@ -141,9 +146,11 @@ async function subscriberCost(options: RuntimeOptions, calls = 20_000): Promise<
     for (let i = 0; i < 1_000; i++) {
       const id = `bench-${++next}`;
       const createdAt = performance.now();
-      if (channels.callCreated.hasSubscribers && runtimeId !== undefined) {
-        channels.callCreated.publish({ id, runtimeId, artifact: artifact.path });
-      }
+      context.with(callers[next % callers.length] as Context, () => {
+        if (channels.callCreated.hasSubscribers && runtimeId !== undefined) {
+          channels.callCreated.publish({ id, runtimeId, artifact: artifact.path });
+        }
+      });
       if (channels.callSent.hasSubscribers) channels.callSent.publish({ id, artifact, containerId });
       if (channels.callSettled.hasSubscribers) {
         const now = performance.now();
@@ -175,6 +182,23 @@ async function subscriberCost(options: RuntimeOptions, calls = 20_000): Promise<
   } finally {
     await runtime.close();
   }
+}
+
+/**
+ * Callers' contexts, each with a span of its own trace (as a service's incoming requests have), one
+ * in `sampledOneIn` flagged sampled. Made ahead: making them is the service's cost, not ociapp's.
+ */
+function callerContexts(count: number, sampledOneIn: number): Context[] {
+  return Array.from({ length: count }, (_, i) =>
+    trace.setSpan(
+      ROOT_CONTEXT,
+      trace.wrapSpanContext({
+        traceId: randomBytes(16).toString("hex"),
+        spanId: randomBytes(8).toString("hex"),
+        traceFlags: i % sampledOneIn === 0 ? TraceFlags.SAMPLED : TraceFlags.NONE,
+      }),
+    ),
+  );
 }
 
 function spread(values: number[]): Spread {
@@ -238,6 +262,7 @@ export async function measureObservability(
     // Run with the context manager disabled (its async hooks off), as in a process with no SDK.
     bare: {},
   };
+  const callers = { all: callerContexts(4_096, 1), sampled: callerContexts(4_096, 10) };
   const cpu = { noSdk: [] as number[], sdk: [] as number[], sampled: [] as number[] };
   const samples = Object.fromEntries(
     MODES.map((mode) => [
@@ -251,17 +276,23 @@ export async function measureObservability(
       for (const mode of order) {
         if (mode === "bare") contextManager.disable();
         const runtime = new Runtime(options[mode]);
+        // Bare has no context manager (a context.with() would turn its hooks back on): no caller's span.
+        const contexts = mode === "sampled" ? callers.sampled : callers.all;
+        let nextCaller = 0;
+        const call =
+          mode === "bare"
+            ? () => runtime.execute(artifact, PAYLOAD)
+            : () =>
+                context.with(contexts[nextCaller++ % contexts.length] as Context, () =>
+                  runtime.execute(artifact, PAYLOAD),
+                );
         try {
-          for (let k = 0; k < LATENCY_WARMUP; k++) await runtime.execute(artifact, PAYLOAD);
+          for (let k = 0; k < LATENCY_WARMUP; k++) await call();
           const cpuBefore = process.cpuUsage();
-          const latency = await measureLatency(() => runtime.execute(artifact, PAYLOAD), LATENCY_CALLS, 0);
+          const latency = await measureLatency(call, LATENCY_CALLS, 0);
           const cpuUsed = process.cpuUsage(cpuBefore);
           const throughputCpuBefore = process.cpuUsage();
-          const throughput = await measureThroughput(
-            () => runtime.execute(artifact, PAYLOAD),
-            CALLERS,
-            THROUGHPUT_CALLS,
-          );
+          const throughput = await measureThroughput(call, CALLERS, THROUGHPUT_CALLS);
           const throughputCpu = process.cpuUsage(throughputCpuBefore);
           samples[mode].p50.push(latency.p50Us);
           samples[mode].cpu.push((cpuUsed.user + cpuUsed.system) / LATENCY_CALLS);
@@ -281,9 +312,9 @@ export async function measureObservability(
         await sampledProvider.forceFlush();
         globalThis.gc?.();
       }
-      cpu.noSdk.push(await subscriberCost(options.noSdk));
-      cpu.sdk.push(await subscriberCost({ telemetry: options.enabled.telemetry }));
-      cpu.sampled.push(await subscriberCost({ telemetry: options.sampled.telemetry }));
+      cpu.noSdk.push(await subscriberCost(options.noSdk, callers.all));
+      cpu.sdk.push(await subscriberCost({ telemetry: options.enabled.telemetry }, callers.all));
+      cpu.sampled.push(await subscriberCost({ telemetry: options.sampled.telemetry }, callers.sampled));
       await tracerProvider.forceFlush();
       log(
         `observability: round ${i + 1} subscribers alone: no SDK ${cpu.noSdk.at(-1)} us, SDK ${cpu.sdk.at(-1)} us, 1 in 10 sampled ${cpu.sampled.at(-1)} us per call`,

@@ -53,7 +53,7 @@ subscribe("ociapp:image:load", (message) => {
 
 /** Prints the last call's spans (ended since the last print) as a tree: name, duration, key attributes. */
 async function printSpans(): Promise<void> {
-  await new Promise((resolve) => setImmediate(resolve)); // a call's span ends a turn after it settles
+  await sleep(25); // the runtime records a settled call's spans in batches, within 10 ms
   const spans = exporter.getFinishedSpans();
   exporter.reset();
   const ids = new Set(spans.map((span) => span.spanContext().spanId));
@@ -134,7 +134,7 @@ const burst = await Promise.all(
   Array.from({ length: 100 }, (_, i) => runtime.execute(artifact, { value: `#${i}` })),
 );
 console.log(`  100 concurrent calls in ${elapsed(start)}; last: ${JSON.stringify(burst.at(-1))}`);
-await new Promise((resolve) => setImmediate(resolve));
+await sleep(25); // past the runtime's 10 ms batch, which records the burst's spans
 exporter.reset(); // the burst's spans: not printed
 console.log(`pool: ${instances(runtime)}`);
 

@@ -51,11 +51,11 @@ describe("telemetry against the Docker engine", () => {
     });
     try {
       const tracer = otel.tracerProvider.getTracer("engine-test");
-      const { cold, warm, traceId } = await tracer.startActiveSpan("caller", async (caller) => {
+      const { cold, warm, traceId, spanId } = await tracer.startActiveSpan("caller", async (caller) => {
         const cold = await runtime.execute<Reply>(artifact.path, { op: "trace" });
         const warm = await runtime.execute<Reply>(artifact.path, { op: "trace" });
         caller.end();
-        return { cold, warm, traceId: caller.spanContext().traceId };
+        return { cold, warm, ...caller.spanContext() };
       });
       const thrown = await rejection(
         runtime.execute(artifact.path, { op: "throw", message: "from the app" }),
@@ -71,11 +71,12 @@ describe("telemetry against the Docker engine", () => {
       ] as const) {
         expect(span.kind).toBe(SpanKind.CLIENT);
         expect(span.spanContext().traceId).toBe(traceId);
-        // The app got this call's span as its parent, in the caller's trace.
+        expect(span.parentSpanContext?.spanId).toBe(spanId);
+        // The app got the caller's context: its trace, the caller's span as its parent.
         const [, appTraceId, appParentId] =
           TRACEPARENT.exec((reply.value as { traceparent: string }).traceparent) ?? [];
         expect(appTraceId).toBe(traceId);
-        expect(appParentId).toBe(span.spanContext().spanId);
+        expect(appParentId).toBe(spanId);
         expect(span.attributes).toMatchObject({
           "ociapp.artifact.digest": artifact.digest,
           "ociapp.artifact.path": artifact.path,

@@ -1,7 +1,16 @@
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { SpanKind, SpanStatusCode, type Tracer, type TracerProvider } from "@opentelemetry/api";
+import {
+  context,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  TraceFlags,
+  type Tracer,
+  type TracerProvider,
+  trace,
+} from "@opentelemetry/api";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   ArtifactError,
@@ -68,7 +77,7 @@ describe("telemetry over the process engine", () => {
     return created;
   }
 
-  it("gives each execute a CLIENT span under the caller's, and carries its context to the app", async () => {
+  it("gives each execute a CLIENT span under the caller's, and carries the caller's context to the app", async () => {
     const rt = runtime();
     const tracer = otel.tracerProvider.getTracer("test");
     const {
@@ -91,11 +100,11 @@ describe("telemetry over the process engine", () => {
       expect(span.kind).toBe(SpanKind.CLIENT);
       expect(span.spanContext().traceId).toBe(callerTraceId);
       expect(span.parentSpanContext?.spanId).toBe(callerSpanId);
-      // The app saw this span as its parent: same trace, the execute span's id.
+      // The app saw the caller's context: same trace, the caller's span as its parent.
       const trace = reply.value as { traceparent: string };
       const [, traceId, parentId] = TRACEPARENT.exec(trace.traceparent) ?? [];
       expect(traceId).toBe(callerTraceId);
-      expect(parentId).toBe(span.spanContext().spanId);
+      expect(parentId).toBe(callerSpanId);
       expect(span.status.code).toBe(SpanStatusCode.UNSET);
       expect(span.attributes).toMatchObject({
         "ociapp.call.outcome": "ok",
@@ -147,14 +156,46 @@ describe("telemetry over the process engine", () => {
     expect(otel.childrenOf(second).size).toBe(0);
   });
 
-  it("starts a root span for a caller with no active span", async () => {
+  it("starts a root span for a caller with no active span, and sends the app no trace", async () => {
     const rt = runtime();
     const reply = await rt.execute<Reply>(artifact, { op: "trace" });
     const [span] = await otel.spans("ociapp.execute");
     expect(span?.parentSpanContext).toBeUndefined();
-    expect((reply.value as { traceparent: string }).traceparent).toBe(
-      `00-${span?.spanContext().traceId}-${span?.spanContext().spanId}-01`,
+    expect(span?.spanContext().traceId).toMatch(/^[0-9a-f]{32}$/);
+    expect(reply.value).toBeNull();
+  });
+
+  it("times the execute span, started once the call settled, from execute() to the answer", async () => {
+    const rt = runtime();
+    await rt.warm(artifact);
+    const before = performance.timeOrigin + performance.now();
+    await rt.execute(artifact, { op: "sleep", ms: 50 });
+    const after = performance.timeOrigin + performance.now();
+    const [span] = await otel.spans("ociapp.execute");
+    if (!span) throw new Error("expected an execute span");
+    const startMs = span.startTime[0] * 1e3 + span.startTime[1] / 1e6;
+    const endMs = span.endTime[0] * 1e3 + span.endTime[1] / 1e6;
+    // Its start is the call's (not the batch's, 10 ms after it settled); its end the answer's.
+    expect(startMs).toBeGreaterThanOrEqual(before - 1);
+    expect(endMs).toBeLessThanOrEqual(after + 1);
+    expect(msBetween(span.startTime, span.endTime)).toBeGreaterThanOrEqual(49);
+    expect(span.attributes["ociapp.call.container_time_ms"]).toBeGreaterThanOrEqual(49);
+  });
+
+  it("carries an unsampled caller's context to the app, and records no span under it", async () => {
+    const rt = runtime();
+    const caller = trace.wrapSpanContext({
+      traceId: "a".repeat(32),
+      spanId: "b".repeat(16),
+      traceFlags: TraceFlags.NONE,
+    });
+    const reply = await context.with(trace.setSpan(ROOT_CONTEXT, caller), () =>
+      rt.execute<Reply>(artifact, { op: "trace" }),
     );
+    expect(reply.value).toEqual({ traceparent: `00-${"a".repeat(32)}-${"b".repeat(16)}-00` });
+    // The SDK's default sampler follows the parent: not sampled, no span; the call still counts.
+    expect(await otel.spans("ociapp.execute")).toHaveLength(0);
+    expect((await otel.points("ociapp.calls"))[0]?.value).toBe(1);
   });
 
   it("marks a failed call's span as an error with its code", async () => {
@@ -286,7 +327,7 @@ describe("telemetry over the process engine", () => {
       caller.end();
       return answered;
     });
-    // A non-recording span carries the caller's context on: the app joins the caller's trace.
+    // Without an SDK the caller's context still goes on: the app joins the caller's trace.
     const caller = (await otel.spans("caller"))[0];
     expect((reply.value as { traceparent: string }).traceparent).toBe(
       `00-${caller?.spanContext().traceId}-${caller?.spanContext().spanId}-01`,

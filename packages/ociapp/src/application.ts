@@ -17,7 +17,8 @@ export interface ExecutionContext {
   /**
    * The request's W3C trace context (https://www.w3.org/TR/trace-context/), when the host sent a
    * well-formed one: `traceparent` is "00-<trace id>-<parent id>-<flags>" in lowercase hex,
-   * `tracestate` at most 512 chars. Pass it on to the spans or outgoing calls the app makes.
+   * `tracestate` at most 512 chars (ociapp-runtime with telemetry on sends its caller's active span
+   * context: the parent id is the caller's span). Pass it on to the spans or outgoing calls the app makes.
    */
   readonly trace?: TraceContext | undefined;
 }

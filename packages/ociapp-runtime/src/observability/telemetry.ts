@@ -1,14 +1,6 @@
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { createRequire } from "node:module";
-import {
-  context,
-  type MeterProvider,
-  metrics,
-  SpanKind,
-  type SpanOptions,
-  type TracerProvider,
-  trace,
-} from "@opentelemetry/api";
+import { context, type MeterProvider, metrics, type TracerProvider, trace } from "@opentelemetry/api";
 import { OptionsError } from "../errors.js";
 import { show } from "../options/validate.js";
 import type {
@@ -22,12 +14,12 @@ import type {
 } from "./channels.js";
 import { ATTR, type Instruments, instrumentsFor, type TelemetrySource } from "./telemetry-metrics.js";
 import {
+  abandonCall,
   CallTrace,
   type ContainerTrace,
   finishCall,
   type LoadTrace,
   type Registration,
-  SPANS,
   traceContext,
 } from "./telemetry-spans.js";
 
@@ -124,7 +116,7 @@ export function attachTelemetry(source: TelemetrySource, options: TelemetryOptio
       for (const [id, call] of calls) {
         if (call.registration !== registration) continue;
         calls.delete(id);
-        call.span?.end();
+        abandonCall(call);
       }
       if (registrations.size === 0) unsubscribeAll();
     },
@@ -179,35 +171,26 @@ function subscribeAll(): void {
 
 function unsubscribeAll(): void {
   for (const [name, handler] of HANDLERS) unsubscribe(name, handler);
-  for (const call of calls.values()) call.span?.end();
+  for (const call of calls.values()) abandonCall(call);
   calls.clear();
   containers.clear();
   loads.clear();
 }
 
-/** The execute span's options, one object for every call (the SDK only reads them). */
-const EXECUTE_SPAN: SpanOptions = { kind: SpanKind.CLIENT };
-
 function onCreated(message: CallCreatedMessage): void {
   const registration = registrations.get(message.runtimeId);
   if (registration === undefined) return;
-  // Published inside execute(): the active context is the caller's, so its span is the parent. The
-  // span starts bare; its attributes are set when it ends, off the call's path (onSettled). This is
-  // the one piece of the SDK's work on the call's path: the request frame carries the span's id.
-  const span = registration.tracer.startSpan(SPANS.execute, EXECUTE_SPAN, context.active());
-  // Carried even when not recording (sampled out): the app still joins the caller's trace. A trace
-  // that another subscriber of the channel set first is left as it is.
-  if (message.trace === undefined) message.trace = traceContext(span.spanContext());
-  calls.set(
-    message.id,
-    new CallTrace(
-      message.id,
-      message.artifact,
-      registration,
-      span.isRecording() ? span : undefined,
-      performance.now(),
-    ),
-  );
+  // Published inside execute(): the active context is the caller's. Its span context goes to the app
+  // as is (a map read and a string, no SDK work on the call's path); the execute span is started
+  // once the call settled, as this context's child (finishCall). With no active span the app gets no
+  // trace: there is no caller's trace to join. A trace that another subscriber of the channel set
+  // first is left as it is.
+  const parent = context.active();
+  if (message.trace === undefined) {
+    const caller = trace.getSpanContext(parent);
+    if (caller !== undefined) message.trace = traceContext(caller);
+  }
+  calls.set(message.id, new CallTrace(message.id, message.artifact, registration, parent, performance.now()));
 }
 
 function onQueued(message: CallQueuedMessage): void {
