@@ -149,19 +149,20 @@ async function readInputs(
   projectRoot: string,
   sdkDir: string,
 ): Promise<BundleInput[]> {
-  const inputs: BundleInput[] = [];
-  for (const [path, input] of Object.entries(metafile.inputs)) {
-    if (path === "<stdin>") continue;
-    const absolute = resolve(projectRoot, path);
-    const sdk = absolute.startsWith(`${sdkDir}${sep}`);
-    inputs.push({
-      path,
-      source: sdk || !/\.(c|m)?js$/.test(path) ? undefined : await withoutComments(esbuild, absolute),
-      imports: input.imports.filter((i) => i.external !== true).map((i) => i.path),
-      sdk,
-    });
-  }
-  return inputs;
+  // esbuild's service transforms them concurrently: one round trip each, not one after another.
+  const entries = Object.entries(metafile.inputs).filter(([path]) => path !== "<stdin>");
+  return await Promise.all(
+    entries.map(async ([path, input]): Promise<BundleInput> => {
+      const absolute = resolve(projectRoot, path);
+      const sdk = absolute.startsWith(`${sdkDir}${sep}`);
+      return {
+        path,
+        source: sdk || !/\.(c|m)?js$/.test(path) ? undefined : await withoutComments(esbuild, absolute),
+        imports: input.imports.filter((i) => i.external !== true).map((i) => i.path),
+        sdk,
+      };
+    }),
+  );
 }
 
 /**
