@@ -238,6 +238,7 @@ async function prepareManaged(
         projectRoot: project.root,
         entryModule: normalize(splitEntrypoint(config.entrypoint).module),
         sdkDir: sdk.dir,
+        dependencies: productionDependencies(project),
         stagingDir,
         signal,
       });
@@ -297,6 +298,16 @@ async function prepareManaged(
     native,
     entry,
   };
+}
+
+/** What the image installs, by name: the app's dependencies, optional and peer dependencies. */
+function productionDependencies(project: Project): Set<string> {
+  const names = new Set<string>();
+  for (const field of ["dependencies", "optionalDependencies", "peerDependencies"]) {
+    const deps = project.packageJson[field];
+    if (deps && typeof deps === "object") for (const name of Object.keys(deps)) names.add(name);
+  }
+  return names;
 }
 
 /** The manifest annotations: name, version, entrypoint, and the image's SDK protocol when known. */

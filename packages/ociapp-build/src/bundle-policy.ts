@@ -45,6 +45,8 @@ export interface BundleInput {
   source?: string | undefined;
   /** the paths of the bundled modules it imports */
   imports: readonly string[];
+  /** the packages it imports by name ("zod" for `import "zod/mini"`); Node's built-ins left out */
+  packages: readonly string[];
   /** the SDK's own code, kept bundle-safe by ociapp (its tsx path is never taken for a built entry) */
   sdk: boolean;
 }
@@ -90,6 +92,8 @@ export function reasonToDiscard(result: {
   inputs: readonly BundleInput[];
   /** the app's entry module among the inputs */
   entry: string;
+  /** the app's production dependencies (dependencies, optionalDependencies, peerDependencies) */
+  dependencies: ReadonlySet<string>;
 }): string | undefined {
   const [error] = result.errors;
   if (error !== undefined) return `esbuild failed: ${describe(error)}`;
@@ -97,7 +101,18 @@ export function reasonToDiscard(result: {
     if (NOT_CODE.test(input.path)) return `${input.path} is a native or WebAssembly module`;
     if (!CODE.test(input.path)) return `${input.path} is not JavaScript or JSON`;
   }
-  for (const input of appModules(result.inputs, result.entry)) {
+  const app = appModules(result.inputs, result.entry);
+  // The image installs production dependencies only: a package the app's own code imports from the
+  // host's node_modules without declaring it (a devDependency, a workspace's hoisted package) would
+  // run bundled and fail unbundled. Packages' own imports are npm's to install.
+  for (const input of app) {
+    if (input.path.includes("node_modules/")) continue;
+    const undeclared = input.packages.find((name) => !result.dependencies.has(name));
+    if (undeclared !== undefined) {
+      return `${input.path} imports ${undeclared}, which is not among the app's production dependencies`;
+    }
+  }
+  for (const input of app) {
     if (input.source === undefined || input.path.endsWith(".json")) continue;
     const found = LOCATION_BOUND.find(({ pattern }) => pattern.test(input.source ?? ""));
     if (found !== undefined) return `${input.path} ${found.what}`;
@@ -111,6 +126,13 @@ export function reasonToDiscard(result: {
   const second = result.inputs.find((input) => !input.sdk && SDK_MODULE.test(input.path));
   if (second !== undefined) return `the app resolves a second ociapp SDK (${second.path})`;
   return undefined;
+}
+
+/** The package a bare specifier names ("@scope/pkg/sub" -> "@scope/pkg"); undefined for a path. */
+export function packageName(specifier: string): string | undefined {
+  if (/^(\.|\/|[a-z]+:)/i.test(specifier)) return undefined;
+  const parts = specifier.split("/");
+  return specifier.startsWith("@") ? parts.slice(0, 2).join("/") : parts[0];
 }
 
 function describe(message: BundleMessage): string {

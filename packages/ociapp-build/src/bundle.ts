@@ -1,7 +1,13 @@
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, relative, resolve, sep } from "node:path";
 import { printable } from "ociapp/artifact";
-import { type BundleInput, type BundleMessage, reasonNotToBundle, reasonToDiscard } from "./bundle-policy.js";
+import {
+  type BundleInput,
+  type BundleMessage,
+  packageName,
+  reasonNotToBundle,
+  reasonToDiscard,
+} from "./bundle-policy.js";
 import { run } from "./subprocess.js";
 
 type Metafile = import("esbuild").Metafile;
@@ -38,6 +44,8 @@ export interface BundleRequest {
   entryModule: string;
   /** the real path of the SDK the app resolves */
   sdkDir: string;
+  /** the app's production dependencies, by name (what the image installs) */
+  dependencies: ReadonlySet<string>;
   stagingDir: string;
   signal?: AbortSignal | undefined;
 }
@@ -83,8 +91,13 @@ export async function bundleEntry(request: BundleRequest): Promise<BundleOutcome
     return {
       bundled: false,
       reason:
-        reasonToDiscard({ errors: messages(failure.errors), warnings: [], inputs: [], entry: "" }) ??
-        `esbuild failed: ${firstLine(error)}`,
+        reasonToDiscard({
+          errors: messages(failure.errors),
+          warnings: [],
+          inputs: [],
+          entry: "",
+          dependencies: request.dependencies,
+        }) ?? `esbuild failed: ${firstLine(error)}`,
     };
   }
   request.signal?.throwIfAborted();
@@ -95,6 +108,7 @@ export async function bundleEntry(request: BundleRequest): Promise<BundleOutcome
     inputs,
     // esbuild names inputs by their path from absWorkingDir, the project root.
     entry: relative(projectRoot, resolve(projectRoot, entryModule)),
+    dependencies: request.dependencies,
   });
   if (reason !== undefined) return { bundled: false, reason };
   const [output] = built.outputFiles;
@@ -159,6 +173,10 @@ async function readInputs(
         path,
         source: sdk || !/\.(c|m)?js$/.test(path) ? undefined : await withoutComments(esbuild, absolute),
         imports: input.imports.filter((i) => i.external !== true).map((i) => i.path),
+        packages: input.imports.flatMap((i) => {
+          const name = i.external === true || i.original === undefined ? undefined : packageName(i.original);
+          return name === undefined ? [] : [name];
+        }),
         sdk,
       };
     }),

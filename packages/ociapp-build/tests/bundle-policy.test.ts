@@ -3,6 +3,7 @@ import {
   appModules,
   type BundleInput,
   type BundlePreflight,
+  packageName,
   reasonNotToBundle,
   reasonToDiscard,
 } from "../src/bundle-policy.js";
@@ -49,15 +50,24 @@ describe("reasonNotToBundle", () => {
   });
 });
 
-function input(path: string, source: string | undefined, imports: string[] = [], sdk = false): BundleInput {
-  return { path, source, imports, sdk };
+function input(
+  path: string,
+  source: string | undefined,
+  imports: string[] = [],
+  sdk = false,
+  packages: string[] = [],
+): BundleInput {
+  return { path, source, imports, sdk, packages };
 }
 
 const SDK = "node_modules/ociapp/dist";
 /** The echo app's shape: the entry imports the SDK and zod; the SDK imports zod and commander. */
 function echoApp(entrySource = 'import { z } from "zod"; export const app = 1;'): BundleInput[] {
   return [
-    input("dist/main.js", entrySource, [`${SDK}/index.js`, "node_modules/zod/index.js"]),
+    input("dist/main.js", entrySource, [`${SDK}/index.js`, "node_modules/zod/index.js"], false, [
+      "ociapp",
+      "zod",
+    ]),
     input(`${SDK}/index.js`, undefined, [`${SDK}/application.js`, "node_modules/zod/index.js"], true),
     input(`${SDK}/application.js`, undefined, [], true),
     input(`${SDK}/cli/program.js`, undefined, ["node_modules/commander/index.js"], true),
@@ -75,6 +85,7 @@ function judge(inputs: BundleInput[], messages: { errors?: string[]; warnings?: 
     warnings: asMessages(messages.warnings),
     inputs,
     entry: "dist/main.js",
+    dependencies: new Set(["ociapp", "zod"]),
   });
 }
 
@@ -154,6 +165,16 @@ describe("reasonToDiscard", () => {
     );
   });
 
+  it("a package the app's code imports without declaring it: the image would not install it", () => {
+    const inputs = echoApp();
+    inputs.push(input("dist/util.js", "export {};", ["node_modules/left-pad/index.js"], false, ["left-pad"]));
+    inputs.push(input("node_modules/left-pad/index.js", "export {};", [], false, ["undeclared-by-the-app"]));
+    inputs[0] = { ...(inputs[0] as BundleInput), imports: [...(inputs[0]?.imports ?? []), "dist/util.js"] };
+    expect(judge(inputs)).toBe(
+      "dist/util.js imports left-pad, which is not among the app's production dependencies",
+    );
+  });
+
   it("a second copy of the SDK beside the one the image installs", () => {
     expect(judge([...echoApp(), input("vendor/node_modules/ociapp/dist/application.js", "export {};")])).toBe(
       "the app resolves a second ociapp SDK (vendor/node_modules/ociapp/dist/application.js)",
@@ -170,5 +191,17 @@ describe("appModules", () => {
       input("c.js", "", []),
     ];
     expect(appModules(inputs, "a.js").map((i) => i.path)).toEqual(["a.js", "b.js"]);
+  });
+});
+
+describe("packageName", () => {
+  it("names the package a bare specifier imports, and none for a path or a URL", () => {
+    expect(packageName("zod")).toBe("zod");
+    expect(packageName("zod/mini")).toBe("zod");
+    expect(packageName("@opentelemetry/api")).toBe("@opentelemetry/api");
+    expect(packageName("@opentelemetry/api/build/x.js")).toBe("@opentelemetry/api");
+    for (const path of ["./x.js", "../x.js", "/abs/x.js", "node:fs", "file:///x.js"]) {
+      expect(packageName(path)).toBeUndefined();
+    }
   });
 });
