@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rename, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join, normalize, resolve } from "node:path";
 import {
   ArtifactFileError,
   ArtifactFormatError,
@@ -12,7 +12,8 @@ import {
   runtimeDefaultsAnnotations,
 } from "ociapp/artifact";
 import { checkBuildx, runBuildx } from "./buildx.js";
-import type { ManagedConfig } from "./config.js";
+import { type EntryChoice, stageBundle } from "./bundle.js";
+import { type ManagedConfig, splitEntrypoint } from "./config.js";
 import { CONTEXT_ANNOTATION, contextDigest, reusableArtifact } from "./context-digest.js";
 import { checkCustomImage } from "./custom-check.js";
 import { BuildError } from "./errors.js";
@@ -42,6 +43,7 @@ interface Plan {
   buildContexts: Record<string, string>;
   annotations: Record<string, string>;
   native: string[];
+  entry: EntryChoice;
 }
 
 /**
@@ -108,6 +110,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         buildContexts: {},
         annotations: annotationsFor(project, await installedSdkProtocol(project.root)),
         native: [],
+        entry: { bundled: false, note: "custom Containerfile: the image runs its own entrypoint" },
       };
     }
 
@@ -163,7 +166,15 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     const { size } = await stat(tempPath);
     signal?.throwIfAborted();
     await rename(tempPath, finalPath);
-    return { path: finalPath, bytes: size, digest, image, reused: false, native: plan.native };
+    return {
+      path: finalPath,
+      bytes: size,
+      digest,
+      image,
+      reused: false,
+      native: plan.native,
+      entry: plan.entry,
+    };
   } catch (error) {
     if (signal?.aborted && !(error instanceof BuildError && error.code === "OCIAPP_BUILD_ABORTED")) {
       throw new BuildError("OCIAPP_BUILD_ABORTED", "build aborted", { cause: signal.reason });
@@ -214,7 +225,27 @@ async function prepareManaged(
 
   say("staging the build context");
   opts.onPhase?.({ phase: "staging" });
-  const staged = await stageManagedBuild(project, config, stagingDir, { baseImage, check, signal });
+  let entry: EntryChoice = { bundled: false, note: "" };
+  const staged = await stageManagedBuild(project, config, stagingDir, {
+    baseImage,
+    check,
+    signal,
+    bundle: async (installScripts) => {
+      entry = await stageBundle({
+        enabled: opts.bundle,
+        sdkHasHook: sdk.bundledEntry,
+        installScripts,
+        projectRoot: project.root,
+        entryModule: normalize(splitEntrypoint(config.entrypoint).module),
+        sdkDir: sdk.dir,
+        dependencies: productionDependencies(project),
+        stagingDir,
+        signal,
+      });
+      say(entry.note);
+      return entry.bundled;
+    },
+  });
   const native = staged.installScripts;
   const buildContexts: Record<string, string> = {};
   let headers: string = "none";
@@ -252,7 +283,7 @@ async function prepareManaged(
         say(`build context unchanged (${digest}): reusing ${printable(where.finalPath)}`);
         opts.onPhase?.({ phase: "reused" });
         return {
-          reused: { path: where.finalPath, ...existing, image: where.image, reused: true, native },
+          reused: { path: where.finalPath, ...existing, image: where.image, reused: true, native, entry },
         };
       }
     }
@@ -265,7 +296,18 @@ async function prepareManaged(
     buildContexts,
     annotations,
     native,
+    entry,
   };
+}
+
+/** What the image installs, by name: the app's dependencies, optional and peer dependencies. */
+function productionDependencies(project: Project): Set<string> {
+  const names = new Set<string>();
+  for (const field of ["dependencies", "optionalDependencies", "peerDependencies"]) {
+    const deps = project.packageJson[field];
+    if (deps && typeof deps === "object") for (const name of Object.keys(deps)) names.add(name);
+  }
+  return names;
 }
 
 /** The manifest annotations: name, version, entrypoint, and the image's SDK protocol when known. */

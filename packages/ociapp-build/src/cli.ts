@@ -53,6 +53,10 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     .option("--network <mode>", "network for RUN steps during the build (default: the engine's)")
     .option("--base-image <ref>", "base image of a managed build (default: node:<Node major>-bookworm-slim)")
     .option("--no-cache", "build without buildx's layer cache")
+    .option(
+      "--no-bundle",
+      "managed builds: run the installed files instead of one esbuild bundle of the server, SDK, app and dependencies",
+    )
     .addOption(
       new Option(
         "--progress <mode>",
@@ -86,6 +90,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         ...(flags.baseImage === undefined ? {} : { baseImage: flags.baseImage }),
         ...(flags.image === undefined ? {} : { image: flags.image }),
         noCache: !flags.cache,
+        bundle: flags.bundle,
         progress: flags.progress === "plain" ? "plain" : "quiet",
         compression: flags.compression,
         signal: controller.signal,
@@ -93,6 +98,9 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         ...(display ? { onPhase: (phase: BuildPhase) => display?.update(phase) } : {}),
       });
       display?.clear();
+      // plain progress printed it with the build's other lines; quiet prints none.
+      if (flags.progress === "auto" && result.entry.note !== "")
+        io.stderr.write(`ociapp-build: ${result.entry.note}\n`);
       if (flags.json) {
         io.stdout.write(`${printableJson(result)}\n`);
       } else {
@@ -153,6 +161,7 @@ interface BuildFlags {
   baseImage?: string;
   image?: string;
   cache: boolean;
+  bundle: boolean;
   progress: "auto" | "plain" | "quiet";
   compression: "gzip" | "zstd";
   json?: boolean;

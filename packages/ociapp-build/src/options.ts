@@ -13,6 +13,13 @@ export interface BuildOptions {
   baseImage?: string;
   /** build without buildx's layer cache, and never reuse an existing artifact. Default false. */
   noCache?: boolean;
+  /**
+   * managed mode: bundle `ociapp serve`, the SDK, the app and its dependencies into one ES module
+   * with esbuild and make it the image's entrypoint, when that is safe (else the installed files
+   * run, and the build says why in one line). Saves a cold start about 40-50 ms on Node 20. Default
+   * true; custom Containerfiles are never touched.
+   */
+  bundle?: boolean;
   /** what reaches onProgress: "auto" and "plain" forward buildx's plain progress, "quiet" nothing. Default "quiet". */
   progress?: "auto" | "plain" | "quiet";
   /** layer compression; gzip by default */
@@ -37,6 +44,11 @@ export interface BuildResult {
   image: string;
   /** true when the artifact already there was built from the same context and kept: buildx did not run */
   reused: boolean;
+  /**
+   * the image's entrypoint is the bundled entry (managed mode; see BuildOptions.bundle), and the
+   * build's one line saying so or why not
+   */
+  entry: { bundled: boolean; note: string };
   /**
    * production dependencies with install scripts ("name@version"), installed and compiled in a
    * builder stage (managed mode; empty otherwise, and for apps without any)
@@ -63,6 +75,7 @@ export interface ValidOptions {
   network: string | undefined;
   baseImage: string | undefined;
   noCache: boolean;
+  bundle: boolean;
   progress: (typeof PROGRESS)[number];
   compression: (typeof COMPRESSION)[number];
   image: string | undefined;
@@ -122,6 +135,7 @@ export function validateOptions(options: BuildOptions): ValidOptions {
     network: options.network,
     baseImage: options.baseImage,
     noCache: options.noCache === true,
+    bundle: options.bundle !== false,
     progress,
     compression,
     image: options.image,

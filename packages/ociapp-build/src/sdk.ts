@@ -9,6 +9,8 @@ export interface LocatedSdk {
   version: string;
   /** The wire protocol its `ociapp serve` speaks, from its package.json; absent before SDK 0.2. */
   protocol?: number;
+  /** Its `main()` takes a bundled app module (package.json `ociapp.bundledEntry`): bundle.ts may run. */
+  bundledEntry: boolean;
 }
 
 /**
@@ -16,12 +18,15 @@ export interface LocatedSdk {
  * can say which protocol its image speaks. undefined when missing or not a positive integer.
  */
 export function sdkProtocol(packageJson: Record<string, unknown>): number | undefined {
-  const field = packageJson.ociapp;
-  if (typeof field !== "object" || field === null) return undefined;
-  const protocol = (field as Record<string, unknown>).protocol;
+  const protocol = sdkField(packageJson, "protocol");
   return typeof protocol === "number" && Number.isSafeInteger(protocol) && protocol > 0
     ? protocol
     : undefined;
+}
+
+function sdkField(packageJson: Record<string, unknown>, name: string): unknown {
+  const field = packageJson.ociapp;
+  return typeof field === "object" && field !== null ? (field as Record<string, unknown>)[name] : undefined;
 }
 
 /** Custom mode: the protocol of the SDK the project has installed (Node's resolution from its root), if any. */
@@ -57,7 +62,11 @@ export async function locateSdk(projectRoot: string): Promise<LocatedSdk> {
       );
     }
   }
-  const sdk: LocatedSdk = { dir: found.dir, version: String(found.packageJson.version ?? "0.0.0") };
+  const sdk: LocatedSdk = {
+    dir: found.dir,
+    version: String(found.packageJson.version ?? "0.0.0"),
+    bundledEntry: sdkField(found.packageJson, "bundledEntry") === 1,
+  };
   const protocol = sdkProtocol(found.packageJson);
   if (protocol !== undefined) sdk.protocol = protocol;
   return sdk;

@@ -25,6 +25,8 @@ export async function sdkTarballDir(stagingDir: string): Promise<string> {
 /** The staged managed build: its rendered Containerfile, and the dependencies it compiles. */
 export interface StagedBuild {
   containerfile: string;
+  /** the context holds the bundled entry, which the image runs */
+  bundled: boolean;
   /** production dependencies with install scripts ("name@version"); non-empty: the two-stage image */
   installScripts: string[];
   /** an empty folder, the "ociapp-node-headers" context when the host lends no headers */
@@ -37,13 +39,20 @@ export const NOT_IN_CONTEXT = ["Containerfile", ".dockerignore", "empty"];
 /**
  * Assembles the managed build's context in `stagingDir` (see Containerfile.template for its layout),
  * next to the SDK tarball already packed there: only what the image needs crosses into the build,
- * never the project's node_modules or sources. `check` renders the `ociapp check` step.
+ * never the project's node_modules or sources. `check` renders the `ociapp check` step; `bundle`,
+ * given the dependencies with install scripts, stages the bundled entry (bundle.ts) and resolves
+ * whether it did (no bundle when left out).
  */
 export async function stageManagedBuild(
   project: Project,
   config: ManagedConfig,
   stagingDir: string,
-  options: { baseImage: string; check: boolean; signal?: AbortSignal | undefined },
+  options: {
+    baseImage: string;
+    check: boolean;
+    signal?: AbortSignal | undefined;
+    bundle?: (installScripts: readonly string[]) => Promise<boolean>;
+  },
 ): Promise<StagedBuild> {
   const depsDir = join(stagingDir, "deps");
   const appDir = join(stagingDir, "app");
@@ -110,16 +119,18 @@ export async function stageManagedBuild(
     await writeFile(join(stagingDir, "builder", "nodedir.cjs"), NODEDIR_SCRIPT);
   }
 
+  const bundled = (await options.bundle?.(installScripts)) === true;
   const containerfile = join(stagingDir, "Containerfile");
   const rendered = renderContainerfile(await loadTemplate(), {
     baseImage: options.baseImage,
     config,
     native,
     check: options.check,
+    bundle: bundled,
   });
   await writeFile(containerfile, rendered);
   await writeFile(join(stagingDir, ".dockerignore"), `${NOT_IN_CONTEXT.join("\n")}\n`);
-  return { containerfile, installScripts, emptyDir };
+  return { containerfile, bundled, installScripts, emptyDir };
 }
 
 /** Versions installed for the app's production dependencies, as Node would resolve them from it. */

@@ -1,5 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
+import { IMAGE_BUNDLE_PATH } from "./bundle.js";
 import type { ManagedConfig } from "./config.js";
 import { BuildError } from "./errors.js";
 
@@ -26,6 +27,9 @@ export async function loadTemplate(): Promise<string> {
   );
 }
 
+/** The SDK's CLI as the image installs it: what `ociapp serve` runs without a bundle. */
+const INSTALLED_CLI = "/app/node_modules/ociapp/bin/ociapp.js";
+
 export interface TemplateValues {
   baseImage: string;
   config: ManagedConfig;
@@ -33,6 +37,8 @@ export interface TemplateValues {
   native?: boolean;
   /** the app's SDK has `ociapp check`: the image runs it once built. Default false. */
   check?: boolean;
+  /** the context holds bundle/serve.mjs (bundle.ts): the image copies it and runs it. Default false. */
+  bundle?: boolean;
 }
 
 const SECTION = /^\{\{([#^/])([A-Z_]+)\}\}$/;
@@ -57,8 +63,13 @@ export function renderContainerfile(template: string, values: TemplateValues): s
     BASE_IMAGE: values.baseImage,
     SYSTEM_PACKAGES: systemStep,
     ENTRYPOINT: JSON.stringify(values.config.entrypoint),
+    SERVE_SCRIPT: JSON.stringify(values.bundle === true ? IMAGE_BUNDLE_PATH : INSTALLED_CLI),
   };
-  const flags: Record<string, boolean> = { NATIVE: values.native === true, CHECK: values.check === true };
+  const flags: Record<string, boolean> = {
+    NATIVE: values.native === true,
+    CHECK: values.check === true,
+    BUNDLE: values.bundle === true,
+  };
   const broken = (what: string) => new BuildError("OCIAPP_BUILD_FAILED", `Containerfile.template: ${what}`);
   // The sections open around a line: each entry says whether its lines are kept.
   const open: { name: string; keep: boolean }[] = [];

@@ -127,9 +127,11 @@ describe("examples/echo-app", () => {
     };
     expect(config.config.User).toBe("10001:10001");
     expect(config.config.WorkingDir).toBe("/app");
+    // The bundled entry (bundle.engine.test.ts): esbuild's one module for the server, SDK, app and zod.
+    expect(result.entry.bundled).toBe(true);
     expect(config.config.Entrypoint).toEqual([
       "node",
-      "/app/node_modules/ociapp/bin/ociapp.js",
+      "/app/.ociapp/serve.mjs",
       "serve",
       "--app",
       "dist/main.js#app",

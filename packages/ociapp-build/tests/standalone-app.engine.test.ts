@@ -43,8 +43,17 @@ afterAll(async () => {
 });
 
 it("prints one JSON line and writes the flattened scoped name into the project root", async () => {
-  expect(Object.keys(result).sort()).toEqual(["bytes", "digest", "image", "native", "path", "reused"]);
-  expect(result).toMatchObject({ reused: false, native: [] });
+  expect(Object.keys(result).sort()).toEqual([
+    "bytes",
+    "digest",
+    "entry",
+    "image",
+    "native",
+    "path",
+    "reused",
+  ]);
+  // An npm project with its lockfile bundles like the workspace's echo-app.
+  expect(result).toMatchObject({ reused: false, native: [], entry: { bundled: true } });
   expect(result.path).toBe(join(project?.dir ?? "", "acme-standalone-echo-1.2.3.ociapp"));
   expect(result.bytes).toBe((await stat(result.path)).size);
   expect(result.image).toBe(image);

@@ -95,3 +95,23 @@ it("refuses unknown and unbalanced sections", () => {
     "A\nC",
   );
 });
+
+it("with a bundle: the bundle is copied after the app's files and both the check and the entrypoint run it", async () => {
+  const rendered = renderContainerfile(await loadTemplate(), {
+    baseImage: "node:20-bookworm-slim",
+    config: { mode: "managed", entrypoint: "dist/main.js#app", systemPackages: [] },
+    check: true,
+    bundle: true,
+  });
+  const instructions = instructionsOf(rendered);
+  expect(instructions.indexOf("COPY bundle/serve.mjs /app/.ociapp/serve.mjs")).toBe(
+    instructions.indexOf("COPY app/ ./") + 1,
+  );
+  expect(instructions.find((line) => line.startsWith("RUN --network=none"))).toMatch(
+    /\["node", "\/app\/\.ociapp\/serve\.mjs", "check", "--app", "dist\/main\.js#app"\]$/,
+  );
+  expect(instructions.at(-1)).toBe(
+    'ENTRYPOINT ["node", "/app/.ociapp/serve.mjs", "serve", "--app", "dist/main.js#app"]',
+  );
+  expect(rendered).not.toContain("/app/node_modules/ociapp/bin/ociapp.js");
+});

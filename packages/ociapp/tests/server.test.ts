@@ -75,7 +75,7 @@ describe("Application", () => {
       ociapp: { protocol: number };
     };
     expect(VERSION).toBe(manifest.version);
-    expect(manifest.ociapp).toEqual({ protocol: PROTOCOL_VERSION });
+    expect(manifest.ociapp).toEqual({ protocol: PROTOCOL_VERSION, bundledEntry: 1 });
   });
 
   it("refuses to serve something that is not an Application", async () => {

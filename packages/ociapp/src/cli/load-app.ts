@@ -4,6 +4,7 @@ import { dirname, extname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { type AnyApplication, isApplication } from "../application.js";
 import { OciappUsageError } from "../errors.js";
+import type { BundledApp } from "./bundled-app.js";
 
 export interface LoadedApp {
   app: AnyApplication;
@@ -31,14 +32,24 @@ export function parseAppSpec(spec: string): { modulePath: string; exportName: st
   return { modulePath, exportName };
 }
 
-/** Loads and checks an app before anything is bound: every failure is one OciappUsageError line. */
-export async function loadApp(spec: string, cwd: string = process.cwd()): Promise<LoadedApp> {
+/**
+ * Loads and checks an app before anything is bound: every failure is one OciappUsageError line. The
+ * module comes from `bundled` when the spec names the same file (a bundled entry), else from an import.
+ */
+export async function loadApp(
+  spec: string,
+  cwd: string = process.cwd(),
+  bundled?: BundledApp,
+): Promise<LoadedApp> {
   const { modulePath, exportName } = parseAppSpec(spec);
   const file = resolve(cwd, modulePath);
   if (!existsSync(file) || !statSync(file).isFile()) {
     fail("OCIAPP_APP_MODULE_NOT_FOUND", `app module ${modulePath} not found (looked for ${file})`);
   }
-  const namespace = await importModule(file, modulePath);
+  const namespace =
+    bundled !== undefined && resolve(cwd, bundled.module) === file
+      ? await loadBundled(bundled, modulePath)
+      : await importModule(file, modulePath);
   const value = exportOf(namespace, exportName);
   if (value === undefined) {
     const names = Object.keys(namespace).filter(
@@ -74,6 +85,21 @@ export async function loadApp(spec: string, cwd: string = process.cwd()): Promis
     fail("OCIAPP_NOT_AN_APPLICATION", `${appName(value)} has no execute method`);
   }
   return { app: value, file, exportName, packageInfo: readPackageInfo(dirname(file)) };
+}
+
+async function loadBundled(bundled: BundledApp, modulePath: string): Promise<Record<string, unknown>> {
+  try {
+    const namespace = await bundled.load();
+    // Node lists a module namespace's names sorted; a bundler's object in declaration order. The
+    // messages that list them read the same either way.
+    return Object.fromEntries(
+      Object.keys(namespace)
+        .sort()
+        .map((name) => [name, namespace[name]]),
+    );
+  } catch (error) {
+    fail("OCIAPP_APP_MODULE_LOAD", `cannot load app module ${modulePath}: ${message(error)}`, error);
+  }
 }
 
 async function importModule(file: string, modulePath: string): Promise<Record<string, unknown>> {

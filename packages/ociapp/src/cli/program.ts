@@ -1,7 +1,8 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { DEFAULT_SOCKET_PATH } from "../server/index.js";
 import { VERSION } from "../version.js";
-import { NUMERIC_OPTIONS, type NumericOption, parseInteger } from "./options.js";
+import type { BundledApp } from "./bundled-app.js";
+import { NUMERIC_OPTIONS, type NumericOption, parseInteger, type ServeCommandOptions } from "./options.js";
 import { runCheck, runServe } from "./serve.js";
 
 // The full command line, with commander: help, version, every flag and its error messages. The
@@ -20,7 +21,8 @@ function option(spec: NumericOption): Option {
     .default(spec.fallback);
 }
 
-export function createProgram(): Command {
+/** The program; `bundledApp` is what a bundled entry carries (serve and check take the app from it). */
+export function createProgram(bundledApp?: BundledApp): Command {
   const program = new Command("ociapp")
     .description("Serve an ociapp Application over a Unix socket")
     .version(VERSION)
@@ -42,14 +44,14 @@ export function createProgram(): Command {
       new Option("--connect <path>", "connect mode: the host's socket to connect to").env("OCIAPP_CONNECT"),
     );
   for (const spec of NUMERIC_OPTIONS) serveCommand.addOption(option(spec));
-  serveCommand.action(runServe);
+  serveCommand.action((options: ServeCommandOptions) => runServe(options, bundledApp));
   program
     .command("check")
     .description(
       "load an Application as serve would and exit: 0 when it is one, 1 with the reason in one line",
     )
     .addOption(appOption())
-    .action(runCheck);
+    .action((options: { app: string }) => runCheck(options, bundledApp));
   return program;
 }
 

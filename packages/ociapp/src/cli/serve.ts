@@ -1,5 +1,6 @@
 import { OciappUsageError } from "../errors.js";
 import { DEFAULT_SOCKET_PATH, OciappConnectError, type ServerHandle, serve } from "../server/index.js";
+import type { BundledApp } from "./bundled-app.js";
 import { loadApp } from "./load-app.js";
 import type { ServeCommandOptions } from "./options.js";
 
@@ -11,8 +12,11 @@ export function line(text: string): void {
   process.stderr.write(`ociapp: ${text}\n`);
 }
 
-/** `ociapp serve`: loads the app, serves until a signal, the host closing, or the orphan timeout. */
-export async function runServe(options: ServeCommandOptions): Promise<void> {
+/**
+ * `ociapp serve`: loads the app (from `bundledApp` when `--app` names its module), serves until a
+ * signal, the host closing, or the orphan timeout.
+ */
+export async function runServe(options: ServeCommandOptions, bundledApp?: BundledApp): Promise<void> {
   if (options.socket !== undefined && options.connect !== undefined) {
     throw new OciappUsageError(
       "OCIAPP_INVALID_OPTION",
@@ -44,7 +48,7 @@ export async function runServe(options: ServeCommandOptions): Promise<void> {
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
-  const loaded = await loadApp(options.app);
+  const loaded = await loadApp(options.app, process.cwd(), bundledApp);
   loading = false;
   // A promise the app forgot to await must not take every other request down with the process.
   // (A synchronous throw outside execute still ends it: the app's state is unknown after that.)
@@ -102,8 +106,8 @@ export async function runServe(options: ServeCommandOptions): Promise<void> {
  * runs it in the image it builds, so a wrong entrypoint fails the build instead of the first call.
  * It exits explicitly: whatever the app started while loading must not keep the process alive.
  */
-export async function runCheck(options: { app: string }): Promise<void> {
-  const loaded = await loadApp(options.app);
+export async function runCheck(options: { app: string }, bundledApp?: BundledApp): Promise<void> {
+  const loaded = await loadApp(options.app, process.cwd(), bundledApp);
   const name = loaded.app.constructor?.name;
   line(`${options.app}: an Application${name && name !== "Object" ? ` (${name})` : ""}, ready to serve`);
   process.exit(0);
