@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { OptionsError } from "../../errors.js";
+import { isLoopback } from "../../util/loopback.js";
 
 /** The registry artifacts go through: the engine pushes there, the node's kubelet pulls from there. */
 export interface KubernetesRegistryOptions {
@@ -188,9 +189,4 @@ function serviceAccountNamespace(): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-function isLoopback(host: string): boolean {
-  const bare = host.replace(/^\[|\]$/g, "");
-  return bare === "localhost" || bare === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(bare);
 }

@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { OciappRuntimeError } from "../../errors.js";
+import { isLoopback } from "../../util/loopback.js";
 
 // The agent's configuration file (JSON, or YAML for a .yaml/.yml name), validated in full before the
 // agent starts. Whatever a client may set per call is capped here by the operator: the `policy`
@@ -248,7 +249,4 @@ export async function loadAgentConfig(path: string): Promise<AgentConfig> {
   return parseAgentConfig(value, `config ${path}`);
 }
 
-export function isLoopback(host: string): boolean {
-  const bare = host.replace(/^\[|\]$/g, "");
-  return bare === "localhost" || bare === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(bare);
-}
+export { isLoopback };

@@ -34,6 +34,31 @@ interface Connection {
   goawayLast: number | undefined;
   /** Its reset budget is used: it takes no new calls and is closed when its last call ends. */
   retired: boolean;
+  /** The session's error, if it had one. */
+  error: Error | undefined;
+  /** This client ended it (connect or PING timeout, close()), rather than the agent or the network. */
+  endedHere: boolean;
+}
+
+/**
+ * Whether a connection whose agent's SETTINGS never arrived was refused by the agent before its
+ * HTTP/2 session began, so that no request on it was processed. Node's server makes the session,
+ * and writes its SETTINGS first, only once the TLS handshake (the client certificate's check
+ * included) has succeeded; TLS 1.3 checks the client's certificate after the client has finished
+ * its side of the handshake and may already have written its request (RFC 8446 §4.4.2.4). So: a TLS
+ * alert, or a connection the agent closed (this client did not: TCP delivers in order, so the
+ * SETTINGS would have come before the close). A connection this client gave up (its PING went
+ * unanswered: a link dead one way) may have carried a request the agent ran.
+ */
+function refusedConnection(connection: Connection, streamError: Error | undefined): boolean {
+  // The socket's error reaches the streams, and not always the session.
+  return tlsRefused(streamError ?? connection.error) || !connection.endedHere;
+}
+
+/** Whether an error is a TLS alert from the agent (a client certificate missing or not trusted). */
+function tlsRefused(error: Error | undefined): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === "string" && code.startsWith("ERR_SSL_") && code.includes("ALERT");
 }
 
 /** TLS and keepalive settings shared by every link of one RemoteExecutor. */
@@ -150,7 +175,7 @@ export class AgentLink {
       let settled = false;
       let timer: NodeJS.Timeout | undefined;
       let deadline: DeadlineEntry | undefined;
-      const { signal } = exchange;
+      const { signal, body } = exchange;
       const finish = (error: unknown, answer?: Answer) => {
         if (settled) return;
         settled = true;
@@ -158,6 +183,9 @@ export class AgentLink {
         if (deadline !== undefined) this.deadlines.cancel(deadline);
         signal?.removeEventListener("abort", onAbort);
         if (counted) this.end(connection);
+        // An upload's file stream: pipe() only unpipes it when the HTTP/2 stream closes first (an
+        // early answer such as 413, a reset, an abort), which would leave its descriptor open.
+        if (body !== undefined && !Buffer.isBuffer(body) && !body.destroyed) body.destroy();
         if (error !== undefined) {
           if (!stream.closed) {
             stream.close(constants.NGHTTP2_CANCEL);
@@ -195,7 +223,10 @@ export class AgentLink {
         // A stream ended by its session going away ends without an answer: 'close' classifies it.
         if (status !== 0) finish(undefined, { status, body: Buffer.concat(chunks, size) });
       });
-      stream.on("error", () => undefined); // classified on 'close'
+      let streamError: Error | undefined;
+      stream.on("error", (error: Error) => {
+        streamError = error; // classified on 'close'
+      });
       stream.on("close", () => {
         if (settled) return;
         if (status !== 0 && stream.rstCode === constants.NGHTTP2_NO_ERROR) {
@@ -203,21 +234,24 @@ export class AgentLink {
           finish(undefined, { status, body: Buffer.concat(chunks, size) });
           return;
         }
-        // Never processed (RFC 9113 §8.7): a stream the agent refused, one that never got an id, or one
-        // on a connection where the agent never sent its SETTINGS (a TLS 1.3 server rejects a client
-        // certificate after the client has already written its request).
+        // Never processed (RFC 9113 §8.7): a stream the agent refused, one that never got an id (the
+        // connection was never made), one above the last stream id of the agent's GOAWAY, or one on
+        // a connection the agent refused before its HTTP/2 session began (next). Anything else may
+        // have run: an agent processes a request as soon as it reads it, whether or not its SETTINGS
+        // frame ever reached the client.
         const last = connection.goawayLast;
+        const refusedByTls = !connection.established && refusedConnection(connection, streamError);
         const refused =
           stream.rstCode === constants.NGHTTP2_REFUSED_STREAM ||
           stream.id === undefined ||
-          !connection.established ||
+          refusedByTls ||
           (last !== undefined && stream.id > last);
         finish(
           refused
             ? new NeverSent(
                 connection.established
                   ? `agent ${this.url} refused the stream (its session is going away)`
-                  : `agent ${this.url} closed the connection before it was set up (${this.lastError ?? "no error given"})`,
+                  : `agent ${this.url} refused the connection (${(streamError ?? connection.error)?.message ?? this.lastError ?? "no error given"})`,
                 connection.established,
               )
             : new CallLostError(
@@ -226,7 +260,6 @@ export class AgentLink {
               ),
         );
       });
-      const body = exchange.body;
       if (body === undefined) stream.end();
       else if (Buffer.isBuffer(body)) stream.end(body);
       else {
@@ -244,9 +277,12 @@ export class AgentLink {
 
   /** Destroys the current session, if any: the next request opens a new one. */
   drop(error?: Error): void {
-    const session = this.connection?.session;
+    const connection = this.connection;
     this.connection = undefined;
-    if (session && !session.destroyed) session.destroy(error);
+    if (connection && !connection.session.destroyed) {
+      connection.endedHere = true;
+      connection.session.destroy(error);
+    }
   }
 
   private open(): Connection {
@@ -267,12 +303,15 @@ export class AgentLink {
       established: false,
       goawayLast: undefined,
       retired: false,
+      error: undefined,
+      endedHere: false,
     };
     this.connection = connection;
     this.sessions++;
     session.unref();
     const connecting = setTimeout(() => {
       if (!session.connecting) return;
+      connection.endedHere = true;
       session.destroy(new Error(`no connection to ${this.url} within ${connectTimeout} ms`));
     }, connectTimeout);
     connecting.unref();
@@ -281,6 +320,7 @@ export class AgentLink {
       connection.established = true;
     });
     session.on("error", (error: Error) => {
+      connection.error = error;
       this.lastError = error.message;
     });
     session.on("close", () => {
@@ -341,6 +381,7 @@ export class AgentLink {
       const silent = setTimeout(() => {
         this.lastError = `no PING answer within ${keepaliveTimeout} ms`;
         this.healthy = false;
+        connection.endedHere = true;
         session.destroy();
       }, keepaliveTimeout);
       try {

@@ -1,6 +1,7 @@
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { OptionsError } from "../../errors.js";
+import { isLoopback } from "../../util/loopback.js";
 import { AgentLink, type LinkOptions } from "./agent-link.js";
 import type { StatusReport } from "./remote-executor.js";
 
@@ -175,6 +176,7 @@ export class AgentDirectory {
       if (this.closed) return;
       const wanted = new Set<string>();
       for (const { address, family } of addresses) {
+        if (target.protocol === "http:" && !isLoopback(address)) continue;
         const host = family === 6 ? `[${address}]` : address;
         const url = `${target.protocol}//${host}:${target.port}`;
         wanted.add(url);
@@ -207,7 +209,9 @@ function parseTarget(agent: string): Target {
       `RemoteExecutor agent ${agent} must be https:// (http:// only for a loopback agent)`,
     );
   }
-  if (url.protocol === "http:" && !/^(127\.|\[::1\]$|localhost$)/.test(url.hostname)) {
+  // An IP literal in 127.0.0.0/8, ::1 or "localhost" (whose addresses resolve() checks too): a name
+  // such as 127.example.com is the network's to resolve, and the token would cross it in the clear.
+  if (url.protocol === "http:" && !isLoopback(url.hostname)) {
     throw new OptionsError(`RemoteExecutor agent ${agent}: plain http only to a loopback address`);
   }
   const port = url.port || (url.protocol === "https:" ? "443" : "80");

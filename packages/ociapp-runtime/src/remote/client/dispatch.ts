@@ -122,7 +122,14 @@ async function sendEach(
       continue; // the agent says the call did not run
     }
     if (failure instanceof UnknownArtifactError && path !== undefined) {
-      await context.upload(agent, digest, path, exchange.signal);
+      try {
+        await context.upload(agent, digest, path, exchange.signal);
+      } catch (error) {
+        // The agent is busy receiving other artifacts (503): the call never ran, another may take it.
+        if (!(error instanceof AgentUnavailableError)) throw error;
+        lastReason = error;
+        continue;
+      }
       const again = await attempt(agent, exchange);
       if (again instanceof NeverSent) {
         // Refused after the upload: the call still never ran, so another agent may take it.

@@ -12,6 +12,7 @@ import {
 } from "../../executor.js";
 import type { ArtifactStats } from "../../pool/pool.js";
 import { untilAborted } from "../../util/bounded.js";
+import { AgentError } from "../errors.js";
 import { artifactPath, HEADERS, ROUTES } from "../http/wire.js";
 import { type AgentLink, type Exchange, NeverSent } from "./agent-link.js";
 import { AgentDirectory, type AgentStats } from "./directory.js";
@@ -35,6 +36,11 @@ export interface RemoteExecutorOptions {
   requestTimeout?: number;
   /** ms added to a call's timeout before the client gives up on an agent that does not answer. Default 5 000. */
   deadlineMargin?: number;
+  /**
+   * ms an artifact's upload, or a `warm()` (where the agent may pull, load and start the artifact),
+   * may take before the client gives up on the agent (RequestTimeoutError). Default 600 000.
+   */
+  loadTimeout?: number;
   /** Calls outstanding per agent; when every agent has this many, execute() rejects with QueueFullError. Default 1 024. */
   maxOutstanding?: number;
   /** ms to connect (TCP and TLS). Default 10 000. */
@@ -76,6 +82,7 @@ export class RemoteExecutor implements Executor {
   private readonly cache: ArtifactCache;
   private readonly requestTimeout: number;
   private readonly deadlineMargin: number;
+  private readonly loadTimeout: number;
   private readonly dispatch: DispatchContext;
   private readonly authorization: string;
   private readonly uploads = new Map<string, Promise<void>>();
@@ -96,6 +103,7 @@ export class RemoteExecutor implements Executor {
     this.authorization = `Bearer ${options.token}`;
     this.requestTimeout = positive("requestTimeout", options.requestTimeout, 30_000);
     this.deadlineMargin = positive("deadlineMargin", options.deadlineMargin, 5_000);
+    this.loadTimeout = positive("loadTimeout", options.loadTimeout, 600_000);
     const link = {
       connectTimeout: positive("connectTimeout", options.connectTimeout, 10_000),
       keepaliveInterval: positive("keepaliveInterval", options.keepaliveInterval, 5_000),
@@ -166,7 +174,7 @@ export class RemoteExecutor implements Executor {
       };
       return send(this.dispatch, digest, path, exchange).then(({ answer, agent }) => {
         agent.warm.add(digest);
-        return JSON.parse(answer.body.toString("utf8")) as Res;
+        return parseAnswer(answer.body, agent) as Res;
       });
     };
     // A digest needs no lookup: no async step of withArtifact's in every call's path.
@@ -184,6 +192,7 @@ export class RemoteExecutor implements Executor {
           method: "POST",
           path: artifactPath(digest, "warm"),
           headers: { authorization: this.authorization },
+          deadline: this.loadTimeout,
           ...(signal === undefined ? {} : { signal }),
         };
         const { agent } = await send(this.dispatch, digest, path, exchange);
@@ -203,6 +212,7 @@ export class RemoteExecutor implements Executor {
             method: "POST",
             path: artifactPath(digest, "drain"),
             headers: { authorization: this.authorization },
+            deadline: this.loadTimeout,
             ...(signal === undefined ? {} : { signal }),
           });
           agent.warm.delete(digest);
@@ -321,6 +331,7 @@ export class RemoteExecutor implements Executor {
             "content-length": size,
           },
           body: createReadStream(path),
+          deadline: this.loadTimeout,
         });
         if (answer.status !== 200 && answer.status !== 201) throw answerError(answer, agent, digest);
       })();
@@ -341,7 +352,18 @@ export class RemoteExecutor implements Executor {
       background: true,
     });
     if (answer.status !== 200) throw answerError(answer, agent, "");
-    return JSON.parse(answer.body.toString("utf8")) as StatusReport;
+    return parseAnswer(answer.body, agent) as StatusReport;
+  }
+}
+
+/** A success's JSON body; AgentError when it is not JSON (a fault in the agent or what answered). */
+function parseAnswer(body: Buffer, agent: AgentLink): unknown {
+  try {
+    return JSON.parse(body.toString("utf8"));
+  } catch (error) {
+    throw new AgentError(
+      `agent ${agent.url} answered 200 with a body that is not JSON (${(error as Error).message})`,
+    );
   }
 }
 
