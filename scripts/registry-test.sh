@@ -143,8 +143,9 @@ VERDACCIO="$TOOLS/node_modules/.bin/verdaccio"
 export npm_config_cache="$work/npm-cache"
 export pnpm_config_store_dir="$work/pnpm-store" pnpm_config_cache_dir="$work/pnpm-cache"
 # pnpm stops an install whose dependencies have build scripts nobody reviewed; dockerode's optional
-# ssh transport (ssh2, cpu-features) and protobufjs's postinstall are not needed (README: Install).
-PNPM_DENY_BUILDS=(--allow-build '!cpu-features' --allow-build '!protobufjs' --allow-build '!ssh2')
+# ssh transport (ssh2, cpu-features) and protobufjs's postinstall are not needed; ociapp-build's
+# esbuild checks its platform binary in its own (README: Install).
+PNPM_DENY_BUILDS=(--allow-build '!cpu-features' --allow-build '!protobufjs' --allow-build '!ssh2' --allow-build esbuild)
 
 # The uplink and how to reach it, from this machine's npm configuration (read from /, so that no
 # project's .npmrc is involved).
