@@ -152,6 +152,12 @@ export const AgentConfigSchema = z.strictObject({
       maxStreams: z.number().int().min(1).max(65_536).default(1024),
       /** ms for the TLS handshake. */
       handshakeTimeout: ms(1).default(10_000),
+      /**
+       * ms from a connection's start (its TLS handshake done) within which one of its requests must
+       * authenticate; a connection that has not is closed, so connections without a token cannot
+       * hold `maxSessions` slots for `idleTimeout`.
+       */
+      authTimeout: ms(1).default(10_000),
       /** ms a connection may stay idle (no stream) before it is closed. */
       idleTimeout: ms(1).default(300_000),
       /** ms an execute body may take to arrive once its headers have. */
@@ -169,6 +175,7 @@ export const AgentConfigSchema = z.strictObject({
       maxSessions: 1024,
       maxStreams: 1024,
       handshakeTimeout: 10_000,
+      authTimeout: 10_000,
       idleTimeout: 300_000,
       bodyTimeout: 30_000,
       uploadStallTimeout: 30_000,

@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
+import type { Http2Session, IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
 import { PassThrough } from "node:stream";
 import { InvalidRequestError, OciappRuntimeError } from "../../errors.js";
 import type { Executor } from "../../executor.js";
@@ -36,6 +36,8 @@ export interface HandlerContext {
   sources: Map<string, Set<string>>;
   agentId: string;
   isDraining: () => boolean;
+  /** Called with the connection of every request that authenticated (ends its authTimeout). */
+  authenticated?: (session: Http2Session) => void;
 }
 
 interface Exchange {
@@ -92,6 +94,7 @@ export class AgentHandlers {
       this.fail(exchange, new UnauthorizedError());
       return;
     }
+    if (stream.session !== undefined) this.context.authenticated?.(stream.session);
     this.route(exchange, method, path, match).catch((error: unknown) => this.fail(exchange, error));
   }
 

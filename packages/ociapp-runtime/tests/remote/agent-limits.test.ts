@@ -1,0 +1,56 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { startTestAgent, type TestAgent, TOKENS } from "./support/agents.js";
+import { writeArtifact } from "./support/artifacts.js";
+import { makePki, type TestPki } from "./support/certs.js";
+import { after, request, session } from "./support/h2.js";
+
+// The agent's bounds on what clients hold (connections, transfers, buffers), each found broken by
+// an adversary (tests/remote/adversary in issue 17): one agent in this process over real TLS.
+
+describe("agent limits", () => {
+  let pki: TestPki;
+  let work: string;
+  let artifact: { path: string; digest: string; bytes: Buffer };
+  let test: TestAgent | undefined;
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), "agent-limits-"));
+    pki = await makePki(work);
+    artifact = await writeArtifact(join(work, "a.ociapp"), "a");
+  });
+
+  afterEach(async () => {
+    await test?.stop();
+    test = undefined;
+  });
+
+  afterAll(async () => {
+    await rm(work, { recursive: true, force: true });
+  });
+
+  const auth = (token: string) => ({ authorization: `Bearer ${token}` });
+
+  it("closes a connection that has not authenticated a request within limits.authTimeout", async () => {
+    // idleTimeout stays at 300 s: only authTimeout can close the connection in time.
+    test = await startTestAgent(pki, { limits: { authTimeout: 300 } });
+    const silent = session(test.agent.url, pki.ca);
+    const refused = session(test.agent.url, pki.ca);
+    const closed = (s: typeof silent) =>
+      new Promise<string>((resolve) => s.on("close", () => resolve("closed")));
+    const silentClosed = closed(silent);
+    const refusedClosed = closed(refused);
+    expect((await request(refused, { ":path": "/v1/status", ...auth("wrong-token") })).status).toBe(401);
+    expect(await Promise.race([silentClosed, after(10_000, "open")])).toBe("closed");
+    expect(await Promise.race([refusedClosed, after(10_000, "open")])).toBe("closed");
+    // A connection that authenticated a request is kept past authTimeout.
+    const valid = session(test.agent.url, pki.ca);
+    expect((await request(valid, { ":path": "/v1/status", ...auth(TOKENS.admin) })).status).toBe(200);
+    await after(900, undefined);
+    expect(valid.closed || valid.destroyed).toBe(false);
+    expect((await request(valid, { ":path": "/v1/status", ...auth(TOKENS.admin) })).status).toBe(200);
+    valid.close();
+  });
+});
