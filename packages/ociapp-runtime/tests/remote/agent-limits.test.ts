@@ -1,11 +1,11 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startTestAgent, type TestAgent, TOKENS } from "./support/agents.js";
 import { writeArtifact } from "./support/artifacts.js";
 import { makePki, type TestPki } from "./support/certs.js";
-import { after, request, session } from "./support/h2.js";
+import { after, answer, request, session } from "./support/h2.js";
 
 // The agent's bounds on what clients hold (connections, transfers, buffers), each found broken by
 // an adversary (tests/remote/adversary in issue 17): one agent in this process over real TLS.
@@ -52,5 +52,35 @@ describe("agent limits", () => {
     expect(valid.closed || valid.destroyed).toBe(false);
     expect((await request(valid, { ":path": "/v1/status", ...auth(TOKENS.admin) })).status).toBe(200);
     valid.close();
+  });
+
+  it("answers an upload that takes longer than limits.uploadTimeout 400, keeping nothing", async () => {
+    // The stall timeout stays at 30 s: bytes arrive every 50 ms, only the overall bound ends it.
+    test = await startTestAgent(pki, { limits: { uploadTimeout: 500, maxTransfers: 1 } });
+    const client = session(test.agent.url, pki.ca);
+    const put = {
+      ":method": "PUT",
+      ":path": `/v1/artifacts/${artifact.digest}`,
+      ...auth(TOKENS.admin),
+    };
+    const stream = client.request({ ...put, "content-length": artifact.bytes.length });
+    const answered = answer(stream);
+    let sent = 0;
+    const dribble = setInterval(() => {
+      if (stream.closed || sent >= artifact.bytes.length - 64) return;
+      stream.write(artifact.bytes.subarray(sent, sent + 64));
+      sent += 64;
+    }, 50);
+    try {
+      const dribbled = await Promise.race([answered, after(10_000, undefined)]);
+      expect(dribbled).toMatchObject({ status: 400, json: { error: { code: "OCIAPP_INVALID_REQUEST" } } });
+    } finally {
+      clearInterval(dribble);
+    }
+    expect(await readdir(join(test.store, "incoming"))).toEqual([]);
+    expect(await readdir(join(test.store, "artifacts"))).toEqual([]);
+    // The transfer slot is free again.
+    expect((await request(client, put, artifact.bytes)).status).toBe(201);
+    client.close();
   });
 });

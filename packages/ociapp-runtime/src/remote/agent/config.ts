@@ -164,6 +164,8 @@ export const AgentConfigSchema = z.strictObject({
       bodyTimeout: ms(1).default(30_000),
       /** ms an upload may go without a byte arriving. */
       uploadStallTimeout: ms(1).default(30_000),
+      /** ms an upload may take in all, from its headers to its last byte. */
+      uploadTimeout: ms(1).default(600_000),
       /** Uploads and pulls at once. */
       maxTransfers: z.number().int().min(1).default(4),
       /** ms a pull from a registry may take in all. */
@@ -179,6 +181,7 @@ export const AgentConfigSchema = z.strictObject({
       idleTimeout: 300_000,
       bodyTimeout: 30_000,
       uploadStallTimeout: 30_000,
+      uploadTimeout: 600_000,
       maxTransfers: 4,
       pullTimeout: 600_000,
       drainTimeout: 30_000,

@@ -211,6 +211,7 @@ export class AgentHandlers {
       await store.receive(digest, body, {
         maxBytes: config.policy.maxUploadBytes,
         stallTimeout: config.limits.uploadStallTimeout,
+        timeout: config.limits.uploadTimeout,
         signal: abort.signal,
       });
       metrics.uploads++;
