@@ -140,20 +140,25 @@ export class AgentHandlers {
       headers[HEADERS.settings] as string | undefined,
       context.config.policy,
     );
-    const path = context.store.pathOf(digest);
-    const artifact =
-      path !== undefined && this.mayRun(principal, digest) ? path : await this.obtain(principal, digest);
-    admit(principal, exchange.started);
-    context.metrics.inFlight++;
     const abort = this.aborts.take();
     // A stream that closes before the call has settled was reset by the client: the call is aborted
-    // (its container gets a cancel frame). writableEnded is no guide: a reset ends the writable side too.
+    // (its container gets a cancel frame). writableEnded is no guide: a reset ends the writable side
+    // too. Listened to before a pull: a call reset during its pull must not be admitted, or it would
+    // hold its quota slot until bodyTimeout (its body will never come).
     let settled = false;
     const onClose = () => {
       if (!settled) abort.abort(new ClientGone("the client reset the stream"));
     };
     stream.once("close", onClose);
+    let admitted = false;
     try {
+      const path = context.store.pathOf(digest);
+      const artifact =
+        path !== undefined && this.mayRun(principal, digest) ? path : await this.obtain(principal, digest);
+      if (abort.signal.aborted || stream.closed) throw new ClientGone("the client reset the stream");
+      admit(principal, exchange.started);
+      admitted = true;
+      context.metrics.inFlight++;
       const body = await readBody(
         stream,
         headers,
@@ -175,8 +180,10 @@ export class AgentHandlers {
     } finally {
       settled = true;
       stream.off("close", onClose);
-      context.metrics.inFlight--;
-      release(principal);
+      if (admitted) {
+        context.metrics.inFlight--;
+        release(principal);
+      }
       this.aborts.give(abort);
     }
   }
