@@ -39,12 +39,14 @@ describe("agent calls that pull", () => {
   let pki: TestPki;
   let work: string;
   let a: { path: string; digest: string };
+  let b: { path: string; digest: string };
   let test: TestAgent | undefined;
 
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), "agent-pull-"));
     pki = await makePki(work);
     a = await writeArtifact(join(work, "a.ociapp"), "a");
+    b = await writeArtifact(join(work, "b.ociapp"), "b");
   });
 
   afterEach(async () => {
@@ -95,6 +97,27 @@ describe("agent calls that pull", () => {
       status: 200,
       json: { value: 1 },
     });
+    client.close();
+  });
+
+  it("dates a call's rate from its admission, after its pull (no spurious 429)", async () => {
+    const gated = gatedPuller(
+      new Map([
+        [a.digest, a.path],
+        [b.digest, b.path],
+      ]),
+      a.digest,
+    );
+    // One call a second, two at once: the token makes two calls, both within its burst.
+    test = await startTestAgent(pki, withQuota({ rate: 1, burst: 2 }), { puller: gated.puller });
+    const client = session(test.agent.url, pki.ca);
+    const slow = request(client, execute(a.digest), echo(1));
+    await gated.pulling;
+    await after(400, undefined);
+    // Admitted while the first call's pull goes on.
+    expect(await request(client, execute(b.digest), echo(2))).toMatchObject({ status: 200 });
+    gated.release();
+    expect(await slow).toMatchObject({ status: 200, json: { value: 1 } });
     client.close();
   });
 });

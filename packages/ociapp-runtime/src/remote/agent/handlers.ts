@@ -156,7 +156,7 @@ export class AgentHandlers {
       const artifact =
         path !== undefined && this.mayRun(principal, digest) ? path : await this.obtain(principal, digest);
       if (abort.signal.aborted || stream.closed) throw new ClientGone("the client reset the stream");
-      admit(principal, exchange.started);
+      admit(principal, performance.now());
       admitted = true;
       context.metrics.inFlight++;
       const body = await readBody(
