@@ -43,7 +43,10 @@ export interface HandlerContext {
 interface Exchange {
   stream: ServerHttp2Stream;
   headers: IncomingHttpHeaders;
+  /** The method and path as audited (the path cut to 64 characters). */
   route: string;
+  /** The route as /metrics labels it: one of the agent's routes, or "other". */
+  series: string;
   digest: string | null;
   principal: Principal | undefined;
   started: number;
@@ -85,6 +88,7 @@ export class AgentHandlers {
       stream,
       headers,
       route: match ? `${method} /v1/artifacts/${match[2] ?? ""}` : `${method} ${path.slice(0, 64)}`,
+      series: seriesOf(method, path, match),
       digest: match?.[1] ?? null,
       principal: this.context.tokens.authenticateOn(stream.session, headers.authorization),
       started,
@@ -346,7 +350,7 @@ export class AgentHandlers {
 
   private done(exchange: Exchange, status: number, outcome: string): void {
     const token = exchange.principal?.id ?? null;
-    this.context.metrics.count(exchange.route, token ?? "-", outcome);
+    this.context.metrics.count(exchange.series, token ?? "-", outcome);
     this.context.audit({
       time: new Date().toISOString(),
       token,
@@ -358,4 +362,20 @@ export class AgentHandlers {
       peer: exchange.stream.session?.socket?.remoteAddress ?? "",
     });
   }
+}
+
+/**
+ * The `route` label of a request in /metrics: a route the agent serves, or "other" for any method
+ * and path that match none. Method and path are the client's free text: labelled as sent, every
+ * new path (unauthenticated ones too) would add series to /metrics without bound.
+ */
+function seriesOf(method: string | undefined, path: string, match: RegExpExecArray | null): string {
+  if (method === "GET" && (path === ROUTES.metrics || path === ROUTES.status)) return `GET ${path}`;
+  if (match === null) return "other";
+  const action = match[2];
+  if (action === undefined && (method === "HEAD" || method === "GET" || method === "PUT")) {
+    return `${method} /v1/artifacts/`;
+  }
+  if (action !== undefined && method === "POST") return `POST /v1/artifacts/${action}`;
+  return "other";
 }
