@@ -83,4 +83,33 @@ describe("agent limits", () => {
     expect((await request(client, put, artifact.bytes)).status).toBe(201);
     client.close();
   });
+
+  it("answers 503 to a body past limits.maxBufferedBytes, all calls' bodies together", async () => {
+    test = await startTestAgent(pki, { limits: { maxBufferedBytes: 1000 } });
+    const client = session(test.agent.url, pki.ca);
+    const put = { ":method": "PUT", ":path": `/v1/artifacts/${artifact.digest}`, ...auth(TOKENS.admin) };
+    expect((await request(client, put, artifact.bytes)).status).toBe(201);
+    const execute = {
+      ":method": "POST",
+      ":path": `/v1/artifacts/${artifact.digest}/execute`,
+      ...auth(TOKENS.admin),
+    };
+    const body = (bytes: number) => {
+      const head = JSON.stringify({ op: "echo", value: "" });
+      return JSON.stringify({ op: "echo", value: "x".repeat(bytes - head.length) });
+    };
+    // 800 of a 900-byte body arrive and are held while the rest is awaited.
+    const slow = client.request(execute);
+    const slowAnswer = answer(slow);
+    const whole = body(900);
+    slow.write(whole.slice(0, 800));
+    await after(300, undefined);
+    const refused = await request(client, execute, body(800));
+    expect(refused).toMatchObject({ status: 503, json: { error: { code: "OCIAPP_AGENT_UNAVAILABLE" } } });
+    slow.end(whole.slice(800));
+    expect((await slowAnswer).status).toBe(200);
+    // Given back: the same body now fits.
+    expect((await request(client, execute, body(800))).status).toBe(200);
+    client.close();
+  });
 });

@@ -166,6 +166,12 @@ export const AgentConfigSchema = z.strictObject({
       uploadStallTimeout: ms(1).default(30_000),
       /** ms an upload may take in all, from its headers to its last byte. */
       uploadTimeout: ms(1).default(600_000),
+      /**
+       * Bytes of execute bodies buffered at once, all calls together (each is also bounded by
+       * policy.maxPayloadBytes); a body past it is answered 503 OCIAPP_AGENT_UNAVAILABLE (the call
+       * did not run).
+       */
+      maxBufferedBytes: bytes.default(256 * MiB),
       /** Uploads and pulls at once. */
       maxTransfers: z.number().int().min(1).default(4),
       /** ms a pull from a registry may take in all. */
@@ -182,6 +188,7 @@ export const AgentConfigSchema = z.strictObject({
       bodyTimeout: 30_000,
       uploadStallTimeout: 30_000,
       uploadTimeout: 600_000,
+      maxBufferedBytes: 256 * MiB,
       maxTransfers: 4,
       pullTimeout: 600_000,
       drainTimeout: 30_000,

@@ -9,7 +9,15 @@ import {
   UnauthorizedError,
   UnknownArtifactError,
 } from "../errors.js";
-import { answerable, ClientGone, readBody, sendError, sendJson, sendText } from "../http/respond.js";
+import {
+  answerable,
+  BodyBudget,
+  ClientGone,
+  readBody,
+  sendError,
+  sendJson,
+  sendText,
+} from "../http/respond.js";
 import { ARTIFACT_ROUTE, asRuntimeError, HEADERS, ROUTES, statusOf } from "../http/wire.js";
 import { admit, callOptions, digestInScope, type Principal, release, type Tokens } from "./auth.js";
 import { CallAborts } from "./call-aborts.js";
@@ -60,8 +68,11 @@ interface Exchange {
 export class AgentHandlers {
   private transfers = 0;
   private readonly aborts = new CallAborts();
+  private readonly bodies: BodyBudget;
 
-  constructor(private readonly context: HandlerContext) {}
+  constructor(private readonly context: HandlerContext) {
+    this.bodies = new BodyBudget(context.config.limits.maxBufferedBytes);
+  }
 
   get agentId(): string {
     return this.context.agentId;
@@ -168,6 +179,7 @@ export class AgentHandlers {
         headers,
         context.config.policy.maxPayloadBytes,
         context.config.limits.bodyTimeout,
+        this.bodies,
       );
       let payload: unknown;
       try {
