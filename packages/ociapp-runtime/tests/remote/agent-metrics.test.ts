@@ -51,4 +51,18 @@ describe("agent /metrics", () => {
     );
     expect(series).toHaveLength(2);
   });
+
+  it("serves /metrics only to a token with scopes.metrics", async () => {
+    test = await startTestAgent(pki);
+    const client = session(test.agent.url, pki.ca);
+    const denied = await request(client, { ":path": "/metrics", ...auth(TOKENS.narrow) });
+    expect(denied).toMatchObject({ status: 403, json: { error: { code: "OCIAPP_FORBIDDEN" } } });
+    expect(denied.text).not.toContain("admin");
+    const allowed = await request(client, { ":path": "/metrics", ...auth(TOKENS.admin) });
+    expect(allowed.status).toBe(200);
+    expect(allowed.text).toContain('token="narrow",outcome="OCIAPP_FORBIDDEN"');
+    // /healthz stays open.
+    expect((await request(client, { ":path": "/healthz" })).status).toBe(200);
+    client.close();
+  });
 });

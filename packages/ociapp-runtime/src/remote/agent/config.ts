@@ -36,8 +36,13 @@ const Token = z.strictObject({
       drain: z.boolean().default(false),
       /** Settings it may send per call. */
       settings: z.array(z.enum(CLIENT_SETTINGS)).default([]),
+      /**
+       * May read GET /metrics, which names every token's id and every artifact's digest (other
+       * tokens' too): for the operator's monitoring, not for tenants.
+       */
+      metrics: z.boolean().default(false),
     })
-    .default({ digests: [], registries: [], upload: false, drain: false, settings: [] }),
+    .default({ digests: [], registries: [], upload: false, drain: false, settings: [], metrics: false }),
   quota: z
     .strictObject({
       /** Calls of this token in flight at once on this agent. */

@@ -121,6 +121,10 @@ export class AgentHandlers {
   ): Promise<void> {
     if (path === ROUTES.status && method === "GET") return this.status(exchange);
     if (path === ROUTES.metrics && method === "GET") {
+      const principal = exchange.principal as Principal;
+      if (!principal.config.scopes.metrics) {
+        throw new ForbiddenError(`token ${principal.id} may not read /metrics (scopes.metrics)`);
+      }
       const { executor, store, metrics, isDraining } = this.context;
       sendText(
         exchange.stream,

@@ -15,7 +15,7 @@ import { ArtifactProcessEngine } from "./artifacts.js";
 import type { TestPki } from "./certs.js";
 
 export const TOKENS = {
-  /** May run and upload anything, change the timeout, drain. */
+  /** May run and upload anything, change the timeout, drain, read /metrics. */
   admin: "admin-token-0123456789",
   /** May run one digest only (set per test), no upload, no settings. */
   narrow: "narrow-token-0123456789",
@@ -44,7 +44,7 @@ export function testConfig(
       {
         id: "admin",
         sha256: hashToken(TOKENS.admin),
-        scopes: { digests: ["*"], upload: true, drain: true, settings: ["timeout"] },
+        scopes: { digests: ["*"], upload: true, drain: true, settings: ["timeout"], metrics: true },
       },
       { id: "narrow", sha256: hashToken(TOKENS.narrow), scopes: { digests: [`sha256:${"0".repeat(64)}`] } },
     ],
