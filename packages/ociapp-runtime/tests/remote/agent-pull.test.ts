@@ -120,4 +120,29 @@ describe("agent calls that pull", () => {
     expect(await slow).toMatchObject({ status: 200, json: { value: 1 } });
     client.close();
   });
+
+  it("takes warm, pull and upload requests from the token's rate", async () => {
+    const gated = gatedPuller(new Map([[a.digest, a.path]]), "none");
+    // One request, then next to none: every request after the first is over the rate.
+    const config = withQuota({ rate: 0.001, burst: 1 });
+    (config.tokens[0] as { scopes: Record<string, unknown> }).scopes.upload = true;
+    test = await startTestAgent(pki, config, { puller: gated.puller });
+    const client = session(test.agent.url, pki.ca);
+    const action = (name: string) => ({
+      ":method": "POST",
+      ":path": `/v1/artifacts/${a.digest}/${name}`,
+      authorization: `Bearer ${TOKENS.admin}`,
+    });
+    expect((await request(client, action("pull"))).status).toBe(200);
+    const over = { status: 429, json: { error: { code: "OCIAPP_QUOTA_EXCEEDED" } } };
+    expect(await request(client, action("warm"))).toMatchObject(over);
+    expect(await request(client, action("pull"))).toMatchObject(over);
+    const put = {
+      ":method": "PUT",
+      ":path": `/v1/artifacts/${a.digest}`,
+      authorization: `Bearer ${TOKENS.admin}`,
+    };
+    expect(await request(client, put, "x")).toMatchObject(over);
+    client.close();
+  });
 });

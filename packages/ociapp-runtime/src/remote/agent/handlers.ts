@@ -19,7 +19,7 @@ import {
   sendText,
 } from "../http/respond.js";
 import { ARTIFACT_ROUTE, asRuntimeError, HEADERS, ROUTES, statusOf } from "../http/wire.js";
-import { admit, callOptions, digestInScope, type Principal, release, type Tokens } from "./auth.js";
+import { admit, callOptions, digestInScope, type Principal, release, spend, type Tokens } from "./auth.js";
 import { CallAborts } from "./call-aborts.js";
 import type { AgentConfig } from "./config.js";
 import type { AgentMetrics, AuditSink } from "./metrics.js";
@@ -215,6 +215,7 @@ export class AgentHandlers {
     if (!principal.config.scopes.upload || !digestInScope(principal, digest)) {
       throw new ForbiddenError(`token ${principal.id} may not upload ${digest}`);
     }
+    spend(principal, performance.now());
     if (store.pathOf(digest) !== undefined) {
       sendJson(exchange.stream, 200, { digest, stored: false });
       return this.done(exchange, 200, "ok");
@@ -265,6 +266,8 @@ export class AgentHandlers {
   private async warm(exchange: Exchange, digest: string, start: boolean): Promise<void> {
     const principal = exchange.principal as Principal;
     if (this.context.isDraining()) throw new AgentUnavailableError("the agent is draining");
+    // The token's rate bounds warm and pull requests too: each may pull an artifact or start containers.
+    spend(principal, performance.now());
     const path = this.context.store.pathOf(digest);
     const artifact =
       path !== undefined && this.mayRun(principal, digest) ? path : await this.obtain(principal, digest);
