@@ -146,11 +146,16 @@ export class Agent {
       made.sessions.add(session);
       session.setTimeout(limits.idleTimeout, () => session.close());
       // A connection must authenticate a request soon after it starts: else connections without a
-      // token would hold limits.maxSessions slots for idleTimeout. Destroyed, not closed: after a
-      // GOAWAY the peer could keep the connection open with the streams it already has.
+      // token would hold limits.maxSessions slots for idleTimeout. Closed with GOAWAY, so a request
+      // the client sent meanwhile is refused unrun (RemoteExecutor sends it again on a new
+      // connection); its streams were all answered 401 at once, so one still open a second later
+      // is not a client's and the connection is destroyed.
       unauthenticated.set(
         session,
-        setTimeout(() => session.destroy(), limits.authTimeout),
+        setTimeout(() => {
+          session.close();
+          setTimeout(() => session.destroy(), 1_000).unref();
+        }, limits.authTimeout),
       );
       session.on("error", () => undefined);
       session.on("close", () => {
