@@ -22,7 +22,7 @@ import { ARTIFACT_ROUTE, asRuntimeError, HEADERS, ROUTES, statusOf } from "../ht
 import { admit, callOptions, digestInScope, type Principal, release, spend, type Tokens } from "./auth.js";
 import { CallAborts } from "./call-aborts.js";
 import type { AgentConfig } from "./config.js";
-import type { AgentMetrics, AuditSink } from "./metrics.js";
+import { type AgentMetrics, type AuditSink, seriesOf } from "./metrics.js";
 import type { ArtifactStore } from "./store.js";
 
 /** Gets an artifact the store lacks from one of the token's registries; resolves with its path. */
@@ -381,20 +381,4 @@ export class AgentHandlers {
       peer: exchange.stream.session?.socket?.remoteAddress ?? "",
     });
   }
-}
-
-/**
- * The `route` label of a request in /metrics: a route the agent serves, or "other" for any method
- * and path that match none. Method and path are the client's free text: labelled as sent, every
- * new path (unauthenticated ones too) would add series to /metrics without bound.
- */
-function seriesOf(method: string | undefined, path: string, match: RegExpExecArray | null): string {
-  if (method === "GET" && (path === ROUTES.metrics || path === ROUTES.status)) return `GET ${path}`;
-  if (match === null) return "other";
-  const action = match[2];
-  if (action === undefined && (method === "HEAD" || method === "GET" || method === "PUT")) {
-    return `${method} /v1/artifacts/`;
-  }
-  if (action !== undefined && method === "POST") return `POST /v1/artifacts/${action}`;
-  return "other";
 }
