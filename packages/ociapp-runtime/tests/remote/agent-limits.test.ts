@@ -2,7 +2,8 @@ import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { startTestAgent, type TestAgent, TOKENS } from "./support/agents.js";
+import { AgentConfigError } from "../../src/remote/agent/config.js";
+import { startTestAgent, type TestAgent, TOKENS, testConfig } from "./support/agents.js";
 import { writeArtifact } from "./support/artifacts.js";
 import { makePki, type TestPki } from "./support/certs.js";
 import { after, answer, request, session } from "./support/h2.js";
@@ -85,7 +86,10 @@ describe("agent limits", () => {
   });
 
   it("answers 503 to a body past limits.maxBufferedBytes, all calls' bodies together", async () => {
-    test = await startTestAgent(pki, { limits: { maxBufferedBytes: 1000 } });
+    test = await startTestAgent(pki, {
+      limits: { maxBufferedBytes: 1000 },
+      policy: { maxPayloadBytes: 1000 },
+    });
     const client = session(test.agent.url, pki.ca);
     const put = { ":method": "PUT", ":path": `/v1/artifacts/${artifact.digest}`, ...auth(TOKENS.admin) };
     expect((await request(client, put, artifact.bytes)).status).toBe(201);
@@ -111,5 +115,11 @@ describe("agent limits", () => {
     // Given back: the same body now fits.
     expect((await request(client, execute, body(800))).status).toBe(200);
     client.close();
+  });
+
+  it("refuses a config whose limits.maxBufferedBytes is below policy.maxPayloadBytes", () => {
+    const config = () => testConfig(undefined, "/tmp/unused", { limits: { maxBufferedBytes: 1000 } });
+    expect(config).toThrow(AgentConfigError);
+    expect(config).toThrow(/limits\.maxBufferedBytes: must be at least policy\.maxPayloadBytes/);
   });
 });

@@ -221,6 +221,12 @@ export function parseAgentConfig(value: unknown, source = "config"): AgentConfig
     throw new AgentConfigError(`${source}: ${where}: ${issue?.message ?? "invalid"}`);
   }
   const config = result.data;
+  // A body the total could never hold would be answered 503 by every agent, forever.
+  if (config.limits.maxBufferedBytes < config.policy.maxPayloadBytes) {
+    throw new AgentConfigError(
+      `${source}: limits.maxBufferedBytes: must be at least policy.maxPayloadBytes (${config.policy.maxPayloadBytes})`,
+    );
+  }
   const names = new Set<string>();
   for (const registry of config.registries) {
     if (names.has(registry.name)) throw new AgentConfigError(`${source}: registries: ${registry.name} twice`);
