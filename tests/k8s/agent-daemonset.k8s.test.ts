@@ -153,7 +153,7 @@ describe("the agent as a DaemonSet", () => {
       "tls: { cert: /etc/ociapp/tls/tls.crt, key: /etc/ociapp/tls/tls.key }",
       "store: /var/lib/ociapp-agent/store",
       "tokens:",
-      `  - { id: ci, sha256: ${hashToken(token)}, scopes: { digests: ["*"], upload: true } }`,
+      `  - { id: ci, sha256: ${hashToken(token)}, scopes: { digests: ["*"], upload: true, metrics: true } }`,
       "runtime: { socketDir: /run/ociapp-agent/sockets, startupTimeout: 60000, shutdownTimeout: 3000 }",
       "engine:",
       "  kind: kubernetes",

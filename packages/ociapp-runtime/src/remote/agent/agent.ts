@@ -117,6 +117,14 @@ export class Agent {
     const executor =
       options.executor ?? new Runtime({ ...runtimeOptions(config), engine: await engineFor(config) });
     const sources = new Map<string, Set<string>>();
+    // Connections that have not yet authenticated a request, with the timer that closes them.
+    const unauthenticated = new Map<Http2Session, NodeJS.Timeout>();
+    const authenticated = (session: Http2Session) => {
+      const timer = unauthenticated.get(session);
+      if (timer === undefined) return;
+      clearTimeout(timer);
+      unauthenticated.delete(session);
+    };
     const metrics = new AgentMetrics();
     let agent: Agent | undefined;
     const handlers = new AgentHandlers({
@@ -130,14 +138,30 @@ export class Agent {
       sources,
       agentId: randomUUID(),
       isDraining: () => agent?.draining !== undefined,
+      authenticated,
     });
     agent = new Agent(server, handlers, executor, store, config, !options.insecureLoopback);
     const made = agent;
     server.on("session", (session: Http2Session) => {
       made.sessions.add(session);
       session.setTimeout(limits.idleTimeout, () => session.close());
+      // A connection must authenticate a request soon after it starts: else connections without a
+      // token would hold limits.maxSessions slots for idleTimeout. Closed with GOAWAY, so a request
+      // the client sent meanwhile is refused unrun (RemoteExecutor sends it again on a new
+      // connection); its streams were all answered 401 at once, so one still open a second later
+      // is not a client's and the connection is destroyed.
+      unauthenticated.set(
+        session,
+        setTimeout(() => {
+          session.close();
+          setTimeout(() => session.destroy(), 1_000).unref();
+        }, limits.authTimeout),
+      );
       session.on("error", () => undefined);
-      session.on("close", () => made.sessions.delete(session));
+      session.on("close", () => {
+        authenticated(session);
+        made.sessions.delete(session);
+      });
     });
     server.on("stream", (stream, headers) => handlers.handle(stream, headers));
     // A TLS handshake that fails (wrong client certificate, plain HTTP) ends that socket only.

@@ -87,23 +87,38 @@ export function digestInScope(principal: Principal, digest: string): boolean {
 }
 
 /**
- * Takes one call from the token's quota (in flight and rate); throws QuotaExceededError when either is
+ * Takes one call from the token's quota (in flight and rate) at `now` (performance.now(), ms: the
+ * time of admission, not of the request's arrival); throws QuotaExceededError when either is
  * used up. The caller must call `release` once the call has ended.
  */
 export function admit(principal: Principal, now: number): void {
-  const { inFlight, rate, burst } = principal.config.quota;
+  const { inFlight } = principal.config.quota;
   if (principal.inFlight >= inFlight) {
     throw new QuotaExceededError(
       `token ${principal.id} has ${inFlight} calls in flight on this agent (its quota)`,
     );
   }
-  principal.tokens = Math.min(burst, principal.tokens + ((now - principal.refilledAt) / 1000) * rate);
-  principal.refilledAt = now;
+  spend(principal, now);
+  principal.inFlight++;
+}
+
+/**
+ * Takes one request from the token's rate (its token bucket) at `now` (performance.now(), ms);
+ * throws QuotaExceededError when the bucket is empty. Execute calls take it through admit(); warm,
+ * pull and upload requests take it alone (they are bounded in number at once by maxTransfers).
+ */
+export function spend(principal: Principal, now: number): void {
+  const { rate, burst } = principal.config.quota;
+  // Never refilled backwards: a caller's `now` earlier than the last refill (a call dated from its
+  // arrival, admitted after a pull while others were admitted) would drain the bucket.
+  if (now > principal.refilledAt) {
+    principal.tokens = Math.min(burst, principal.tokens + ((now - principal.refilledAt) / 1000) * rate);
+    principal.refilledAt = now;
+  }
   if (principal.tokens < 1) {
     throw new QuotaExceededError(`token ${principal.id} is over its rate of ${rate} calls per second`);
   }
   principal.tokens -= 1;
-  principal.inFlight++;
 }
 
 export function release(principal: Principal): void {

@@ -37,8 +37,13 @@ const Token = z.strictObject({
       drain: z.boolean().default(false),
       /** Settings it may send per call. */
       settings: z.array(z.enum(CLIENT_SETTINGS)).default([]),
+      /**
+       * May read GET /metrics, which names every token's id and every artifact's digest (other
+       * tokens' too): for the operator's monitoring, not for tenants.
+       */
+      metrics: z.boolean().default(false),
     })
-    .default({ digests: [], registries: [], upload: false, drain: false, settings: [] }),
+    .default({ digests: [], registries: [], upload: false, drain: false, settings: [], metrics: false }),
   quota: z
     .strictObject({
       /** Calls of this token in flight at once on this agent. */
@@ -153,12 +158,26 @@ export const AgentConfigSchema = z.strictObject({
       maxStreams: z.number().int().min(1).max(65_536).default(1024),
       /** ms for the TLS handshake. */
       handshakeTimeout: ms(1).default(10_000),
+      /**
+       * ms from a connection's start (its TLS handshake done) within which one of its requests must
+       * authenticate; a connection that has not is closed, so connections without a token cannot
+       * hold `maxSessions` slots for `idleTimeout`.
+       */
+      authTimeout: ms(1).default(10_000),
       /** ms a connection may stay idle (no stream) before it is closed. */
       idleTimeout: ms(1).default(300_000),
       /** ms an execute body may take to arrive once its headers have. */
       bodyTimeout: ms(1).default(30_000),
       /** ms an upload may go without a byte arriving. */
       uploadStallTimeout: ms(1).default(30_000),
+      /** ms an upload may take in all, from its headers to its last byte. */
+      uploadTimeout: ms(1).default(600_000),
+      /**
+       * Bytes of execute bodies buffered at once, all calls together (each is also bounded by
+       * policy.maxPayloadBytes); a body past it is answered 503 OCIAPP_AGENT_UNAVAILABLE (the call
+       * did not run).
+       */
+      maxBufferedBytes: bytes.default(256 * MiB),
       /** Uploads and pulls at once. */
       maxTransfers: z.number().int().min(1).default(4),
       /** ms a pull from a registry may take in all. */
@@ -170,9 +189,12 @@ export const AgentConfigSchema = z.strictObject({
       maxSessions: 1024,
       maxStreams: 1024,
       handshakeTimeout: 10_000,
+      authTimeout: 10_000,
       idleTimeout: 300_000,
       bodyTimeout: 30_000,
       uploadStallTimeout: 30_000,
+      uploadTimeout: 600_000,
+      maxBufferedBytes: 256 * MiB,
       maxTransfers: 4,
       pullTimeout: 600_000,
       drainTimeout: 30_000,
@@ -200,6 +222,12 @@ export function parseAgentConfig(value: unknown, source = "config"): AgentConfig
     throw new AgentConfigError(`${source}: ${where}: ${issue?.message ?? "invalid"}`);
   }
   const config = result.data;
+  // A body the total could never hold would be answered 503 by every agent, forever.
+  if (config.limits.maxBufferedBytes < config.policy.maxPayloadBytes) {
+    throw new AgentConfigError(
+      `${source}: limits.maxBufferedBytes: must be at least policy.maxPayloadBytes (${config.policy.maxPayloadBytes})`,
+    );
+  }
   const names = new Set<string>();
   for (const registry of config.registries) {
     if (names.has(registry.name)) throw new AgentConfigError(`${source}: registries: ${registry.name} twice`);

@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
+import type { Http2Session, IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
 import { PassThrough } from "node:stream";
 import { InvalidRequestError, OciappRuntimeError } from "../../errors.js";
 import type { Executor } from "../../executor.js";
@@ -9,12 +9,20 @@ import {
   UnauthorizedError,
   UnknownArtifactError,
 } from "../errors.js";
-import { answerable, ClientGone, readBody, sendError, sendJson, sendText } from "../http/respond.js";
+import {
+  answerable,
+  BodyBudget,
+  ClientGone,
+  readBody,
+  sendError,
+  sendJson,
+  sendText,
+} from "../http/respond.js";
 import { ARTIFACT_ROUTE, asRuntimeError, HEADERS, ROUTES, statusOf } from "../http/wire.js";
-import { admit, callOptions, digestInScope, type Principal, release, type Tokens } from "./auth.js";
+import { admit, callOptions, digestInScope, type Principal, release, spend, type Tokens } from "./auth.js";
 import { CallAborts } from "./call-aborts.js";
 import type { AgentConfig } from "./config.js";
-import type { AgentMetrics, AuditSink } from "./metrics.js";
+import { type AgentMetrics, type AuditSink, seriesOf } from "./metrics.js";
 import type { ArtifactStore } from "./store.js";
 
 /** Gets an artifact the store lacks from one of the token's registries; resolves with its path. */
@@ -36,12 +44,17 @@ export interface HandlerContext {
   sources: Map<string, Set<string>>;
   agentId: string;
   isDraining: () => boolean;
+  /** Called with the connection of every request that authenticated (ends its authTimeout). */
+  authenticated?: (session: Http2Session) => void;
 }
 
 interface Exchange {
   stream: ServerHttp2Stream;
   headers: IncomingHttpHeaders;
+  /** The method and path as audited (the path cut to 64 characters). */
   route: string;
+  /** The route as /metrics labels it: one of the agent's routes, or "other". */
+  series: string;
   digest: string | null;
   principal: Principal | undefined;
   started: number;
@@ -55,8 +68,11 @@ interface Exchange {
 export class AgentHandlers {
   private transfers = 0;
   private readonly aborts = new CallAborts();
+  private readonly bodies: BodyBudget;
 
-  constructor(private readonly context: HandlerContext) {}
+  constructor(private readonly context: HandlerContext) {
+    this.bodies = new BodyBudget(context.config.limits.maxBufferedBytes);
+  }
 
   get agentId(): string {
     return this.context.agentId;
@@ -83,6 +99,7 @@ export class AgentHandlers {
       stream,
       headers,
       route: match ? `${method} /v1/artifacts/${match[2] ?? ""}` : `${method} ${path.slice(0, 64)}`,
+      series: seriesOf(method, path, match),
       digest: match?.[1] ?? null,
       principal: this.context.tokens.authenticateOn(stream.session, headers.authorization),
       started,
@@ -92,6 +109,7 @@ export class AgentHandlers {
       this.fail(exchange, new UnauthorizedError());
       return;
     }
+    if (stream.session !== undefined) this.context.authenticated?.(stream.session);
     this.route(exchange, method, path, match).catch((error: unknown) => this.fail(exchange, error));
   }
 
@@ -103,6 +121,10 @@ export class AgentHandlers {
   ): Promise<void> {
     if (path === ROUTES.status && method === "GET") return this.status(exchange);
     if (path === ROUTES.metrics && method === "GET") {
+      const principal = exchange.principal as Principal;
+      if (!principal.config.scopes.metrics) {
+        throw new ForbiddenError(`token ${principal.id} may not read /metrics (scopes.metrics)`);
+      }
       const { executor, store, metrics, isDraining } = this.context;
       sendText(
         exchange.stream,
@@ -137,25 +159,31 @@ export class AgentHandlers {
       headers[HEADERS.settings] as string | undefined,
       context.config.policy,
     );
-    const path = context.store.pathOf(digest);
-    const artifact =
-      path !== undefined && this.mayRun(principal, digest) ? path : await this.obtain(principal, digest);
-    admit(principal, exchange.started);
-    context.metrics.inFlight++;
     const abort = this.aborts.take();
     // A stream that closes before the call has settled was reset by the client: the call is aborted
-    // (its container gets a cancel frame). writableEnded is no guide: a reset ends the writable side too.
+    // (its container gets a cancel frame). writableEnded is no guide: a reset ends the writable side
+    // too. Listened to before a pull: a call reset during its pull must not be admitted, or it would
+    // hold its quota slot until bodyTimeout (its body will never come).
     let settled = false;
     const onClose = () => {
       if (!settled) abort.abort(new ClientGone("the client reset the stream"));
     };
     stream.once("close", onClose);
+    let admitted = false;
     try {
+      const path = context.store.pathOf(digest);
+      const artifact =
+        path !== undefined && this.mayRun(principal, digest) ? path : await this.obtain(principal, digest);
+      if (abort.signal.aborted || stream.closed) throw new ClientGone("the client reset the stream");
+      admit(principal, performance.now());
+      admitted = true;
+      context.metrics.inFlight++;
       const body = await readBody(
         stream,
         headers,
         context.config.policy.maxPayloadBytes,
         context.config.limits.bodyTimeout,
+        this.bodies,
       );
       let payload: unknown;
       try {
@@ -172,8 +200,10 @@ export class AgentHandlers {
     } finally {
       settled = true;
       stream.off("close", onClose);
-      context.metrics.inFlight--;
-      release(principal);
+      if (admitted) {
+        context.metrics.inFlight--;
+        release(principal);
+      }
       this.aborts.give(abort);
     }
   }
@@ -185,6 +215,7 @@ export class AgentHandlers {
     if (!principal.config.scopes.upload || !digestInScope(principal, digest)) {
       throw new ForbiddenError(`token ${principal.id} may not upload ${digest}`);
     }
+    spend(principal, performance.now());
     if (store.pathOf(digest) !== undefined) {
       sendJson(exchange.stream, 200, { digest, stored: false });
       return this.done(exchange, 200, "ok");
@@ -208,6 +239,7 @@ export class AgentHandlers {
       await store.receive(digest, body, {
         maxBytes: config.policy.maxUploadBytes,
         stallTimeout: config.limits.uploadStallTimeout,
+        timeout: config.limits.uploadTimeout,
         signal: abort.signal,
       });
       metrics.uploads++;
@@ -234,6 +266,8 @@ export class AgentHandlers {
   private async warm(exchange: Exchange, digest: string, start: boolean): Promise<void> {
     const principal = exchange.principal as Principal;
     if (this.context.isDraining()) throw new AgentUnavailableError("the agent is draining");
+    // The token's rate bounds warm and pull requests too: each may pull an artifact or start containers.
+    spend(principal, performance.now());
     const path = this.context.store.pathOf(digest);
     const artifact =
       path !== undefined && this.mayRun(principal, digest) ? path : await this.obtain(principal, digest);
@@ -335,7 +369,7 @@ export class AgentHandlers {
 
   private done(exchange: Exchange, status: number, outcome: string): void {
     const token = exchange.principal?.id ?? null;
-    this.context.metrics.count(exchange.route, token ?? "-", outcome);
+    this.context.metrics.count(exchange.series, token ?? "-", outcome);
     this.context.audit({
       time: new Date().toISOString(),
       token,

@@ -1,4 +1,5 @@
 import type { ExecutorStats } from "../../executor.js";
+import { ROUTES } from "../http/wire.js";
 
 /** Upper bounds (seconds) of the call-duration histogram. */
 const BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -87,6 +88,22 @@ export class AgentMetrics {
     }
     return `${lines.join("\n")}\n`;
   }
+}
+
+/**
+ * The `route` label of a request in /metrics: a route the agent serves, or "other" for any method
+ * and path that match none. Method and path are the client's free text: labelled as sent, every
+ * new path (unauthenticated ones too) would add series to /metrics without bound.
+ */
+export function seriesOf(method: string | undefined, path: string, match: RegExpExecArray | null): string {
+  if (method === "GET" && (path === ROUTES.metrics || path === ROUTES.status)) return `GET ${path}`;
+  if (match === null) return "other";
+  const action = match[2];
+  if (action === undefined && (method === "HEAD" || method === "GET" || method === "PUT")) {
+    return `${method} /v1/artifacts/`;
+  }
+  if (action !== undefined && method === "POST") return `POST /v1/artifacts/${action}`;
+  return "other";
 }
 
 /** One audit record per answered request, written as one JSON line. */

@@ -14,6 +14,8 @@ export interface ReceiveOptions {
   maxBytes: number;
   /** ms without a byte before the upload is given up. */
   stallTimeout: number;
+  /** ms the whole upload may take, from its start to its last byte (a dribble gets no more). */
+  timeout: number;
   signal?: AbortSignal;
 }
 
@@ -66,7 +68,7 @@ export class ArtifactStore {
 
   /**
    * Streams `source` into a temp file, verifying every blob on the way (TarBlobVerifier) and bounding
-   * size and stalls, then checks the manifest digest with readArtifactIndex and renames the file into
+   * size, stalls and the whole upload's time, then checks the manifest digest with readArtifactIndex and renames the file into
    * place. Rejects with DigestMismatchError (409), PayloadTooLargeError (413), InvalidUpload (400) or
    * the signal's reason; the temp file is gone whenever it rejects.
    */
@@ -84,6 +86,11 @@ export class ArtifactStore {
       );
     };
     const signal = options.signal ? AbortSignal.any([options.signal, stalled.signal]) : stalled.signal;
+    // The stall timer alone lets a client that sends a byte now and then hold a transfer slot forever.
+    const overall = setTimeout(
+      () => stalled.abort(new UploadRejected(`the upload did not arrive within ${options.timeout} ms`)),
+      options.timeout,
+    );
     try {
       arm();
       // "wx": O_CREAT | O_EXCL, so the temp name can never be a file or link someone else made.
@@ -103,6 +110,7 @@ export class ArtifactStore {
         { signal },
       );
       clearTimeout(stall);
+      clearTimeout(overall);
       const index = await readArtifactIndex(temp).catch((error: unknown) => {
         throw new UploadRejected(`not an artifact: ${(error as Error).message}`);
       });
@@ -115,6 +123,7 @@ export class ArtifactStore {
       return final;
     } catch (error) {
       clearTimeout(stall);
+      clearTimeout(overall);
       await rm(temp, { force: true });
       const cause =
         error instanceof Error && error.name === "AbortError" && stalled.signal.aborted

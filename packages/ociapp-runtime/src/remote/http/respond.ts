@@ -1,7 +1,7 @@
 import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import { InvalidRequestError, type OciappRuntimeError } from "../../errors.js";
 import { Deadlines } from "../deadlines.js";
-import { PayloadTooLargeError } from "../errors.js";
+import { AgentUnavailableError, PayloadTooLargeError } from "../errors.js";
 import { errorBody, statusOf } from "./wire.js";
 
 /** The stream's peer went away before the body ended: nothing is answered. */
@@ -71,33 +71,69 @@ export function sendError(stream: ServerHttp2Stream, error: OciappRuntimeError, 
 const bodyDeadlines = new Deadlines();
 
 /**
+ * Bytes of request bodies buffered at once, across all streams: each body is bounded on its own,
+ * but without a total, many bodies arriving at once (a token's quota.inFlight x maxPayloadBytes is
+ * 4 GiB by default) could hold more memory than the agent has.
+ */
+export class BodyBudget {
+  private used = 0;
+
+  /** `limit`: bytes, at most, held by all bodies being read at once. */
+  constructor(readonly limit: number) {}
+
+  /** Takes `bytes` when they fit, else takes nothing and returns false. */
+  take(bytes: number): boolean {
+    if (this.used + bytes > this.limit) return false;
+    this.used += bytes;
+    return true;
+  }
+
+  give(bytes: number): void {
+    this.used -= bytes;
+  }
+}
+
+/**
  * Reads a request body of at most `limit` bytes within `timeoutMs`: a declared content-length over
  * the limit is refused before a byte is read, and the count is checked on every chunk, so at most
- * `limit` bytes (plus one HTTP/2 flow-control window) are ever buffered. Rejects with
- * PayloadTooLargeError, InvalidRequestError (the body was too slow) or ClientGone.
+ * `limit` bytes (plus one HTTP/2 flow-control window) are ever buffered. Every chunk is also taken
+ * from `budget` (given back once the body is read or refused): a body that does not fit is refused
+ * with AgentUnavailableError (503; the call did not run). Rejects with PayloadTooLargeError,
+ * InvalidRequestError (the body was too slow), AgentUnavailableError or ClientGone.
  */
 export function readBody(
   stream: ServerHttp2Stream,
   headers: IncomingHttpHeaders,
   limit: number,
   timeoutMs: number,
+  budget: BodyBudget,
 ): Promise<Buffer> {
   const declared = Number(headers["content-length"] ?? Number.NaN);
   if (declared > limit) return Promise.reject(new PayloadTooLargeError(limit));
+  const busy = () =>
+    new AgentUnavailableError(
+      `the agent is buffering ${budget.limit} bytes of request bodies (limits.maxBufferedBytes); the call did not run`,
+    );
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    let finished = false;
     const deadline = bodyDeadlines.add(timeoutMs, () => {
       finish(new InvalidRequestError(`the request body did not arrive within ${timeoutMs} ms`));
     });
     const onData = (chunk: Buffer) => {
+      if (size + chunk.length > limit) return finish(new PayloadTooLargeError(limit));
+      if (!budget.take(chunk.length)) return finish(busy());
       size += chunk.length;
-      if (size > limit) finish(new PayloadTooLargeError(limit));
-      else chunks.push(chunk);
+      chunks.push(chunk);
     };
     const onEnd = () => finish(undefined);
     const onClose = () => finish(new ClientGone("the client reset the stream"));
     const finish = (error: Error | undefined) => {
+      if (finished) return;
+      finished = true;
+      // Given back here: once read, the body is parsed at once and no longer held as bytes.
+      budget.give(size);
       bodyDeadlines.cancel(deadline);
       stream.off("data", onData);
       stream.off("end", onEnd);

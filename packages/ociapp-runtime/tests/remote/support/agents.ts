@@ -2,6 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRuntime } from "../../../src/internal/create-runtime.js";
+import type { ArtifactPuller } from "../../../src/remote/agent/handlers.js";
 import {
   Agent,
   type AgentConfig,
@@ -14,7 +15,7 @@ import { ArtifactProcessEngine } from "./artifacts.js";
 import type { TestPki } from "./certs.js";
 
 export const TOKENS = {
-  /** May run and upload anything, change the timeout, drain. */
+  /** May run and upload anything, change the timeout, drain, read /metrics. */
   admin: "admin-token-0123456789",
   /** May run one digest only (set per test), no upload, no settings. */
   narrow: "narrow-token-0123456789",
@@ -43,7 +44,7 @@ export function testConfig(
       {
         id: "admin",
         sha256: hashToken(TOKENS.admin),
-        scopes: { digests: ["*"], upload: true, drain: true, settings: ["timeout"] },
+        scopes: { digests: ["*"], upload: true, drain: true, settings: ["timeout"], metrics: true },
       },
       { id: "narrow", sha256: hashToken(TOKENS.narrow), scopes: { digests: [`sha256:${"0".repeat(64)}`] } },
     ],
@@ -55,7 +56,7 @@ export function testConfig(
 export async function startTestAgent(
   pki: TestPki | undefined,
   overrides: Record<string, unknown> = {},
-  options: { insecureLoopback?: boolean; shutdownTimeout?: number } = {},
+  options: { insecureLoopback?: boolean; shutdownTimeout?: number; puller?: ArtifactPuller } = {},
 ): Promise<TestAgent> {
   const store = await mkdtemp(join(tmpdir(), "agent-store-"));
   const socketDir = await mkdtemp(join(tmpdir(), "agent-rt-"));
@@ -70,6 +71,7 @@ export async function startTestAgent(
     executor: runtime,
     audit: (record) => audit.push(record),
     insecureLoopback: options.insecureLoopback === true,
+    ...(options.puller ? { puller: options.puller } : {}),
   });
   return {
     agent,
