@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { AgentUnavailableError, RemoteExecutor } from "../../src/index.js";
-import { RESETS_PER_SESSION } from "../../src/remote/client/agent-link.js";
+import { RESETS_PER_SESSION } from "../../src/remote/client/connection.js";
 import { rejection } from "../support/outcomes.js";
 import { startTestAgent, type TestAgent, TOKENS } from "./support/agents.js";
 import { writeArtifact } from "./support/artifacts.js";
