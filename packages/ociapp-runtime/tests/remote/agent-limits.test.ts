@@ -1,44 +1,28 @@
-import { mkdtemp, readdir, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { AgentConfigError } from "../../src/remote/agent/config.js";
-import { startTestAgent, type TestAgent, TOKENS, testConfig } from "./support/agents.js";
+import { agentSuite } from "./support/agent-suite.js";
+import { TOKENS, testConfig } from "./support/agents.js";
 import { writeArtifact } from "./support/artifacts.js";
-import { makePki, type TestPki } from "./support/certs.js";
-import { after, answer, request, session } from "./support/h2.js";
+import { after, answer, auth, request, session } from "./support/h2.js";
 
 // The agent's bounds on what clients hold (connections, transfers, buffers), each found broken by
 // an adversary (tests/remote/adversary in issue 17): one agent in this process over real TLS.
 
 describe("agent limits", () => {
-  let pki: TestPki;
-  let work: string;
+  const suite = agentSuite("agent-limits-");
   let artifact: { path: string; digest: string; bytes: Buffer };
-  let test: TestAgent | undefined;
 
   beforeAll(async () => {
-    work = await mkdtemp(join(tmpdir(), "agent-limits-"));
-    pki = await makePki(work);
-    artifact = await writeArtifact(join(work, "a.ociapp"), "a");
+    artifact = await writeArtifact(join(suite.work, "a.ociapp"), "a");
   });
-
-  afterEach(async () => {
-    await test?.stop();
-    test = undefined;
-  });
-
-  afterAll(async () => {
-    await rm(work, { recursive: true, force: true });
-  });
-
-  const auth = (token: string) => ({ authorization: `Bearer ${token}` });
 
   it("closes a connection that has not authenticated a request within limits.authTimeout", async () => {
     // idleTimeout stays at 300 s: only authTimeout can close the connection in time.
-    test = await startTestAgent(pki, { limits: { authTimeout: 300 } });
-    const silent = session(test.agent.url, pki.ca);
-    const refused = session(test.agent.url, pki.ca);
+    const test = await suite.start({ limits: { authTimeout: 300 } });
+    const silent = session(test.agent.url, suite.pki.ca);
+    const refused = session(test.agent.url, suite.pki.ca);
     const closed = (s: typeof silent) =>
       new Promise<string>((resolve) => s.on("close", () => resolve("closed")));
     const silentClosed = closed(silent);
@@ -47,7 +31,7 @@ describe("agent limits", () => {
     expect(await Promise.race([silentClosed, after(10_000, "open")])).toBe("closed");
     expect(await Promise.race([refusedClosed, after(10_000, "open")])).toBe("closed");
     // A connection that authenticated a request is kept past authTimeout.
-    const valid = session(test.agent.url, pki.ca);
+    const valid = session(test.agent.url, suite.pki.ca);
     expect((await request(valid, { ":path": "/v1/status", ...auth(TOKENS.admin) })).status).toBe(200);
     await after(900, undefined);
     expect(valid.closed || valid.destroyed).toBe(false);
@@ -57,8 +41,8 @@ describe("agent limits", () => {
 
   it("answers an upload that takes longer than limits.uploadTimeout 400, keeping nothing", async () => {
     // The stall timeout stays at 30 s: bytes arrive every 50 ms, only the overall bound ends it.
-    test = await startTestAgent(pki, { limits: { uploadTimeout: 500, maxTransfers: 1 } });
-    const client = session(test.agent.url, pki.ca);
+    const test = await suite.start({ limits: { uploadTimeout: 500, maxTransfers: 1 } });
+    const client = session(test.agent.url, suite.pki.ca);
     const put = {
       ":method": "PUT",
       ":path": `/v1/artifacts/${artifact.digest}`,
@@ -86,11 +70,11 @@ describe("agent limits", () => {
   });
 
   it("answers 503 to a body past limits.maxBufferedBytes, all calls' bodies together", async () => {
-    test = await startTestAgent(pki, {
+    const test = await suite.start({
       limits: { maxBufferedBytes: 1000 },
       policy: { maxPayloadBytes: 1000 },
     });
-    const client = session(test.agent.url, pki.ca);
+    const client = session(test.agent.url, suite.pki.ca);
     const put = { ":method": "PUT", ":path": `/v1/artifacts/${artifact.digest}`, ...auth(TOKENS.admin) };
     expect((await request(client, put, artifact.bytes)).status).toBe(201);
     const execute = {

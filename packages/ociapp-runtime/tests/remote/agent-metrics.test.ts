@@ -1,37 +1,16 @@
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { startTestAgent, type TestAgent, TOKENS } from "./support/agents.js";
-import { makePki, type TestPki } from "./support/certs.js";
-import { request, session } from "./support/h2.js";
+import { describe, expect, it } from "vitest";
+import { agentSuite } from "./support/agent-suite.js";
+import { TOKENS } from "./support/agents.js";
+import { auth, request, session } from "./support/h2.js";
 
 // What GET /metrics shows, and to whom: one agent in this process over real TLS.
 
 describe("agent /metrics", () => {
-  let pki: TestPki;
-  let work: string;
-  let test: TestAgent | undefined;
-
-  beforeAll(async () => {
-    work = await mkdtemp(join(tmpdir(), "agent-metrics-"));
-    pki = await makePki(work);
-  });
-
-  afterEach(async () => {
-    await test?.stop();
-    test = undefined;
-  });
-
-  afterAll(async () => {
-    await rm(work, { recursive: true, force: true });
-  });
-
-  const auth = (token: string) => ({ authorization: `Bearer ${token}` });
+  const suite = agentSuite("agent-metrics-");
 
   it('labels every method and path that matches no route as route "other"', async () => {
-    test = await startTestAgent(pki);
-    const client = session(test.agent.url, pki.ca);
+    const test = await suite.start();
+    const client = session(test.agent.url, suite.pki.ca);
     for (let i = 0; i < 10; i++) {
       expect((await request(client, { ":path": `/nope-${i}` })).status).toBe(401);
       expect((await request(client, { ":path": `/nope-${i}`, ...auth(TOKENS.admin) })).status).toBe(404);
@@ -53,8 +32,8 @@ describe("agent /metrics", () => {
   });
 
   it("serves /metrics only to a token with scopes.metrics", async () => {
-    test = await startTestAgent(pki);
-    const client = session(test.agent.url, pki.ca);
+    const test = await suite.start();
+    const client = session(test.agent.url, suite.pki.ca);
     const denied = await request(client, { ":path": "/metrics", ...auth(TOKENS.narrow) });
     expect(denied).toMatchObject({ status: 403, json: { error: { code: "OCIAPP_FORBIDDEN" } } });
     expect(denied.text).not.toContain("admin");

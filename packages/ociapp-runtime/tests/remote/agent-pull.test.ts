@@ -1,12 +1,10 @@
-import { mkdtemp, rm } from "node:fs/promises";
 import { constants } from "node:http2";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { hashToken } from "../../src/remote/agent/auth.js";
-import { startTestAgent, type TestAgent, TOKENS } from "./support/agents.js";
+import { agentSuite } from "./support/agent-suite.js";
+import { TOKENS } from "./support/agents.js";
 import { writeArtifact } from "./support/artifacts.js";
-import { makePki, type TestPki } from "./support/certs.js";
 import { after, answer, request, session } from "./support/h2.js";
 
 // Calls whose artifact the agent pulls (a puller standing in for a registry, held open by the
@@ -36,26 +34,13 @@ function gatedPuller(paths: Map<string, string>, slow: string) {
 }
 
 describe("agent calls that pull", () => {
-  let pki: TestPki;
-  let work: string;
+  const suite = agentSuite("agent-pull-");
   let a: { path: string; digest: string };
   let b: { path: string; digest: string };
-  let test: TestAgent | undefined;
 
   beforeAll(async () => {
-    work = await mkdtemp(join(tmpdir(), "agent-pull-"));
-    pki = await makePki(work);
-    a = await writeArtifact(join(work, "a.ociapp"), "a");
-    b = await writeArtifact(join(work, "b.ociapp"), "b");
-  });
-
-  afterEach(async () => {
-    await test?.stop();
-    test = undefined;
-  });
-
-  afterAll(async () => {
-    await rm(work, { recursive: true, force: true });
+    a = await writeArtifact(join(suite.work, "a.ociapp"), "a");
+    b = await writeArtifact(join(suite.work, "b.ociapp"), "b");
   });
 
   const withQuota = (quota: Record<string, number>) => ({
@@ -79,8 +64,8 @@ describe("agent calls that pull", () => {
   it("does not admit a call reset during its pull (its quota slot stays free)", async () => {
     const gated = gatedPuller(new Map([[a.digest, a.path]]), a.digest);
     // bodyTimeout stays at 30 s: a call admitted on a closed stream would hold the slot that long.
-    test = await startTestAgent(pki, withQuota({ inFlight: 1 }), { puller: gated.puller });
-    const client = session(test.agent.url, pki.ca);
+    const test = await suite.start(withQuota({ inFlight: 1 }), { puller: gated.puller });
+    const client = session(test.agent.url, suite.pki.ca);
     const first = client.request(execute(a.digest));
     const firstDone = answer(first);
     first.write(echo(0).slice(0, 4));
@@ -109,8 +94,8 @@ describe("agent calls that pull", () => {
       a.digest,
     );
     // One call a second, two at once: the token makes two calls, both within its burst.
-    test = await startTestAgent(pki, withQuota({ rate: 1, burst: 2 }), { puller: gated.puller });
-    const client = session(test.agent.url, pki.ca);
+    const test = await suite.start(withQuota({ rate: 1, burst: 2 }), { puller: gated.puller });
+    const client = session(test.agent.url, suite.pki.ca);
     const slow = request(client, execute(a.digest), echo(1));
     await gated.pulling;
     await after(400, undefined);
@@ -126,8 +111,8 @@ describe("agent calls that pull", () => {
     // One request, then next to none: every request after the first is over the rate.
     const config = withQuota({ rate: 0.001, burst: 1 });
     (config.tokens[0] as { scopes: Record<string, unknown> }).scopes.upload = true;
-    test = await startTestAgent(pki, config, { puller: gated.puller });
-    const client = session(test.agent.url, pki.ca);
+    const test = await suite.start(config, { puller: gated.puller });
+    const client = session(test.agent.url, suite.pki.ca);
     const action = (name: string) => ({
       ":method": "POST",
       ":path": `/v1/artifacts/${a.digest}/${name}`,

@@ -53,3 +53,6 @@ export function request(
 export function after<T>(ms: number, value: T): Promise<T> {
   return new Promise((resolve) => setTimeout(() => resolve(value), ms).unref());
 }
+
+/** The `authorization` header for a bearer token (RFC 6750). */
+export const auth = (token: string) => ({ authorization: `Bearer ${token}` });
