@@ -190,11 +190,10 @@ export class AgentLink {
         // have run: an agent processes a request as soon as it reads it, whether or not its SETTINGS
         // frame ever reached the client.
         const last = connection.goawayLast;
-        const refusedByTls = !connection.established && refusedConnection(connection, streamError);
         const refused =
           stream.rstCode === constants.NGHTTP2_REFUSED_STREAM ||
           stream.id === undefined ||
-          refusedByTls ||
+          refusedConnection(connection, streamError) ||
           (last !== undefined && stream.id > last);
         finish(
           refused

@@ -33,7 +33,8 @@ export interface Connection {
 }
 
 /**
- * Whether a connection whose agent's SETTINGS never arrived was refused by the agent before its
+ * Whether the connection was refused (false once the agent's SETTINGS have arrived): whether a
+ * connection whose agent's SETTINGS never arrived was refused by the agent before its
  * HTTP/2 session began, so that no request on it was processed. Node's server makes the session,
  * and writes its SETTINGS first, only once the TLS handshake (the client certificate's check
  * included) has succeeded; TLS 1.3 checks the client's certificate after the client has finished
@@ -43,6 +44,7 @@ export interface Connection {
  * unanswered: a link dead one way) may have carried a request the agent ran.
  */
 export function refusedConnection(connection: Connection, streamError: Error | undefined): boolean {
+  if (connection.established) return false;
   // The socket's error reaches the streams, and not always the session.
   return tlsRefused(streamError ?? connection.error) || !connection.endedHere;
 }
